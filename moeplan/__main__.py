@@ -1,0 +1,3 @@
+from moeplan.cli.app import main
+
+main()

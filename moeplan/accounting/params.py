@@ -1,0 +1,182 @@
+"""Exact parameter accounting: total and active parameters, by component.
+
+Counts follow what Hugging Face ``transformers`` instantiates for the same config (every weight,
+bias and norm; buffers such as rotary tables are not parameters). See docs/formulas.md §Parameters.
+"""
+
+from pydantic import BaseModel, Field
+
+from moeplan.spec.model import AttentionSpec, MambaSpec, ModelSpec, MoESpec
+
+COMPONENTS = (
+    "embedding",
+    "lm_head",
+    "attention",
+    "routed_experts",
+    "shared_experts",
+    "router",
+    "dense_mlp",
+    "mamba",
+    "norms",
+)
+"""Components of params.by_component, in report order. Norms inside attention (q/k norms, MLA latent
+norms) count as attention; 'norms' holds the per-layer and final norms."""
+
+
+class ParamCounts(BaseModel):
+    """Parameter counts of one model, in parameters (not bytes)."""
+
+    total: int
+    """Everything transformers instantiates (MTP layers excluded)."""
+    active: int
+    """Parameters one token passes through: all non-routed parameters plus top-k routed experts per MoE layer,
+    embedding and lm_head included (the convention behind Mixtral-8x7B's '12.9B active')."""
+    active_without_embedding: int
+    """active minus the input embedding table (DeepSeek's and OpenAI's convention; a tied table goes)."""
+    active_without_embedding_and_head: int
+    """active minus the embedding table and lm_head (GLM's convention)."""
+    by_component: dict[str, int]
+    """Total parameters per component (see COMPONENTS)."""
+    active_by_component: dict[str, int]
+    """Active parameters per component."""
+    per_expert: int
+    """Parameters of one routed expert in one layer (0 for a dense model)."""
+    moe_layers: int
+    """Number of MoE layers."""
+    mtp: int = Field(0)
+    """Multi-token-prediction module(s) as stored in the checkpoint (not part of total)."""
+
+
+def norm_params(spec: ModelSpec) -> int:
+    """Weights of one model-width norm: H for RMSNorm and bias-free LayerNorm, 2·H for LayerNorm."""
+    return spec.hidden_size * (2 if spec.norm == "layernorm" else 1)
+
+
+def attention_params(attn: AttentionSpec, hidden: int, head_dim: int) -> int:
+    """Parameters of one attention layer: projections, their biases, q/k norms and sinks."""
+    heads = attn.num_heads
+    if attn.kind == "mla":
+        qk_head = attn.qk_nope_head_dim + attn.qk_rope_head_dim
+        latent = attn.kv_lora_rank + attn.qk_rope_head_dim
+        if attn.q_lora_rank:  # q_a_proj, q_a_layernorm, q_b_proj
+            query = hidden * attn.q_lora_rank + attn.q_lora_rank + attn.q_lora_rank * heads * qk_head
+            query_bias = attn.q_lora_rank
+        else:  # q_proj
+            query = hidden * heads * qk_head
+            query_bias = 0
+        key_value = hidden * latent + attn.kv_lora_rank + attn.kv_lora_rank * heads * (attn.qk_nope_head_dim + attn.v_head_dim)
+        out = heads * attn.v_head_dim * hidden
+        biases = (query_bias + latent) * attn.qkv_bias + hidden * attn.o_bias
+        return query + key_value + out + biases
+    q_width = heads * head_dim
+    kv_width = attn.kv_heads * head_dim
+    projections = hidden * (q_width + 2 * kv_width) + q_width * hidden
+    biases = (q_width + 2 * kv_width) * attn.qkv_bias + hidden * attn.o_bias
+    qk_norm = {"none": 0, "parameter_free": 0, "per_head": 2 * head_dim, "full": q_width + kv_width}[attn.qk_norm]
+    return projections + biases + qk_norm + heads * attn.sinks
+
+
+def mlp_params(hidden: int, intermediate: int, gated: bool, bias: bool) -> int:
+    """One MLP: gate+up+down (gated, 3·H·I) or up+down (2·H·I), plus biases if any."""
+    weights = (3 if gated else 2) * hidden * intermediate
+    biases = ((2 if gated else 1) * intermediate + hidden) * bias
+    return weights + biases
+
+
+def router_params(moe: MoESpec, hidden: int) -> int:
+    """The router: E·H, plus a bias and the score-correction term where they are parameters."""
+    return moe.num_experts * (hidden + moe.router_bias + (moe.router_correction_bias and moe.router_correction_is_parameter))
+
+
+def mamba_params(mamba: MambaSpec, hidden: int) -> int:
+    """One Mamba mixer (Jamba's): in/out projections, conv, x/dt projections, A_log, D and inner norms."""
+    inner = mamba.expand * hidden
+    in_proj = hidden * 2 * inner + 2 * inner * mamba.proj_bias
+    conv = inner * mamba.d_conv + inner * mamba.conv_bias
+    x_proj = inner * (mamba.dt_rank + 2 * mamba.d_state)
+    dt_proj = mamba.dt_rank * inner + inner
+    a_log_and_d = inner * mamba.d_state + inner
+    out_proj = inner * hidden + hidden * mamba.proj_bias
+    norms = (mamba.dt_rank + 2 * mamba.d_state) * mamba.inner_norms
+    return in_proj + conv + x_proj + dt_proj + a_log_and_d + out_proj + norms
+
+
+def expert_params(moe: MoESpec, hidden: int) -> int:
+    """One routed expert in one layer."""
+    return mlp_params(hidden, moe.expert_intermediate_size, moe.gated, moe.expert_bias)
+
+
+def shared_expert_params(moe: MoESpec, hidden: int) -> int:
+    """The fused shared-expert MLP of one layer, with its output gate if any."""
+    if not moe.shared_size:
+        return 0
+    return mlp_params(hidden, moe.shared_size, moe.gated, moe.expert_bias) + hidden * moe.shared_expert_gate
+
+
+def layer_params(spec: ModelSpec, layer: int) -> dict[str, int]:
+    """Parameters of one decoder layer, by component."""
+    hidden = spec.hidden_size
+    counts = dict.fromkeys(COMPONENTS, 0)
+    counts["norms"] = 2 * norm_params(spec)
+    if spec.is_attention_layer(layer):
+        counts["attention"] = attention_params(spec.attention, hidden, spec.head_dim)
+    else:
+        counts["mamba"] = mamba_params(spec.mamba, hidden)
+    if spec.is_moe_layer(layer):
+        moe = spec.moe
+        counts["routed_experts"] = moe.num_experts * expert_params(moe, hidden)
+        counts["shared_experts"] = shared_expert_params(moe, hidden)
+        counts["router"] = router_params(moe, hidden)
+    else:
+        counts["dense_mlp"] = mlp_params(hidden, spec.intermediate_size, spec.dense_mlp_gated, spec.mlp_bias)
+    return counts
+
+
+def embedding_params(spec: ModelSpec) -> int:
+    """The input embedding table, V·H."""
+    return spec.vocab_size * spec.hidden_size
+
+
+def lm_head_params(spec: ModelSpec) -> int:
+    """The output projection, V·H (0 when tied to the embedding), plus its bias if any."""
+    return spec.vocab_size * (0 if spec.tie_word_embeddings else spec.hidden_size) + spec.vocab_size * spec.lm_head_bias
+
+
+def mtp_params(spec: ModelSpec) -> int:
+    """DeepSeek-V3 multi-token-prediction modules as the checkpoint stores them: per module one MoE decoder
+    layer, enorm and hnorm, eh_proj (2H → H), the shared head's norm, and the module's own copies of the
+    embedding table and output head (which the checkpoint stores again)."""
+    if not spec.mtp_layers:
+        return 0
+    hidden = spec.hidden_size
+    block = sum(layer_params(spec, spec.num_layers - 1).values())
+    per_module = block + 3 * norm_params(spec) + 2 * hidden * hidden + 2 * embedding_params(spec)
+    return spec.mtp_layers * per_module
+
+
+def count_params(spec: ModelSpec) -> ParamCounts:
+    """Total and active parameters of a spec, by component."""
+    total = dict.fromkeys(COMPONENTS, 0)
+    for layer in range(spec.num_layers):
+        for name, value in layer_params(spec, layer).items():
+            total[name] += value
+    total["embedding"] = embedding_params(spec)
+    total["lm_head"] = lm_head_params(spec)
+    total["norms"] += norm_params(spec)  # final norm
+
+    per_expert = expert_params(spec.moe, spec.hidden_size) if spec.moe else 0
+    moe_layers = spec.moe_layer_count
+    active_by = dict(total)
+    active_by["routed_experts"] = per_expert * spec.top_k * moe_layers
+    active = sum(active_by.values())
+    return ParamCounts(
+        total=sum(total.values()),
+        active=active,
+        active_without_embedding=active - total["embedding"],
+        active_without_embedding_and_head=active - total["embedding"] - total["lm_head"],
+        by_component=total,
+        active_by_component=active_by,
+        per_expert=per_expert,
+        moe_layers=moe_layers,
+        mtp=mtp_params(spec),
+    )

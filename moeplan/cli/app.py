@@ -1,0 +1,67 @@
+"""The moeplan command line: a thin typer layer over library functions.
+
+Each command module registers itself on ``app``; errors of the project's own types become one line on
+stderr and their exit code (see moeplan.errors), never a traceback.
+"""
+
+import click
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+from rich.console import Console
+from pydantic import ValidationError
+
+from moeplan import __version__
+from moeplan.errors import MoeplanError, describe_validation
+
+class _Group(TyperGroup):
+    """Turns the project's errors into one line on stderr and their exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MoeplanError as error:
+            _fail(str(error), error.exit_code)
+        except ValidationError as error:
+            _fail(f"invalid spec: {describe_validation(error)}", 2)
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise click.exceptions.Exit(code)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="moeplan",
+    help="Memory and throughput planner for Mixture-of-Experts language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"moeplan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Memory and throughput planner for Mixture-of-Experts language models."""
+
+
+def _register() -> None:
+    # Command modules import only the light core; torch stays inside the profile package.
+    from moeplan.cli import estimate, presets  # noqa: F401
+
+
+def main() -> None:
+    """Console entry point."""
+    _register()
+    app()

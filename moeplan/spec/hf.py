@@ -1,0 +1,386 @@
+"""Read a Hugging Face ``config.json`` into a ModelSpec.
+
+One reader per architecture family, keyed by ``model_type``; each maps that family's key names onto
+the spec. An unknown model_type with recognisable Llama/Mixtral-style keys is read with a warning that
+names the keys used.
+"""
+
+import json
+import math
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from moeplan.errors import SpecError, describe_validation
+from moeplan.spec.model import ModelSpec
+
+Config = dict
+
+
+class _Keys:
+    """Reads keys from a config dict, remembering which were used and failing clearly when one is missing."""
+
+    def __init__(self, config: Config, where: str):
+        self.config = config
+        self.where = where
+        self.used: list[str] = []
+
+    def __call__(self, *names: str, default=...):
+        for name in names:
+            if name in self.config and self.config[name] is not None:
+                self.used.append(name)
+                return self.config[name]
+        if default is ...:
+            raise SpecError(f"{self.where}: required key {' or '.join(repr(n) for n in names)} is missing")
+        return default
+
+    def has(self, name: str) -> bool:
+        return self.config.get(name) is not None
+
+
+def _gqa_attention(k: _Keys, **extra) -> dict:
+    attention = {
+        "kind": "gqa",
+        "num_heads": k("num_attention_heads"),
+        "num_kv_heads": k("num_key_value_heads", default=None),
+        "head_dim": k("head_dim", default=None),
+        "qkv_bias": bool(k("attention_bias", default=False)),
+        "o_bias": bool(k("attention_bias", default=False)),
+    }
+    attention.update(extra)
+    return attention
+
+
+def _base(k: _Keys, **extra) -> dict:
+    spec = {
+        "num_layers": k("num_hidden_layers"),
+        "hidden_size": k("hidden_size"),
+        "vocab_size": k("vocab_size"),
+        "tie_word_embeddings": bool(k("tie_word_embeddings", default=False)),
+        "intermediate_size": k("intermediate_size", default=None),
+        "max_position_embeddings": k("max_position_embeddings", default=None),
+    }
+    spec.update(extra)
+    return spec
+
+
+def _sliding(k: _Keys) -> dict:
+    """Sliding-window attention on every layer, where the config enables it (Mistral/Mixtral style)."""
+    window = k("sliding_window", default=None)
+    if window and k("use_sliding_window", default=True):
+        return {"sliding_window": window, "layer_pattern": ["sliding"]}
+    return {}
+
+
+def _llama(k: _Keys) -> dict:
+    """Dense Llama, Mistral, Qwen2 and Qwen3."""
+    model_type = k.config.get("model_type")
+    extra = _sliding(k) if model_type in ("mistral", "qwen2", "qwen3") else {}
+    if model_type == "qwen2":
+        extra |= {"qkv_bias": True, "o_bias": False}
+    if model_type == "qwen3":
+        extra["qk_norm"] = "per_head"
+    return _base(k, attention=_gqa_attention(k, **extra), mlp_bias=bool(k("mlp_bias", default=False)))
+
+
+def _mixtral(k: _Keys) -> dict:
+    return _base(
+        k,
+        attention=_gqa_attention(k, **_sliding(k)),
+        moe={
+            "num_experts": k("num_local_experts"),
+            "top_k": k("num_experts_per_tok"),
+            "expert_intermediate_size": k("intermediate_size"),
+        },
+        intermediate_size=None,
+    )
+
+
+def _qwen_moe(k: _Keys) -> dict:
+    """Qwen2-MoE (Qwen1.5-MoE) and Qwen3-MoE."""
+    qwen3 = k.config.get("model_type") == "qwen3_moe"
+    attention = _gqa_attention(k, **_sliding(k))
+    if qwen3:
+        attention["qk_norm"] = "per_head"
+    else:
+        attention |= {"qkv_bias": True, "o_bias": False}
+    moe = {
+        "num_experts": k("num_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "layer_period": k("decoder_sparse_step", default=1),
+        "layer_offset": k("decoder_sparse_step", default=1) - 1,
+        "dense_layers": k("mlp_only_layers", default=[]),
+    }
+    shared = k("shared_expert_intermediate_size", default=0)
+    if shared:
+        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared, "shared_expert_gate": True}
+    return _base(k, attention=attention, moe=moe)
+
+
+def _deepseek(k: _Keys) -> dict:
+    """DeepSeek-V2, V2-Lite, V3 and Kimi-K2 (multi-head latent attention, shared experts, first-k dense layers)."""
+    v3 = k.config.get("model_type") in ("deepseek_v3", "kimi_k2") or k.config.get("topk_method") == "noaux_tc"
+    attention = {
+        "kind": "mla",
+        "num_heads": k("num_attention_heads"),
+        "q_lora_rank": k("q_lora_rank", default=None),
+        "kv_lora_rank": k("kv_lora_rank"),
+        "qk_nope_head_dim": k("qk_nope_head_dim"),
+        "qk_rope_head_dim": k("qk_rope_head_dim"),
+        "v_head_dim": k("v_head_dim"),
+        "qkv_bias": bool(k("attention_bias", default=False)),
+        "o_bias": bool(k("attention_bias", default=False)),
+    }
+    moe = {
+        "num_experts": k("n_routed_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "num_shared_experts": k("n_shared_experts", default=0),
+        "router_correction_bias": v3,
+        "num_expert_groups": k("n_group", default=1),
+        "topk_groups": k("topk_group", default=1),
+        "first_dense_layers": k("first_k_dense_replace", default=0),
+        "layer_period": k("moe_layer_freq", default=1),
+    }
+    return _base(k, attention=attention, moe=moe, mtp_layers=k("num_nextn_predict_layers", default=0))
+
+
+def _glm4_moe(k: _Keys) -> dict:
+    attention = _gqa_attention(k, o_bias=False)
+    if k("use_qk_norm", default=False):
+        attention["qk_norm"] = "per_head"
+    moe = {
+        "num_experts": k("n_routed_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "num_shared_experts": k("n_shared_experts", default=0),
+        "router_correction_bias": True,
+        "router_correction_is_parameter": True,
+        "num_expert_groups": k("n_group", default=1),
+        "topk_groups": k("topk_group", default=1),
+        "first_dense_layers": k("first_k_dense_replace", default=0),
+    }
+    return _base(k, attention=attention, moe=moe, mtp_layers=k("num_nextn_predict_layers", default=0))
+
+
+def _olmoe(k: _Keys) -> dict:
+    return _base(
+        k,
+        attention=_gqa_attention(k, qk_norm="full"),
+        moe={"num_experts": k("num_experts"), "top_k": k("num_experts_per_tok"), "expert_intermediate_size": k("intermediate_size")},
+        intermediate_size=None,
+    )
+
+
+def _dbrx(k: _Keys) -> dict:
+    attn = _Keys(k("attn_config", default={}), f"{k.where}: attn_config")
+    ffn = _Keys(k("ffn_config", default={}), f"{k.where}: ffn_config")
+    spec = {
+        "num_layers": k("n_layers"),
+        "hidden_size": k("d_model"),
+        "vocab_size": k("vocab_size"),
+        "tie_word_embeddings": bool(k("tie_word_embeddings", default=False)),
+        "max_position_embeddings": k("max_seq_len", default=None),
+        "norm": "layernorm_nobias",
+        "attention": {"num_heads": k("n_heads"), "num_kv_heads": attn("kv_n_heads", default=None)},
+        "moe": {
+            "num_experts": ffn("moe_num_experts"),
+            "top_k": ffn("moe_top_k"),
+            "expert_intermediate_size": ffn("ffn_hidden_size"),
+        },
+    }
+    k.used += [f"attn_config.{n}" for n in attn.used] + [f"ffn_config.{n}" for n in ffn.used]
+    return spec
+
+
+def _gpt_oss(k: _Keys) -> dict:
+    layer_types = k("layer_types", default=None) or ["sliding_attention", "full_attention"]
+    pattern = ["sliding" if t == "sliding_attention" else "full" for t in layer_types]
+    attention = _gqa_attention(k, sinks=True, sliding_window=k("sliding_window"), layer_pattern=_shortest_cycle(pattern))
+    moe = {
+        "num_experts": k("num_local_experts"),
+        "top_k": k("num_experts_per_tok", "experts_per_token"),
+        "expert_intermediate_size": k("intermediate_size"),
+        "expert_bias": True,
+        "router_bias": True,
+    }
+    return _base(k, attention=attention, moe=moe, intermediate_size=None)
+
+
+def _llama4(k: _Keys) -> dict:
+    layers = k("num_hidden_layers")
+    step = k("interleave_moe_layer_step", default=1)
+    moe_layers = k("moe_layers", default=None) or list(range(step - 1, layers, step))
+    no_rope = k("no_rope_layers", default=None)
+    if not no_rope:
+        interval = k("no_rope_layer_interval", default=4)
+        no_rope = [int((i + 1) % interval != 0) for i in range(layers)]
+    chunk = k("attention_chunk_size", default=None)
+    pattern = ["chunked" if (uses_rope and chunk) else "full" for uses_rope in no_rope]
+    attention = _gqa_attention(
+        k,
+        qk_norm="parameter_free" if k("use_qk_norm", default=False) else "none",
+        chunk_size=chunk,
+        layer_pattern=_shortest_cycle(pattern),
+    )
+    moe = {
+        "num_experts": k("num_local_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("intermediate_size"),
+        "num_shared_experts": 1,
+        "moe_layers": moe_layers,
+    }
+    return _base(k, attention=attention, moe=moe, intermediate_size=k("intermediate_size_mlp", default=None))
+
+
+def _phimoe(k: _Keys) -> dict:
+    return _base(
+        k,
+        attention=_gqa_attention(k, **_sliding(k)),
+        moe={
+            "num_experts": k("num_local_experts"),
+            "top_k": k("num_experts_per_tok"),
+            "expert_intermediate_size": k("intermediate_size"),
+        },
+        intermediate_size=None,
+        norm="layernorm",
+        lm_head_bias=bool(k("lm_head_bias", default=False)),
+    )
+
+
+def _granitemoe(k: _Keys) -> dict:
+    moe = {
+        "num_experts": k("num_local_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("intermediate_size"),
+    }
+    shared = k("shared_intermediate_size", default=0)
+    if shared:
+        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
+    return _base(k, attention=_gqa_attention(k), moe=moe, intermediate_size=None, tie_word_embeddings=bool(k("tie_word_embeddings", default=True)))
+
+
+def _jamba(k: _Keys) -> dict:
+    hidden = k("hidden_size")
+    dt_rank = k("mamba_dt_rank", default="auto")
+    return _base(
+        k,
+        attention=_gqa_attention(k),
+        moe={
+            "num_experts": k("num_experts"),
+            "top_k": k("num_experts_per_tok"),
+            "expert_intermediate_size": k("intermediate_size"),
+            "layer_period": k("expert_layer_period", default=2),
+            "layer_offset": k("expert_layer_offset", default=1),
+        },
+        mamba={
+            "d_state": k("mamba_d_state", default=16),
+            "d_conv": k("mamba_d_conv", default=4),
+            "expand": k("mamba_expand", default=2),
+            "dt_rank": math.ceil(hidden / 16) if dt_rank == "auto" else dt_rank,
+            "conv_bias": bool(k("mamba_conv_bias", default=True)),
+            "proj_bias": bool(k("mamba_proj_bias", default=False)),
+            "attention_period": k("attn_layer_period", default=8),
+            "attention_offset": k("attn_layer_offset", default=4),
+        },
+    )
+
+
+def _shortest_cycle(pattern: list[str]) -> list[str]:
+    """The shortest prefix that, repeated, gives the whole per-layer list (so layer-count overrides keep the pattern)."""
+    for size in range(1, len(pattern) + 1):
+        if all(pattern[i] == pattern[i % size] for i in range(len(pattern))):
+            return pattern[:size]
+    return pattern
+
+
+READERS: dict[str, Callable[[_Keys], dict]] = {
+    "llama": _llama,
+    "mistral": _llama,
+    "qwen2": _llama,
+    "qwen3": _llama,
+    "mixtral": _mixtral,
+    "qwen2_moe": _qwen_moe,
+    "qwen3_moe": _qwen_moe,
+    "deepseek_v2": _deepseek,
+    "deepseek_v3": _deepseek,
+    "kimi_k2": _deepseek,
+    "glm4_moe": _glm4_moe,
+    "olmoe": _olmoe,
+    "dbrx": _dbrx,
+    "gpt_oss": _gpt_oss,
+    "llama4": _llama4,
+    "llama4_text": _llama4,
+    "phimoe": _phimoe,
+    "granitemoe": _granitemoe,
+    "granitemoeshared": _granitemoe,
+    "jamba": _jamba,
+}
+"""Supported Hugging Face model_type values."""
+
+
+def _guess_reader(config: Config) -> Callable[[_Keys], dict] | None:
+    """A reader for an unknown model_type, chosen by the keys it has."""
+    if "kv_lora_rank" in config and "n_routed_experts" in config:
+        return _deepseek
+    if "num_local_experts" in config:
+        return _mixtral
+    if "num_experts" in config and "moe_intermediate_size" in config:
+        return _qwen_moe
+    if {"num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size"} <= config.keys():
+        return _llama
+    return None
+
+
+def spec_from_hf_config(config: Config, name: str = "custom", source: str = "config") -> ModelSpec:
+    """Build a ModelSpec from a Hugging Face config dict (multimodal configs: their text part)."""
+    if not isinstance(config, dict):
+        raise SpecError(f"{source}: a config must be a JSON object, not {type(config).__name__}")
+    if isinstance(config.get("text_config"), dict):
+        config = {**config["text_config"], "model_type": config["text_config"].get("model_type", config.get("model_type"))}
+    model_type = config.get("model_type")
+    reader = READERS.get(model_type)
+    if reader is None:
+        reader = _guess_reader(config)
+        if reader is None:
+            raise SpecError(
+                f"{source}: unsupported model_type {model_type!r} and no recognisable architecture keys; "
+                f"supported: {', '.join(sorted(READERS))}"
+            )
+    keys = _Keys(config, source)
+    try:
+        fields = reader(keys)
+        if model_type not in READERS:
+            warnings.warn(
+                f"{source}: unknown model_type {model_type!r}, read as {reader.__name__.strip('_')} with keys: {', '.join(keys.used)}",
+                stacklevel=2,
+            )
+        quantization = config.get("quantization_config")
+        return ModelSpec(
+            name=name,
+            source=source,
+            architecture=str(model_type or reader.__name__.strip("_")),
+            quantization=quantization if isinstance(quantization, dict) else None,
+            **fields,
+        )
+    except ValidationError as error:
+        raise SpecError(f"{source}: {describe_validation(error)}") from None
+    except (TypeError, ValueError, AttributeError) as error:
+        raise SpecError(f"{source}: malformed config ({error})") from None
+
+
+def read_hf_config(path: Path) -> Config:
+    """Load config.json from a file or a model directory."""
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise SpecError(f"no such file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise SpecError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path}: cannot read ({error})") from None

@@ -1,0 +1,253 @@
+"""The model spec: everything moeplan needs to know about an MoE (or dense) transformer.
+
+A dense model is an MoE with one expert and top-1 in every layer; it needs no ``moe`` block.
+Letters used in docstrings: L layers, H hidden size, V vocabulary, E routed experts, k top-k,
+I expert intermediate size.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+LayerAttention = Literal["full", "sliding", "chunked"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class AttentionSpec(_Spec):
+    """Self-attention of one layer (the same in every attention layer)."""
+
+    kind: Literal["gqa", "mla"] = "gqa"
+    """gqa: multi-head / grouped-query attention (MHA when kv heads = heads); mla: DeepSeek multi-head latent attention."""
+    num_heads: PositiveInt
+    """Query heads."""
+    num_kv_heads: PositiveInt | None = None
+    """Key/value heads (gqa only); defaults to num_heads (MHA)."""
+    head_dim: PositiveInt | None = None
+    """Per-head dimension (gqa only); defaults to H / num_heads."""
+    q_lora_rank: PositiveInt | None = None
+    """MLA: rank of the query compression; None means a full query projection (DeepSeek-V2-Lite)."""
+    kv_lora_rank: PositiveInt | None = None
+    """MLA: rank of the compressed key/value latent that is cached."""
+    qk_nope_head_dim: PositiveInt | None = None
+    """MLA: per-head query/key dimension without rotary embedding."""
+    qk_rope_head_dim: PositiveInt | None = None
+    """MLA: per-head query/key dimension carrying rotary embedding (the key part is shared by all heads)."""
+    v_head_dim: PositiveInt | None = None
+    """MLA: per-head value dimension."""
+    qkv_bias: bool = False
+    """Biases on the q, k and v projections."""
+    o_bias: bool = False
+    """Bias on the output projection."""
+    qk_norm: Literal["none", "per_head", "full", "parameter_free"] = "none"
+    """Norm on queries and keys: per_head (one head_dim-sized weight each, Qwen3), full (over all heads, OLMoE),
+    parameter_free (L2 norm, Llama-4), none."""
+    sinks: bool = False
+    """Learned attention-sink logit per head (gpt-oss)."""
+    sliding_window: PositiveInt | None = None
+    """Window, in tokens, of layers marked 'sliding'."""
+    chunk_size: PositiveInt | None = None
+    """Chunk, in tokens, of layers marked 'chunked' (Llama-4's chunked local attention)."""
+    layer_pattern: list[LayerAttention] = Field(default_factory=lambda: ["full"])
+    """Attention type of consecutive attention layers, repeated cyclically (e.g. ['sliding', 'full'] for gpt-oss)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "AttentionSpec":
+        if self.kind == "mla":
+            missing = [
+                name
+                for name in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"MLA attention needs {', '.join(missing)}")
+        if self.num_kv_heads is not None and self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
+        if "sliding" in self.layer_pattern and self.sliding_window is None:
+            raise ValueError("layer_pattern has 'sliding' layers but sliding_window is not set")
+        if "chunked" in self.layer_pattern and self.chunk_size is None:
+            raise ValueError("layer_pattern has 'chunked' layers but chunk_size is not set")
+        if not self.layer_pattern:
+            raise ValueError("layer_pattern must not be empty")
+        return self
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+
+class MoESpec(_Spec):
+    """The mixture-of-experts block and which layers use it."""
+
+    num_experts: PositiveInt
+    """Routed experts per MoE layer (E)."""
+    top_k: PositiveInt
+    """Routed experts each token goes to (k)."""
+    expert_intermediate_size: PositiveInt
+    """Intermediate size of one routed expert (I)."""
+    gated: bool = True
+    """Gated expert MLP (SwiGLU: gate, up, down = 3·H·I) or plain (up, down = 2·H·I)."""
+    expert_bias: bool = False
+    """Biases on the expert projections (gpt-oss)."""
+    num_shared_experts: int = Field(0, ge=0)
+    """Always-active shared experts, fused into one MLP of num_shared_experts × shared_intermediate_size."""
+    shared_intermediate_size: PositiveInt | None = None
+    """Intermediate size of one shared expert; defaults to expert_intermediate_size."""
+    shared_expert_gate: bool = False
+    """A learned sigmoid gate (H → 1) on the shared expert's output (Qwen-MoE)."""
+    router_bias: bool = False
+    """A bias on the router projection (gpt-oss)."""
+    router_correction_bias: bool = False
+    """A per-expert score-correction term used only for selection (DeepSeek-V3's aux-loss-free balancing)."""
+    router_correction_is_parameter: bool = False
+    """Whether transformers registers that term as a parameter (GLM-4 MoE) rather than a buffer (DeepSeek-V3)."""
+    num_expert_groups: PositiveInt = 1
+    """Expert groups for node-limited routing (DeepSeek-V3: 8)."""
+    topk_groups: PositiveInt = 1
+    """Groups a token's experts may come from (DeepSeek-V3: 4)."""
+    first_dense_layers: int = Field(0, ge=0)
+    """The first layers use a dense MLP instead of MoE (DeepSeek's first_k_dense_replace)."""
+    layer_period: PositiveInt = 1
+    """MoE in every layer_period-th layer..."""
+    layer_offset: int = Field(0, ge=0)
+    """...namely layers i with i % layer_period == layer_offset (after the first dense layers)."""
+    dense_layers: list[int] = Field(default_factory=list)
+    """Layers that are dense although the rule above makes them MoE (Qwen-MoE's mlp_only_layers)."""
+    moe_layers: list[int] | None = None
+    """Explicit list of MoE layers; overrides the rule above when set."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "MoESpec":
+        if self.top_k > self.num_experts:
+            raise ValueError(f"top_k ({self.top_k}) is larger than num_experts ({self.num_experts})")
+        if self.layer_offset >= self.layer_period:
+            raise ValueError(f"layer_offset ({self.layer_offset}) must be below layer_period ({self.layer_period})")
+        if self.num_experts % self.num_expert_groups:
+            raise ValueError(f"num_experts ({self.num_experts}) must divide into num_expert_groups ({self.num_expert_groups})")
+        if self.topk_groups > self.num_expert_groups:
+            raise ValueError(f"topk_groups ({self.topk_groups}) is larger than num_expert_groups ({self.num_expert_groups})")
+        return self
+
+    @property
+    def shared_size(self) -> int:
+        """Intermediate size of the fused shared-expert MLP (0 when there is none)."""
+        return self.num_shared_experts * (self.shared_intermediate_size or self.expert_intermediate_size)
+
+    def is_moe_layer(self, layer: int) -> bool:
+        if self.moe_layers is not None:
+            return layer in self.moe_layers
+        return (
+            layer >= self.first_dense_layers
+            and layer % self.layer_period == self.layer_offset
+            and layer not in self.dense_layers
+        )
+
+
+class MambaSpec(_Spec):
+    """Mamba (selective state-space) mixer layers of a hybrid model, as in Jamba."""
+
+    d_state: PositiveInt = 16
+    """SSM state size per channel."""
+    d_conv: PositiveInt = 4
+    """Causal convolution width."""
+    expand: PositiveInt = 2
+    """Mixer inner size = expand × H."""
+    dt_rank: PositiveInt
+    """Rank of the time-step projection (Jamba: ceil(H / 16))."""
+    conv_bias: bool = True
+    """Bias on the convolution."""
+    proj_bias: bool = False
+    """Biases on the in/out projections."""
+    inner_norms: bool = True
+    """RMSNorms on dt, B and C (Jamba)."""
+    attention_period: PositiveInt
+    """An attention layer every attention_period layers..."""
+    attention_offset: int = Field(0, ge=0)
+    """...namely layers i with i % attention_period == attention_offset; all others are Mamba layers."""
+
+
+class ModelSpec(_Spec):
+    """A decoder-only transformer language model, dense or mixture-of-experts."""
+
+    name: str = "custom"
+    """A label for reports."""
+    source: str = "flags"
+    """Where this spec came from (file, preset and its origin)."""
+    architecture: str = "custom"
+    """The architecture family (Hugging Face model_type where there is one)."""
+    num_layers: PositiveInt
+    """Decoder layers (L)."""
+    hidden_size: PositiveInt
+    """Model width (H)."""
+    vocab_size: PositiveInt
+    """Vocabulary (V)."""
+    tie_word_embeddings: bool = False
+    """lm_head shares the input embedding table."""
+    lm_head_bias: bool = False
+    """A bias on lm_head (Phi-MoE)."""
+    attention: AttentionSpec
+    """Self-attention."""
+    intermediate_size: PositiveInt | None = None
+    """Intermediate size of the dense MLP in layers that are not MoE."""
+    dense_mlp_gated: bool = True
+    """Dense MLP is gated (SwiGLU)."""
+    moe: MoESpec | None = None
+    """The MoE block; None for a dense model."""
+    mamba: MambaSpec | None = None
+    """Mamba mixer layers of a hybrid model; None when every layer has attention."""
+    norm: Literal["rmsnorm", "layernorm", "layernorm_nobias"] = "rmsnorm"
+    """Norm type: RMSNorm and bias-free LayerNorm have H weights, LayerNorm 2·H."""
+    mlp_bias: bool = False
+    """Biases on the dense MLP projections."""
+    mtp_layers: int = Field(0, ge=0)
+    """DeepSeek-style multi-token-prediction layers shipped in the checkpoint but not in transformers' model."""
+    max_position_embeddings: PositiveInt | None = None
+    """Longest context the model was trained for (informational)."""
+    quantization: dict | None = None
+    """The checkpoint's own quantization_config, kept as written."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelSpec":
+        if self.attention.kind == "gqa" and self.attention.head_dim is None and self.hidden_size % self.attention.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) is not a multiple of num_heads ({self.attention.num_heads}); set head_dim"
+            )
+        needs_dense = any(not self.is_moe_layer(i) for i in range(self.num_layers))
+        if needs_dense and self.intermediate_size is None:
+            raise ValueError("some layers are dense but intermediate_size (the dense MLP size) is not set")
+        if self.mamba and self.mamba.attention_offset >= self.mamba.attention_period:
+            raise ValueError("mamba.attention_offset must be below mamba.attention_period")
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        return self.attention.head_dim or self.hidden_size // self.attention.num_heads
+
+    def is_moe_layer(self, layer: int) -> bool:
+        return self.moe is not None and self.moe.is_moe_layer(layer)
+
+    def is_attention_layer(self, layer: int) -> bool:
+        return self.mamba is None or layer % self.mamba.attention_period == self.mamba.attention_offset
+
+    @property
+    def moe_layer_count(self) -> int:
+        return sum(self.is_moe_layer(i) for i in range(self.num_layers))
+
+    @property
+    def attention_layer_count(self) -> int:
+        return sum(self.is_attention_layer(i) for i in range(self.num_layers))
+
+    def attention_layer_types(self) -> list[LayerAttention]:
+        """Attention type of each attention layer, in order (the cyclic layer_pattern unrolled)."""
+        pattern = self.attention.layer_pattern
+        return [pattern[i % len(pattern)] for i in range(self.attention_layer_count)]
+
+    @property
+    def num_experts(self) -> int:
+        return self.moe.num_experts if self.moe else 1
+
+    @property
+    def top_k(self) -> int:
+        return self.moe.top_k if self.moe else 1
