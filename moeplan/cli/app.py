@@ -4,7 +4,6 @@ Each command module registers itself on ``app``; errors of the project's own typ
 stderr and their exit code (see moeplan.errors), never a traceback.
 """
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -17,7 +16,7 @@ from moeplan.errors import MoeplanError, describe_validation
 class _Group(TyperGroup):
     """Turns the project's errors into one line on stderr and their exit code."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except MoeplanError as error:
@@ -28,7 +27,7 @@ class _Group(TyperGroup):
 
 def _fail(message: str, code: int) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise click.exceptions.Exit(code)
+    raise typer.Exit(code)
 
 
 app = typer.Typer(
@@ -58,7 +57,7 @@ def _root(
 
 def _register() -> None:
     # Command modules import only the light core; torch stays inside the profile package.
-    from moeplan.cli import estimate, presets  # noqa: F401
+    from moeplan.cli import estimate, presets, schema  # noqa: F401
 
 
 def main() -> None:

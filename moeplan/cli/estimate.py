@@ -1,0 +1,28 @@
+"""`moeplan estimate`: parameters, memory, compute and traffic of a model."""
+
+from moeplan.cli.app import app
+from moeplan.cli.model_options import JsonOpt, model_command
+from moeplan.report.console import print_json
+from moeplan.report.estimate import build_estimate
+from moeplan.report.render_estimate import render_estimate
+from moeplan.spec.resolve import ResolvedSpec
+
+
+@app.command()
+@model_command
+def estimate(resolved: ResolvedSpec, json_: JsonOpt = False) -> None:
+    """Estimate parameters and memory of a model.
+
+    Examples:
+
+    \b
+        moeplan estimate mixtral-8x7b --dtype bf16
+        moeplan estimate ./DeepSeek-V3/config.json --json
+        moeplan estimate qwen3-30b-a3b --set experts=256 --set top_k=16
+        moeplan estimate --layers 24 --hidden 2048 --heads 16 --vocab 32000 --experts 64 --top-k 6 --expert-intermediate 1408
+    """
+    report = build_estimate(resolved)
+    if json_:
+        print_json(report)
+    else:
+        render_estimate(report)

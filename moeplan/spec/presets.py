@@ -1,0 +1,64 @@
+"""Built-in presets: the Hugging Face configs shipped in moeplan/data/configs and the spec files in
+moeplan/data/paper (systems known only from papers). A preset's name is its file name."""
+
+import difflib
+import json
+from functools import cache
+from importlib.resources import files
+
+from moeplan.errors import SpecError
+from moeplan.spec.hf import spec_from_hf_config
+from moeplan.spec.model import ModelSpec
+from moeplan.spec.specfile import spec_from_document
+
+_DATA = files("moeplan") / "data"
+
+PRESET_ORIGINS = {
+    "mixtral-8x7b": "mistralai/Mixtral-8x7B-v0.1 config.json",
+    "mixtral-8x22b": "mistralai/Mixtral-8x22B-v0.1 config.json",
+    "deepseek-v3": "deepseek-ai/DeepSeek-V3 config.json (fp8 quantization_config kept)",
+    "deepseek-v2": "deepseek-ai/DeepSeek-V2 config.json",
+    "deepseek-v2-lite": "deepseek-ai/DeepSeek-V2-Lite config.json",
+    "kimi-k2": "moonshotai/Kimi-K2-Instruct config.json (DeepSeek-V3 architecture)",
+    "qwen1.5-moe-a2.7b": "Qwen/Qwen1.5-MoE-A2.7B config.json",
+    "qwen3-30b-a3b": "Qwen/Qwen3-30B-A3B config.json",
+    "qwen3-235b-a22b": "Qwen/Qwen3-235B-A22B config.json",
+    "gpt-oss-20b": "openai/gpt-oss-20b config.json (MXFP4 quantization_config kept)",
+    "gpt-oss-120b": "openai/gpt-oss-120b config.json (MXFP4 quantization_config kept)",
+    "llama-4-scout": "meta-llama/Llama-4-Scout-17B-16E-Instruct config.json, text part",
+    "llama-4-maverick": "meta-llama/Llama-4-Maverick-17B-128E-Instruct config.json, text part",
+    "dbrx": "databricks/dbrx-instruct config.json",
+    "olmoe-1b-7b": "allenai/OLMoE-1B-7B-0924, assembled from its published config fields",
+    "jamba-v0.1": "ai21labs/Jamba-v0.1, assembled from its published config fields",
+}
+"""Where each shipped Hugging Face config came from."""
+
+
+def _config_files() -> dict[str, object]:
+    return {p.name.removesuffix(".json"): p for p in (_DATA / "configs").iterdir() if p.name.endswith(".json")}
+
+
+def _paper_files() -> dict[str, object]:
+    return {p.name.removesuffix(".yaml"): p for p in (_DATA / "paper").iterdir() if p.name.endswith(".yaml")}
+
+
+def preset_names() -> list[str]:
+    """All preset names, sorted."""
+    return sorted({*_config_files(), *_paper_files()})
+
+
+@cache
+def load_preset(name: str) -> ModelSpec:
+    """The spec of a preset; an unknown name raises SpecError with the nearest names."""
+    configs, papers = _config_files(), _paper_files()
+    if name in configs:
+        source = f"preset {name}: {PRESET_ORIGINS.get(name, 'Hugging Face config.json')}"
+        return spec_from_hf_config(json.loads(configs[name].read_text()), name=name, source=source)
+    if name in papers:
+        import yaml
+
+        document = yaml.safe_load(papers[name].read_text())
+        return spec_from_document(document, source=f"preset {name}")
+    close = difflib.get_close_matches(name.lower(), preset_names(), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; presets: {', '.join(preset_names())}"
+    raise SpecError(f"unknown preset or file {name!r}{hint}")
