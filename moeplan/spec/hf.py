@@ -342,6 +342,8 @@ def spec_from_hf_config(config: Config, name: str = "custom", source: str = "con
     if isinstance(config.get("text_config"), dict):
         config = {**config["text_config"], "model_type": config["text_config"].get("model_type", config.get("model_type"))}
     model_type = config.get("model_type")
+    if not isinstance(model_type, str | None):
+        raise SpecError(f"{source}: model_type must be a string, not {model_type!r}")
     reader = READERS.get(model_type)
     if reader is None:
         reader = _guess_reader(config)
