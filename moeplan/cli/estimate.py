@@ -1,7 +1,7 @@
 """`moeplan estimate`: parameters, memory, compute and traffic of a model."""
 
 from moeplan.cli.app import app
-from moeplan.cli.model_options import JsonOpt, model_command
+from moeplan.cli.options import JsonOpt, model_command
 from moeplan.report.console import print_json
 from moeplan.report.estimate import build_estimate
 from moeplan.report.render_estimate import render_estimate

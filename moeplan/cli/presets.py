@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from moeplan.accounting.params import count_params
 from moeplan.cli.app import app
-from moeplan.cli.model_options import JsonOpt, model_command
+from moeplan.cli.options import JsonOpt, model_command
 from moeplan.report.document import Document
 from moeplan.report.console import console, print_json
 from moeplan.spec.presets import load_preset, preset_names

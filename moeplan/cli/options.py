@@ -1,7 +1,8 @@
-"""The model argument and spec flags shared by every command that takes a model.
+"""Options shared by several commands, each declared once.
 
-``@model_command`` adds them to a command's signature and hands the command a resolved spec, so each
-flag is declared once.
+``@model_command`` adds the model argument and spec flags to a command and hands it ``resolved``
+(a ResolvedSpec); ``@deployment_command`` adds one flag per Deployment field and hands it
+``deployment``. Both work by extending the command's signature, which typer reads.
 """
 
 import functools
@@ -10,6 +11,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from pydantic import ValidationError
+
+from moeplan.errors import SpecError
+from moeplan.spec.deployment import Deployment
 from moeplan.spec.overrides import parse_assignment
 from moeplan.spec.resolve import ResolvedSpec, resolve_spec
 
@@ -73,19 +78,55 @@ def resolve_model_options(model: str | None, set_: list[str], **flags) -> Resolv
     return resolve_spec(model, overrides)
 
 
-def model_command(func):
-    """Decorator: the command gets the shared model parameters and receives ``resolved: ResolvedSpec``."""
-    own = [p for p in inspect.signature(func).parameters.values() if p.name != "resolved"]
-    names = [p.name for p in MODEL_PARAMETERS]
+def _injecting(params: list[inspect.Parameter], name: str, build):
+    """A decorator that adds ``params`` to a command and passes ``name=build(**their values)`` instead."""
+    names = [p.name for p in params]
 
-    @functools.wraps(func)
-    def wrapper(**kwargs):
-        model_kwargs = {name: kwargs.pop(name) for name in names}
-        return func(resolved=resolve_model_options(**model_kwargs), **kwargs)
+    def decorator(func):
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(func).parameters.values() if p.name != name]
 
-    wrapper.__signature__ = inspect.Signature([*MODEL_PARAMETERS, *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own)])
-    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
-    return wrapper
+        @functools.wraps(func)
+        def wrapper(**kwargs):
+            values = {key: kwargs.pop(key) for key in names}
+            return func(**{name: build(**values)}, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature([*params, *own])
+        wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
+        return wrapper
+
+    return decorator
+
+
+model_command = _injecting(MODEL_PARAMETERS, "resolved", resolve_model_options)
+"""The command gets the model argument and spec flags, and receives ``resolved: ResolvedSpec``."""
+
+
+def _deployment_parameters() -> list[inspect.Parameter]:
+    params = []
+    for field, info in Deployment.model_fields.items():
+        kind = {int: int, float: float, bool: bool}.get(info.annotation, str)
+        if field in ("batch", "context", "prefill_chunk"):
+            kind = str  # accepts 32k, 128k
+        help_text = info.description or ""
+        if info.default is not None:
+            help_text += f" [default: {info.default}]"
+        option = typer.Option(f"--{field.replace('_', '-')}", help=help_text, rich_help_panel="Deployment", show_default=False)
+        params.append(inspect.Parameter(field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], option]))
+    return params
+
+
+def build_deployment(**values) -> Deployment:
+    """A Deployment from the flags given (unset flags keep their defaults)."""
+    try:
+        return Deployment.model_validate({key: value for key, value in values.items() if value is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "deployment"
+        raise SpecError(f"{flag}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+deployment_command = _injecting(_deployment_parameters(), "deployment", build_deployment)
+"""The command gets one flag per Deployment field, and receives ``deployment: Deployment``."""
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object (the report's model).")]

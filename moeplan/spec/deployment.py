@@ -1,0 +1,63 @@
+"""A deployment: the hardware, parallel layout, formats and workload a model is planned for.
+
+The same model backs `moeplan estimate` flags (one flag per field, generated from this class) and the
+deployments of a `moeplan check` plan file, so both accept exactly the same settings.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+from moeplan.units import parse_token_count
+
+
+class Deployment(BaseModel):
+    """Where and how a model runs."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    gpu: str = "h100-sxm"
+    """GPU from the catalogue (`moeplan gpus`) or a GPU spec file (.json/.yaml)."""
+    num_gpus: PositiveInt | None = None
+    """GPUs in all; without --tp/--ep/--pp/--dp a default layout is chosen for this many."""
+    tp: PositiveInt | None = None
+    """Tensor-parallel size (splits attention heads and dense MLPs)."""
+    ep: PositiveInt | None = None
+    """Expert-parallel size (splits the routed experts)."""
+    pp: PositiveInt | None = None
+    """Pipeline-parallel stages (split the layers)."""
+    dp: PositiveInt | None = None
+    """Data-parallel replicas."""
+    gpus_per_node: PositiveInt = 8
+    """GPUs per node (decides which traffic crosses nodes)."""
+    dtype: str | None = None
+    """Format of the linear layers (bf16, fp8, int4-gptq, mxfp4, q4_k_m, ...); default: the config's own quantization_config, else bf16."""
+    expert_dtype: str | None = None
+    """Format of the routed and shared experts (overrides --dtype for them)."""
+    attention_dtype: str | None = None
+    """Format of the attention projections (overrides --dtype for them)."""
+    embedding_dtype: str | None = None
+    """Format of the embedding and lm_head (default bf16)."""
+    group_size: PositiveInt = 128
+    """Quantization group size for int4 GPTQ/AWQ."""
+    kv_dtype: Literal["bf16", "fp16", "fp8", "fp32"] = "bf16"
+    """KV-cache element type."""
+    mode: Literal["inference", "training"] = "inference"
+    """Inference (weights, KV cache, activations) or training (plus gradients, optimizer, activations)."""
+    batch: PositiveInt = 1
+    """Concurrent sequences (inference) or micro-batch size (training)."""
+    context: PositiveInt = 4096
+    """Tokens per sequence (accepts 32k, 128k)."""
+    prefill_chunk: PositiveInt = 8192
+    """Tokens processed in one prefill step (vLLM's max_num_batched_tokens)."""
+    gpu_util: float = Field(0.9, gt=0, le=1)
+    """Fraction of GPU memory the serving framework may use (vLLM's gpu_memory_utilization)."""
+    zero: Literal[0, 1, 2, 3] = 1
+    """ZeRO stage for training (1: optimizer states sharded over data parallel)."""
+    recompute: Literal["none", "selective", "full"] = "selective"
+    """Activation recomputation for training."""
+
+    @field_validator("context", "batch", "prefill_chunk", mode="before")
+    @classmethod
+    def _tokens(cls, value: object, info) -> int:
+        return parse_token_count(value, f"--{info.field_name.replace('_', '-')}") if isinstance(value, str) else value
