@@ -1,0 +1,169 @@
+"""The weight matrices of a model, with their shapes, by component.
+
+Block-scaled formats cost depends on matrix shapes, so weight bytes are computed per matrix. A matrix
+is (rows, cols) = (output features, input features), as nn.Linear.weight; gate and up projections are
+listed separately, as DeepSeek and Mixtral checkpoints store them. Everything else a layer holds
+(norms, biases, attention sinks, Mamba's conv, A_log and D) is its "other" parameters: what
+params.py counts for the component minus its matrices, so no count is written twice.
+"""
+
+from typing import NamedTuple
+
+from moeplan.accounting.params import (
+    embedding_params,
+    expert_params,
+    layer_params,
+    lm_head_params,
+    mtp_params,
+    norm_params,
+)
+from moeplan.spec.model import AttentionSpec, MambaSpec, ModelSpec, MoESpec
+
+MTP_PROJECTION = "mtp_projection"
+"""Component of the MTP module's eh_proj (2H → H), which has no counterpart in the main model."""
+
+
+class Matrix(NamedTuple):
+    """``count`` identical matrices of one component."""
+
+    component: str
+    name: str
+    rows: int
+    """Output features."""
+    cols: int
+    """Input features."""
+    count: int = 1
+
+    @property
+    def params(self) -> int:
+        return self.rows * self.cols * self.count
+
+
+def attention_matrices(attn: AttentionSpec, hidden: int, head_dim: int) -> list[Matrix]:
+    """Projections of one attention layer (MLA: q_a/q_b or q, kv_a_proj_with_mqa, kv_b, o; GQA: q, k, v, o)."""
+    a = attn.num_heads
+
+    def m(name: str, rows: int, cols: int) -> Matrix:
+        return Matrix("attention", name, rows, cols)
+
+    if attn.kind == "mla":
+        qk_head = attn.qk_nope_head_dim + attn.qk_rope_head_dim
+        query = (
+            [m("q_a_proj", attn.q_lora_rank, hidden), m("q_b_proj", a * qk_head, attn.q_lora_rank)]
+            if attn.q_lora_rank
+            else [m("q_proj", a * qk_head, hidden)]
+        )
+        return [
+            *query,
+            m("kv_a_proj_with_mqa", attn.kv_lora_rank + attn.qk_rope_head_dim, hidden),
+            m("kv_b_proj", a * (attn.qk_nope_head_dim + attn.v_head_dim), attn.kv_lora_rank),
+            m("o_proj", hidden, a * attn.v_head_dim),
+        ]
+    kv_width = attn.kv_heads * head_dim
+    return [
+        m("q_proj", a * head_dim, hidden),
+        m("k_proj", kv_width, hidden),
+        m("v_proj", kv_width, hidden),
+        m("o_proj", hidden, a * head_dim),
+    ]
+
+
+def mlp_matrices(component: str, hidden: int, intermediate: int, gated: bool, count: int = 1) -> list[Matrix]:
+    """One MLP's gate (if gated), up and down projections, ``count`` times."""
+    inward = ["gate_proj", "up_proj"] if gated else ["up_proj"]
+    return [Matrix(component, name, intermediate, hidden, count) for name in inward] + [
+        Matrix(component, "down_proj", hidden, intermediate, count)
+    ]
+
+
+def expert_matrices(moe: MoESpec, hidden: int, count: int = 1) -> list[Matrix]:
+    """The matrices of ``count`` routed experts of one layer."""
+    return mlp_matrices("routed_experts", hidden, moe.expert_intermediate_size, moe.gated, count)
+
+
+def mamba_matrices(mamba: MambaSpec, hidden: int) -> list[Matrix]:
+    """One Mamba mixer's projections: in_proj, x_proj, dt_proj, out_proj (inner D = expand·H)."""
+    inner = mamba.expand * hidden
+    return [
+        Matrix("mamba", "in_proj", 2 * inner, hidden),
+        Matrix("mamba", "x_proj", mamba.dt_rank + 2 * mamba.d_state, inner),
+        Matrix("mamba", "dt_proj", inner, mamba.dt_rank),
+        Matrix("mamba", "out_proj", hidden, inner),
+    ]
+
+
+def layer_matrices(spec: ModelSpec, layer: int) -> list[Matrix]:
+    """The matrices of one decoder layer."""
+    hidden = spec.hidden_size
+    if spec.is_attention_layer(layer):
+        matrices = attention_matrices(spec.attention, hidden, spec.head_dim)
+    else:
+        matrices = mamba_matrices(spec.mamba, hidden)
+    if spec.is_moe_layer(layer):
+        moe = spec.moe
+        matrices += expert_matrices(moe, hidden, moe.num_experts)
+        if moe.shared_size:
+            matrices += mlp_matrices("shared_experts", hidden, moe.shared_size, moe.gated)
+        matrices.append(Matrix("router", "gate", moe.num_experts, hidden))
+    else:
+        matrices += mlp_matrices("dense_mlp", hidden, spec.intermediate_size, spec.dense_mlp_gated)
+    return matrices
+
+
+def head_matrices(spec: ModelSpec) -> list[Matrix]:
+    """The embedding table and, unless tied, lm_head (V × H each)."""
+    matrices = [Matrix("embedding", "embed_tokens", spec.vocab_size, spec.hidden_size)]
+    if not spec.tie_word_embeddings:
+        matrices.append(Matrix("lm_head", "lm_head", spec.vocab_size, spec.hidden_size))
+    return matrices
+
+
+def mtp_matrices(spec: ModelSpec) -> list[Matrix]:
+    """The multi-token-prediction modules' matrices as the checkpoint stores them (params.mtp_params): per
+    module a copy of the last decoder layer, eh_proj (H × 2H), and its own embedding and output head."""
+    if not spec.mtp_layers:
+        return []
+    hidden, vocab = spec.hidden_size, spec.vocab_size
+    module = [
+        *layer_matrices(spec, spec.num_layers - 1),
+        Matrix(MTP_PROJECTION, "eh_proj", hidden, 2 * hidden),
+        Matrix("embedding", "embed_tokens", vocab, hidden),
+        Matrix("lm_head", "shared_head.head", vocab, hidden),
+    ]
+    return [m._replace(count=m.count * spec.mtp_layers) for m in module]
+
+
+def matrix_params_by_component(matrices: list[Matrix]) -> dict[str, int]:
+    """Parameters in matrices, per component."""
+    totals: dict[str, int] = {}
+    for matrix in matrices:
+        totals[matrix.component] = totals.get(matrix.component, 0) + matrix.params
+    return totals
+
+
+def other_params(counted: dict[str, int], matrices: list[Matrix]) -> dict[str, int]:
+    """Non-matrix parameters per component: params.py's count minus the matrices' parameters."""
+    in_matrices = matrix_params_by_component(matrices)
+    return {name: counted.get(name, 0) - in_matrices.get(name, 0) for name in counted}
+
+
+def layer_other_params(spec: ModelSpec, layer: int) -> dict[str, int]:
+    """Non-matrix parameters of one decoder layer, per component (norms, biases, sinks, Mamba conv/A_log/D)."""
+    return other_params(layer_params(spec, layer), layer_matrices(spec, layer))
+
+
+def head_other_params(spec: ModelSpec) -> dict[str, int]:
+    """Non-matrix parameters outside the layers: lm_head's bias, if any, and the final norm."""
+    counted = {"embedding": embedding_params(spec), "lm_head": lm_head_params(spec), "norms": norm_params(spec)}
+    return other_params(counted, head_matrices(spec))
+
+
+def expert_other_params(moe: MoESpec, hidden: int) -> int:
+    """Non-matrix parameters of one routed expert (its biases)."""
+    return expert_params(moe, hidden) - sum(m.params for m in expert_matrices(moe, hidden))
+
+
+def mtp_other_params(spec: ModelSpec) -> int:
+    """Non-matrix parameters of the MTP modules (their layer's norms and biases, enorm, hnorm, head norm)."""
+    return mtp_params(spec) - sum(m.params for m in mtp_matrices(spec))
+

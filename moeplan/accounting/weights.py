@@ -1,0 +1,266 @@
+"""Weight memory by format: bytes per component, per layer and in all, scales and zero-points included.
+
+The policy: ``dtype`` sets the linear layers (attention, experts, dense MLPs, Mamba projections). A plain
+float dtype (bf16, fp16, fp32) applies to everything; a quantized one leaves the embedding, lm_head,
+router and the non-matrix parameters (norms, biases, sinks) in bf16, as real checkpoints keep them.
+Per-component dtypes override either. Without ``dtype`` the config's own quantization_config decides
+(DeepSeek-V3: fp8 with 128×128 block scales on every linear layer; gpt-oss: MXFP4 routed experts only),
+and a config without one is bf16. See docs/formulas.md §Weight formats.
+"""
+
+from typing import NamedTuple
+
+from pydantic import BaseModel, ConfigDict, PositiveInt
+
+from moeplan.accounting.formats import WeightFormat, fp8_block_format, get_format, int4_group_format, matrix_bytes
+from moeplan.accounting.matrices import (
+    MTP_PROJECTION,
+    Matrix,
+    expert_matrices,
+    expert_other_params,
+    head_matrices,
+    head_other_params,
+    layer_matrices,
+    layer_other_params,
+    mtp_matrices,
+    mtp_other_params,
+)
+from moeplan.accounting.params import COMPONENTS, count_params
+from moeplan.errors import SpecError
+from moeplan.spec.model import ModelSpec
+
+LINEAR_COMPONENTS = ("attention", "routed_experts", "shared_experts", "dense_mlp", "mamba")
+"""Components whose matrices ``dtype`` sets."""
+
+DEFAULT = "bf16"
+"""Format of everything no dtype, quantization_config or override sets (embedding, lm_head, router, MTP eh_proj, norms)."""
+
+
+class WeightPolicy(BaseModel):
+    """Which format each component's weights are stored in. Unset fields follow the rules in the module docstring."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    dtype: str | None = None
+    """Format of the linear layers; None: the config's quantization_config, else bf16."""
+    expert_dtype: str | None = None
+    """Routed experts, and shared experts unless shared_expert_dtype is set."""
+    shared_expert_dtype: str | None = None
+    """Shared experts."""
+    attention_dtype: str | None = None
+    """Attention projections."""
+    dense_mlp_dtype: str | None = None
+    """Dense MLPs of non-MoE layers."""
+    mamba_dtype: str | None = None
+    """Mamba projections."""
+    embedding_dtype: str | None = None
+    """Embedding table, and lm_head unless lm_head_dtype is set."""
+    lm_head_dtype: str | None = None
+    """Output head."""
+    router_dtype: str | None = None
+    """Router."""
+    vector_dtype: str | None = None
+    """Norms, biases, sinks and other non-matrix parameters (a plain float type)."""
+    group_size: PositiveInt = 128
+    """Group size of int4 GPTQ/AWQ named by a dtype flag (a config's own quantization_config sets its own)."""
+
+
+class WeightMemory(BaseModel):
+    """Weight bytes of a model (GB = 1e9 B; GiB = 2^30 B), by component and layer, in the formats listed."""
+
+    total_bytes: int
+    """All weights of the model as transformers instantiates it (MTP modules excluded), metadata included."""
+    by_component_bytes: dict[str, int]
+    """total_bytes by component (params.COMPONENTS), each with its non-matrix parameters."""
+    active_bytes: int
+    """Bytes one token reads: everything but the routed experts, plus top-k experts per MoE layer."""
+    per_expert_bytes: int
+    """One routed expert of one layer, biases included (0 for a dense model)."""
+    layer_bytes: list[int]
+    """Bytes of each decoder layer; total_bytes minus their sum is the embedding, lm_head and final norm."""
+    scale_bytes: int
+    """The part of total_bytes that is scales, zero-points and indices."""
+    mtp_bytes: int
+    """Multi-token-prediction modules as the checkpoint stores them (not in total_bytes; loaded only for MTP speculation)."""
+    formats: dict[str, str]
+    """Matrix format per component that has matrices (MTP's eh_proj under 'mtp_projection'); norms use vector_format."""
+    vector_format: str
+    """Format of the non-matrix parameters."""
+    origin: str
+    """What chose the formats: the dtype flags, the config's quantization_config, or the bf16 default."""
+    bits_per_param: float
+    """8 · total_bytes / total parameters."""
+    notes: list[str]
+    """GGUF fallbacks, unmodelled config entries and other caveats."""
+
+
+_OVERRIDES = {
+    "routed_experts": ("expert_dtype",),
+    "shared_experts": ("shared_expert_dtype", "expert_dtype"),
+    "attention": ("attention_dtype",),
+    "dense_mlp": ("dense_mlp_dtype",),
+    "mamba": ("mamba_dtype",),
+    "embedding": ("embedding_dtype",),
+    "lm_head": ("lm_head_dtype", "embedding_dtype"),
+    "router": ("router_dtype",),
+}
+"""Component → policy fields that set it, first match wins."""
+
+_MODULE_COMPONENTS = {
+    "self_attn": "attention",
+    "attn": "attention",
+    "router": "router",
+    "mlp.gate": "router",
+    "embed_tokens": "embedding",
+    "lm_head": "lm_head",
+    "shared_expert": "shared_experts",
+    "shared_experts": "shared_experts",
+    "experts": "routed_experts",
+}
+"""Module names (whole dotted parts) in a quantization_config's modules_to_not_convert → component."""
+
+
+def _names(module: str, fragment: str) -> bool:
+    """Whether the dotted module path contains ``fragment`` as whole consecutive parts."""
+    parts, wanted = module.split("."), fragment.split(".")
+    return any(parts[i : i + len(wanted)] == wanted for i in range(len(parts)))
+
+
+def _unconverted(modules: list[str]) -> tuple[set[str], list[str]]:
+    """Components named in modules_to_not_convert, and the entries that name none."""
+    found, unknown = set(), []
+    for module in modules:
+        hits = {c for fragment, c in _MODULE_COMPONENTS.items() if _names(module, fragment)}
+        found |= hits
+        if not hits:
+            unknown.append(module)
+    return found, unknown
+
+
+def formats_from_quantization_config(config: dict) -> tuple[dict[str, WeightFormat], str, list[str]]:
+    """Formats a Hugging Face quantization_config gives the components it quantizes (others stay bf16).
+
+    fp8: every linear layer, with block scales of weight_block_size (per-tensor scale without one).
+    mxfp4: the routed experts (transformers' Mxfp4 quantizer replaces only the expert blocks).
+    gptq / awq (4-bit): every linear layer, at the config's group size (-1: per channel).
+    """
+    method = str(config.get("quant_method", "")).lower()
+    if method == "fp8":
+        block = config.get("weight_block_size")
+        if block is not None and not (isinstance(block, list) and len(block) == 2 and all(isinstance(b, int) and b > 0 for b in block)):
+            raise SpecError(f"quantization_config.weight_block_size must be two positive integers, not {block!r}")
+        fmt = fp8_block_format(*block) if block else get_format("fp8-tensor")
+        targets = LINEAR_COMPONENTS
+        origin = f"quantization_config: fp8 {config.get('fmt', 'e4m3')}, " + (f"{block[0]}x{block[1]} block scales" if block else "per-tensor scale")
+    elif method == "mxfp4":
+        fmt, targets, origin = get_format("mxfp4"), ("routed_experts",), "quantization_config: mxfp4 routed experts"
+    elif method in ("gptq", "awq"):
+        bits = config.get("bits", config.get("w_bit"))
+        if bits != 4:
+            raise SpecError(f"quantization_config: {method} with {bits} bits is not modelled; pass --dtype to choose a format")
+        group = config.get("group_size", config.get("q_group_size", 128))
+        fmt = int4_group_format(method, None if group == -1 else group)
+        targets, origin = LINEAR_COMPONENTS, f"quantization_config: {fmt.name}"
+    else:
+        raise SpecError(f"quantization_config quant_method {method or None!r} is not modelled; pass --dtype to choose a weight format")
+    excluded, unknown = _unconverted(config.get("modules_to_not_convert") or [])
+    notes = [f"quantization_config.modules_to_not_convert entry {m!r} matches no component; ignored" for m in unknown]
+    return {c: fmt for c in targets if c not in excluded}, origin, notes
+
+
+def resolve_formats(spec: ModelSpec, policy: WeightPolicy) -> tuple[dict[str, WeightFormat], WeightFormat, str, list[str]]:
+    """Matrix format per component, the non-matrix format, what chose them, and notes."""
+    group = policy.group_size
+    matrix_components = (*COMPONENTS, MTP_PROJECTION)
+    notes: list[str] = []
+    if policy.dtype is not None:
+        base = get_format(policy.dtype, group)
+        everywhere = base if base.is_plain_float else get_format(DEFAULT)
+        formats = {c: base if c in LINEAR_COMPONENTS else everywhere for c in matrix_components}
+        vectors, origin = everywhere, f"dtype {base.name}"
+    elif spec.quantization:
+        quantized, origin, notes = formats_from_quantization_config(spec.quantization)
+        formats = {c: quantized.get(c, get_format(DEFAULT)) for c in matrix_components}
+        vectors = get_format(DEFAULT)
+    else:
+        formats = dict.fromkeys(matrix_components, get_format(DEFAULT))
+        vectors, origin = get_format(DEFAULT), "default bf16 (no dtype, no quantization_config)"
+    for component, fields in _OVERRIDES.items():
+        chosen = next((getattr(policy, f) for f in fields if getattr(policy, f) is not None), None)
+        if chosen is not None:
+            formats[component] = get_format(chosen, group)
+    if policy.vector_dtype is not None:
+        vectors = get_format(policy.vector_dtype)
+        if not vectors.is_plain_float:
+            raise SpecError(f"vector_dtype must be bf16, fp16 or fp32 (norms and biases are not quantized), not {policy.vector_dtype!r}")
+    if any(getattr(policy, f) is not None for fields in _OVERRIDES.values() for f in fields):
+        origin += " with per-component overrides"
+    return formats, vectors, origin, notes
+
+
+class _Cost(NamedTuple):
+    by_component: dict[str, int]
+    """Bytes per component."""
+    scale_bytes: int
+    """Of which scales, zero-points and indices."""
+    fallbacks: set[tuple[str, str, str, int]]
+    """GGUF fallbacks taken: (component, requested, used, row length)."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_component.values())
+
+
+def _cost(matrices: list[Matrix], others: dict[str, int], formats: dict[str, WeightFormat], vectors: WeightFormat) -> _Cost:
+    """Bytes of some matrices in their components' formats plus non-matrix parameters in the vector format."""
+    by_component: dict[str, int] = {}
+    scale_bytes, fallbacks = 0, set()
+    for m in matrices:
+        fmt = formats[m.component]
+        cost = matrix_bytes(fmt, m.rows, m.cols)
+        if cost.format != fmt.name:
+            fallbacks.add((m.component, fmt.name, cost.format, m.cols))
+        scale_bytes += cost.overhead * m.count
+        by_component[m.component] = by_component.get(m.component, 0) + cost.total * m.count
+    for component, params in others.items():
+        by_component[component] = by_component.get(component, 0) + params * vectors.value_bits // 8
+    return _Cost(by_component, scale_bytes, fallbacks)
+
+
+def weight_memory(spec: ModelSpec, policy: WeightPolicy | None = None) -> WeightMemory:
+    """Weight bytes of ``spec`` under ``policy`` (default: the config's own formats, else bf16)."""
+    formats, vectors, origin, notes = resolve_formats(spec, policy or WeightPolicy())
+    layer_lists = [layer_matrices(spec, i) for i in range(spec.num_layers)]
+    head, mtp_list = head_matrices(spec), mtp_matrices(spec)
+    layers = [_cost(m, layer_other_params(spec, i), formats, vectors) for i, m in enumerate(layer_lists)]
+    parts = [*layers, _cost(head, head_other_params(spec), formats, vectors)]
+    mtp = _cost(mtp_list, {"norms": mtp_other_params(spec)}, formats, vectors)
+    with_matrices = {m.component for matrices in (*layer_lists, head, mtp_list) for m in matrices}
+    by_component = dict.fromkeys(COMPONENTS, 0)
+    for part in parts:
+        for component, value in part.by_component.items():
+            by_component[component] += value
+    per_expert = 0
+    if spec.moe:
+        expert = {"routed_experts": expert_other_params(spec.moe, spec.hidden_size)}
+        per_expert = _cost(expert_matrices(spec.moe, spec.hidden_size), expert, formats, vectors).total
+    total = sum(by_component.values())
+    fallbacks = set().union(*(part.fallbacks for part in (*parts, mtp)))
+    notes += [
+        f"{component}: rows of {cols} values are not whole {name} blocks; llama.cpp stores such tensors as {used}"
+        for component, name, used, cols in sorted(fallbacks)
+    ]
+    return WeightMemory(
+        total_bytes=total,
+        by_component_bytes=by_component,
+        active_bytes=total - by_component["routed_experts"] + spec.moe_layer_count * spec.top_k * per_expert,
+        per_expert_bytes=per_expert,
+        layer_bytes=[layer.total for layer in layers],
+        scale_bytes=sum(part.scale_bytes for part in parts),
+        mtp_bytes=mtp.total,
+        formats={c: f.name for c, f in formats.items() if c in with_matrices},
+        vector_format=vectors.name,
+        origin=origin,
+        bits_per_param=8 * total / count_params(spec).total,
+        notes=notes,
+    )

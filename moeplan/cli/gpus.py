@@ -1,0 +1,107 @@
+"""`moeplan gpus`: the GPU catalogue, or one GPU (built-in or from a file)."""
+
+import re
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from moeplan.cli.app import app
+from moeplan.cli.options import JsonOpt
+from moeplan.hardware.catalogue import GPUSpec, catalogue, load_gpu
+from moeplan.report.console import console, print_json
+from moeplan.report.document import Document
+from moeplan.units import GB, GiB
+
+
+class GPUList(Document):
+    """`moeplan gpus --json`: the GPUs shown, all figures in base units (bytes, B/s, FLOP/s; links per direction)."""
+
+    gpus: list[GPUSpec]
+
+
+def _tera(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e12:,.1f}"
+
+
+def _giga(value: float | None) -> str:
+    return "-" if value is None else f"{value / GB:,.1f}"
+
+
+def _document(source: str) -> str:
+    """The source's document name: its text up to the first parenthesis, colon or comma."""
+    return re.split(r" \(|[:,]", source, maxsplit=1)[0].strip()
+
+
+def _render_list(gpus: list[GPUSpec]) -> None:
+    table = Table(title="GPU catalogue: dense peaks; link and PCIe GB/s per direction; GB = 1e9 B, GiB = 2^30 B")
+    columns = ("name", "memory GiB (GB)", "HBM TB/s", "BF16 TFLOP/s", "FP8 TFLOP/s", "link GB/s", "PCIe", "source")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("name", "source") else "right", overflow="fold", no_wrap=column == "name")
+    for gpu in gpus:
+        table.add_row(
+            gpu.name,
+            f"{gpu.memory_bytes / GiB:,.0f} ({gpu.memory_bytes / GB:,.1f})",
+            f"{gpu.hbm_bytes_per_s / 1e12:,.2f}",
+            _tera(gpu.bf16_flops_per_s),
+            _tera(gpu.fp8_flops_per_s),
+            f"{_giga(gpu.link_bytes_per_s_per_direction)} {gpu.interconnect}",
+            f"Gen{gpu.pcie_generation} x{gpu.pcie_lanes}" if gpu.pcie_generation else "-",
+            _document(gpu.source),
+        )
+    console.print(table)
+
+
+def _render_one(gpu: GPUSpec) -> None:
+    table = Table(title=f"{gpu.display_name} ({gpu.name})", show_header=False)
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    rows = [
+        ("aliases", ", ".join(gpu.aliases) or "-"),
+        ("memory", f"{gpu.memory_bytes / GiB:,.1f} GiB = {gpu.memory_bytes / GB:,.1f} GB ({gpu.memory_type or 'type not given'})"),
+        ("memory bandwidth", f"{gpu.hbm_bytes_per_s / 1e12:,.3f} TB/s"),
+        ("BF16 dense", f"{_tera(gpu.bf16_flops_per_s)} TFLOP/s"),
+        ("FP8 dense", f"{_tera(gpu.fp8_flops_per_s)} TFLOP/s"),
+        ("FP4 dense", f"{_tera(gpu.fp4_flops_per_s)} TFLOP/s"),
+        ("INT8 dense", f"{_tera(gpu.int8_ops_per_s)} TOP/s"),
+        ("interconnect", f"{gpu.interconnect}, {_giga(gpu.link_bytes_per_s_per_direction)} GB/s per direction"
+                         + (f", {gpu.link_domain_gpus} GPUs per domain" if gpu.link_domain_gpus else "")),
+        ("PCIe", f"Gen{gpu.pcie_generation} x{gpu.pcie_lanes}, {_giga(gpu.pcie_bytes_per_s_per_direction)} GB/s per direction"
+                 if gpu.pcie_generation else "-"),
+        ("TDP", f"{gpu.tdp_w:,.0f} W" if gpu.tdp_w else "-"),
+        ("source", gpu.source),
+        ("notes", gpu.notes or "-"),
+    ]
+    for field, value in rows:
+        table.add_row(field, value)
+    console.print(table)
+
+
+@app.command()
+def gpus(
+    name: Annotated[
+        Optional[str],
+        typer.Argument(help="A GPU name or alias (h100, a100-80gb, mi300x...) or a custom GPU file (.json/.yaml). Omit to list all.", show_default=False),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List the GPU catalogue, or show one GPU with its source.
+
+    Compute is dense (datasheets' sparse figures halved); link and PCIe bandwidths are per direction.
+    A custom GPU file holds the same fields as `moeplan gpus NAME --json` prints for one GPU.
+
+    Examples:
+
+    \b
+        moeplan gpus
+        moeplan gpus h100
+        moeplan gpus --json
+        moeplan gpus ./my-gpu.yaml
+    """
+    shown = list(catalogue()) if name is None else [load_gpu(name)]
+    if json_:
+        print_json(GPUList(gpus=shown))
+    elif name is None:
+        _render_list(shown)
+    else:
+        _render_one(shown[0])
