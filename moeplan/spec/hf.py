@@ -90,7 +90,7 @@ def _mixtral(k: _Keys) -> dict:
         k,
         attention=_gqa_attention(k, **_sliding(k)),
         moe={
-            "num_experts": k("num_local_experts"),
+            "num_experts": k("num_local_experts", "num_experts"),
             "top_k": k("num_experts_per_tok"),
             "expert_intermediate_size": k("intermediate_size"),
         },
@@ -104,10 +104,10 @@ def _qwen_moe(k: _Keys) -> dict:
     attention = _gqa_attention(k, **_sliding(k))
     if qwen3:
         attention["qk_norm"] = "per_head"
-    else:
-        attention |= {"qkv_bias": True, "o_bias": False}
+    else:  # biases on q, k and v only, switched by qkv_bias (transformers' default: on)
+        attention |= {"qkv_bias": bool(k("qkv_bias", default=True)), "o_bias": False}
     moe = {
-        "num_experts": k("num_experts"),
+        "num_experts": k("num_experts", "num_local_experts"),
         "top_k": k("num_experts_per_tok"),
         "expert_intermediate_size": k("moe_intermediate_size"),
         "layer_period": k("decoder_sparse_step", default=1),
@@ -135,7 +135,7 @@ def _deepseek(k: _Keys) -> dict:
         "o_bias": bool(k("attention_bias", default=False)),
     }
     moe = {
-        "num_experts": k("n_routed_experts"),
+        "num_experts": k("n_routed_experts", "num_experts", "num_local_experts"),
         "top_k": k("num_experts_per_tok"),
         "expert_intermediate_size": k("moe_intermediate_size"),
         "num_shared_experts": k("n_shared_experts", default=0),
@@ -143,9 +143,16 @@ def _deepseek(k: _Keys) -> dict:
         "num_expert_groups": k("n_group", default=1),
         "topk_groups": k("topk_group", default=1),
         "first_dense_layers": k("first_k_dense_replace", default=0),
+        # DeepSeek's own modeling code honours moe_layer_freq; transformers' port ignores it (every released
+        # checkpoint has 1), so a config with another value is read as DeepSeek wrote it.
         "layer_period": k("moe_layer_freq", default=1),
     }
-    return _base(k, attention=attention, moe=moe, mtp_layers=k("num_nextn_predict_layers", default=0))
+    return _base(k, attention=attention, moe=moe, mtp_layers=_mtp_layers(k))
+
+
+def _mtp_layers(k: _Keys) -> int:
+    """Multi-token-prediction modules (transformers 5 also spells the key num_mtp_layers)."""
+    return k("num_nextn_predict_layers", "num_mtp_layers", default=0)
 
 
 def _glm4_moe(k: _Keys) -> dict:
@@ -153,24 +160,23 @@ def _glm4_moe(k: _Keys) -> dict:
     if k("use_qk_norm", default=False):
         attention["qk_norm"] = "per_head"
     moe = {
-        "num_experts": k("n_routed_experts"),
+        "num_experts": k("n_routed_experts", "num_local_experts"),
         "top_k": k("num_experts_per_tok"),
         "expert_intermediate_size": k("moe_intermediate_size"),
         "num_shared_experts": k("n_shared_experts", default=0),
         "router_correction_bias": True,
-        "router_correction_is_parameter": True,
         "num_expert_groups": k("n_group", default=1),
         "topk_groups": k("topk_group", default=1),
         "first_dense_layers": k("first_k_dense_replace", default=0),
     }
-    return _base(k, attention=attention, moe=moe, mtp_layers=k("num_nextn_predict_layers", default=0))
+    return _base(k, attention=attention, moe=moe, mtp_layers=_mtp_layers(k))
 
 
 def _olmoe(k: _Keys) -> dict:
     return _base(
         k,
         attention=_gqa_attention(k, qk_norm="full"),
-        moe={"num_experts": k("num_experts"), "top_k": k("num_experts_per_tok"), "expert_intermediate_size": k("intermediate_size")},
+        moe={"num_experts": k("num_experts", "num_local_experts"), "top_k": k("num_experts_per_tok"), "expert_intermediate_size": k("intermediate_size")},
         intermediate_size=None,
     )
 
@@ -179,13 +185,13 @@ def _dbrx(k: _Keys) -> dict:
     attn = _Keys(k("attn_config", default={}), f"{k.where}: attn_config")
     ffn = _Keys(k("ffn_config", default={}), f"{k.where}: ffn_config")
     spec = {
-        "num_layers": k("n_layers"),
-        "hidden_size": k("d_model"),
+        "num_layers": k("n_layers", "num_hidden_layers"),
+        "hidden_size": k("d_model", "hidden_size"),
         "vocab_size": k("vocab_size"),
         "tie_word_embeddings": bool(k("tie_word_embeddings", default=False)),
-        "max_position_embeddings": k("max_seq_len", default=None),
+        "max_position_embeddings": k("max_seq_len", "max_position_embeddings", default=None),
         "norm": "layernorm_nobias",
-        "attention": {"num_heads": k("n_heads"), "num_kv_heads": attn("kv_n_heads", default=None)},
+        "attention": {"num_heads": k("n_heads", "num_attention_heads"), "num_kv_heads": attn("kv_n_heads", default=1)},
         "moe": {
             "num_experts": ffn("moe_num_experts"),
             "top_k": ffn("moe_top_k"),
@@ -201,7 +207,7 @@ def _gpt_oss(k: _Keys) -> dict:
     pattern = ["sliding" if t == "sliding_attention" else "full" for t in layer_types]
     attention = _gqa_attention(k, sinks=True, sliding_window=k("sliding_window"), layer_pattern=_shortest_cycle(pattern))
     moe = {
-        "num_experts": k("num_local_experts"),
+        "num_experts": k("num_local_experts", "num_experts"),
         "top_k": k("num_experts_per_tok", "experts_per_token"),
         "expert_intermediate_size": k("intermediate_size"),
         "expert_bias": True,
@@ -222,7 +228,7 @@ def _llama4(k: _Keys) -> dict:
     pattern = ["chunked" if (uses_rope and chunk) else "full" for uses_rope in no_rope]
     attention = _gqa_attention(
         k,
-        qk_norm="parameter_free" if k("use_qk_norm", default=False) else "none",
+        qk_norm="parameter_free" if k("use_qk_norm", default=True) else "none",
         chunk_size=chunk,
         layer_pattern=_shortest_cycle(pattern),
     )
@@ -260,7 +266,7 @@ def _granitemoe(k: _Keys) -> dict:
     shared = k("shared_intermediate_size", default=0)
     if shared:
         moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
-    return _base(k, attention=_gqa_attention(k), moe=moe, intermediate_size=None, tie_word_embeddings=bool(k("tie_word_embeddings", default=True)))
+    return _base(k, attention=_gqa_attention(k), moe=moe, intermediate_size=None)
 
 
 def _jamba(k: _Keys) -> dict:
@@ -270,7 +276,7 @@ def _jamba(k: _Keys) -> dict:
         k,
         attention=_gqa_attention(k),
         moe={
-            "num_experts": k("num_experts"),
+            "num_experts": k("num_experts", "num_local_experts"),
             "top_k": k("num_experts_per_tok"),
             "expert_intermediate_size": k("intermediate_size"),
             "layer_period": k("expert_layer_period", default=2),
@@ -321,6 +327,28 @@ READERS: dict[str, Callable[[_Keys], dict]] = {
 }
 """Supported Hugging Face model_type values."""
 
+_LLAMA4_TEXT_DEFAULTS = {"num_key_value_heads": 8, "head_dim": 128, "attention_chunk_size": 8192, "intermediate_size_mlp": 16384}
+
+TRANSFORMERS_DEFAULTS: dict[str, Config] = {
+    "mistral": {"num_key_value_heads": 8, "sliding_window": 4096},
+    "mixtral": {"num_key_value_heads": 8},
+    "qwen2": {"num_key_value_heads": 32, "use_sliding_window": False},
+    "qwen3": {"num_key_value_heads": 32, "head_dim": 128, "use_sliding_window": False},
+    "qwen2_moe": {"num_key_value_heads": 16, "shared_expert_intermediate_size": 5632, "use_sliding_window": False},
+    "qwen3_moe": {"num_key_value_heads": 4, "use_sliding_window": False},
+    "deepseek_v2": {"q_lora_rank": 1536, "n_shared_experts": 2},
+    "deepseek_v3": {"q_lora_rank": 1536, "n_shared_experts": 1, "n_group": 8, "topk_group": 4, "first_k_dense_replace": 3},
+    "glm4_moe": {"num_key_value_heads": 8, "n_shared_experts": 1, "first_k_dense_replace": 1},
+    "gpt_oss": {"num_key_value_heads": 8, "head_dim": 64, "attention_bias": True, "sliding_window": 128},
+    "llama4": _LLAMA4_TEXT_DEFAULTS,
+    "llama4_text": _LLAMA4_TEXT_DEFAULTS,
+    "phimoe": {"num_key_value_heads": 8},
+    "jamba": {"num_key_value_heads": 8},
+}
+"""transformers' config-class defaults (5.x) for keys a config.json may leave out, where they differ from the
+readers' own defaults: a key left out reads as transformers reads it. Only keys absent from the file are filled
+(an explicit null stays null, e.g. DeepSeek-V2-Lite's q_lora_rank). Kimi-K2 (remote code) gets none."""
+
 
 def _guess_reader(config: Config) -> Callable[[_Keys], dict] | None:
     """A reader for an unknown model_type, chosen by the keys it has."""
@@ -352,6 +380,7 @@ def spec_from_hf_config(config: Config, name: str = "custom", source: str = "con
                 f"{source}: unsupported model_type {model_type!r} and no recognisable architecture keys; "
                 f"supported: {', '.join(sorted(READERS))}"
             )
+    config = TRANSFORMERS_DEFAULTS.get(model_type, {}) | config
     keys = _Keys(config, source)
     try:
         fields = reader(keys)

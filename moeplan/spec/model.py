@@ -102,7 +102,8 @@ class MoESpec(_Spec):
     router_correction_bias: bool = False
     """A per-expert score-correction term used only for selection (DeepSeek-V3's aux-loss-free balancing)."""
     router_correction_is_parameter: bool = False
-    """Whether transformers registers that term as a parameter (GLM-4 MoE) rather than a buffer (DeepSeek-V3)."""
+    """Whether transformers registers that term as a parameter (Ernie-4.5-MoE) rather than a buffer (DeepSeek-V3,
+    GLM-4 MoE); only a parameter counts."""
     num_expert_groups: PositiveInt = 1
     """Expert groups for node-limited routing (DeepSeek-V3: 8)."""
     topk_groups: PositiveInt = 1

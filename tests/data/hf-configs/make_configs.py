@@ -1,0 +1,149 @@
+"""Write the synthetic Hugging Face configs used by tests/test_transformers_crosscheck.py.
+
+Each file is a real config.json produced by transformers' own config class (``to_json_file``; transformers 5
+writes every key, as its ``save_pretrained`` does), with reduced sizes. Sizes differ between fields (hidden,
+intermediate, expert and head sizes, vocabulary) so that a reader that confuses two of them cannot match
+transformers' count by accident. The test also leaves keys out one at a time and renames them to their
+aliases, so the readers' defaults and alternative key names are checked too.
+
+Run from anywhere: ``python tests/data/hf-configs/make_configs.py`` (needs transformers).
+"""
+
+import json
+from pathlib import Path
+
+from transformers import (
+    DbrxConfig,
+    DeepseekV2Config,
+    DeepseekV3Config,
+    Glm4MoeConfig,
+    GptOssConfig,
+    GraniteMoeConfig,
+    GraniteMoeSharedConfig,
+    JambaConfig,
+    Llama4TextConfig,
+    LlamaConfig,
+    MistralConfig,
+    MixtralConfig,
+    OlmoeConfig,
+    PhimoeConfig,
+    Qwen2Config,
+    Qwen2MoeConfig,
+    Qwen3Config,
+    Qwen3MoeConfig,
+)
+
+HERE = Path(__file__).parent
+
+CONFIGS = {
+    "phimoe": PhimoeConfig(
+        vocab_size=1031, hidden_size=96, intermediate_size=136, num_hidden_layers=3, num_attention_heads=6,
+        num_key_value_heads=2, num_local_experts=5, num_experts_per_tok=2, attention_bias=True, lm_head_bias=True,
+    ),
+    "granitemoe": GraniteMoeConfig(
+        vocab_size=1043, hidden_size=80, intermediate_size=56, num_hidden_layers=3, num_attention_heads=5,
+        num_key_value_heads=1, num_local_experts=6, num_experts_per_tok=2, attention_bias=True, tie_word_embeddings=True,
+    ),
+    "granitemoeshared": GraniteMoeSharedConfig(
+        vocab_size=1049, hidden_size=72, intermediate_size=40, num_hidden_layers=4, num_attention_heads=6,
+        num_key_value_heads=3, num_local_experts=7, num_experts_per_tok=3, shared_intermediate_size=88,
+    ),
+    "glm4_moe": Glm4MoeConfig(
+        vocab_size=1061, hidden_size=112, intermediate_size=200, num_hidden_layers=4, num_attention_heads=8,
+        num_key_value_heads=2, moe_intermediate_size=48, n_routed_experts=8, num_experts_per_tok=3,
+        n_shared_experts=1, first_k_dense_replace=1, attention_bias=True, use_qk_norm=False,
+    ),
+    "glm4_moe-qknorm": Glm4MoeConfig(
+        vocab_size=1063, hidden_size=120, intermediate_size=216, num_hidden_layers=5, num_attention_heads=6,
+        num_key_value_heads=3, head_dim=28, moe_intermediate_size=44, n_routed_experts=12, num_experts_per_tok=4,
+        n_shared_experts=2, first_k_dense_replace=2, n_group=3, topk_group=2, attention_bias=False, use_qk_norm=True,
+    ),
+    "qwen2_moe": Qwen2MoeConfig(
+        vocab_size=1069, hidden_size=88, intermediate_size=184, num_hidden_layers=7, num_attention_heads=4,
+        num_key_value_heads=2, moe_intermediate_size=36, shared_expert_intermediate_size=104, num_experts=9,
+        num_experts_per_tok=2, decoder_sparse_step=2, mlp_only_layers=[3], qkv_bias=False,
+    ),
+    "qwen3_moe": Qwen3MoeConfig(
+        vocab_size=1087, hidden_size=104, intermediate_size=176, num_hidden_layers=4, num_attention_heads=8,
+        num_key_value_heads=2, head_dim=20, moe_intermediate_size=52, num_experts=10, num_experts_per_tok=3,
+        mlp_only_layers=[0],
+    ),
+    "deepseek_v2-no-q-lora": DeepseekV2Config(
+        vocab_size=1091, hidden_size=128, intermediate_size=232, moe_intermediate_size=40, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=2,
+        first_k_dense_replace=1, q_lora_rank=None, kv_lora_rank=24, qk_nope_head_dim=20, qk_rope_head_dim=12,
+        v_head_dim=18, n_group=1, topk_group=1,
+    ),
+    "deepseek_v3": DeepseekV3Config(
+        vocab_size=1093, hidden_size=136, intermediate_size=248, moe_intermediate_size=28, num_hidden_layers=5,
+        num_attention_heads=6, num_key_value_heads=6, n_routed_experts=16, n_shared_experts=1, num_experts_per_tok=4,
+        first_k_dense_replace=2, n_group=4, topk_group=2, q_lora_rank=52, kv_lora_rank=36, qk_nope_head_dim=22,
+        qk_rope_head_dim=10, v_head_dim=26, num_mtp_layers=1,
+    ),
+    "mixtral-tied": MixtralConfig(
+        vocab_size=1097, hidden_size=64, intermediate_size=152, num_hidden_layers=3, num_attention_heads=8,
+        num_key_value_heads=4, num_local_experts=6, num_experts_per_tok=2, tie_word_embeddings=True,
+    ),
+    "olmoe": OlmoeConfig(
+        vocab_size=1103, hidden_size=96, intermediate_size=44, num_hidden_layers=3, num_attention_heads=12,
+        num_key_value_heads=4, num_experts=11, num_experts_per_tok=3, eos_token_id=2,
+    ),
+    "dbrx": DbrxConfig(
+        vocab_size=1109, d_model=84, n_heads=6, n_layers=3, max_seq_len=256,
+        attn_config={"kv_n_heads": 2, "rope_theta": 10000.0}, ffn_config={"ffn_hidden_size": 60, "moe_num_experts": 5, "moe_top_k": 2},
+    ),
+    "gpt_oss": GptOssConfig(
+        vocab_size=1117, hidden_size=90, intermediate_size=66, num_hidden_layers=4, num_attention_heads=6,
+        num_key_value_heads=2, head_dim=14, num_local_experts=8, num_experts_per_tok=2, sliding_window=32,
+    ),
+    "llama4_text": Llama4TextConfig(
+        vocab_size=1123, hidden_size=80, intermediate_size=48, intermediate_size_mlp=168, num_hidden_layers=6,
+        num_attention_heads=5, num_key_value_heads=1, head_dim=18, num_local_experts=4, num_experts_per_tok=1,
+        interleave_moe_layer_step=2, use_qk_norm=True, attention_chunk_size=64,
+    ),
+    "jamba-auto-dt-rank": JambaConfig(
+        vocab_size=1129, hidden_size=72, intermediate_size=100, num_hidden_layers=7, num_attention_heads=6,
+        num_key_value_heads=2, num_experts=5, num_experts_per_tok=2, attn_layer_period=3, attn_layer_offset=1,
+        expert_layer_period=2, expert_layer_offset=0, mamba_dt_rank="auto",
+    ),
+    "jamba-explicit-dt-rank": JambaConfig(
+        vocab_size=1151, hidden_size=60, intermediate_size=92, num_hidden_layers=6, num_attention_heads=4,
+        num_key_value_heads=4, num_experts=3, num_experts_per_tok=1, attn_layer_period=2, attn_layer_offset=0,
+        expert_layer_period=3, expert_layer_offset=2, mamba_dt_rank=7, mamba_d_state=12, mamba_d_conv=3,
+        mamba_expand=3, mamba_conv_bias=False, mamba_proj_bias=True,
+    ),
+    "llama": LlamaConfig(
+        vocab_size=1153, hidden_size=100, intermediate_size=172, num_hidden_layers=3, num_attention_heads=10,
+        num_key_value_heads=5, attention_bias=True, mlp_bias=True,
+    ),
+    "mistral": MistralConfig(
+        vocab_size=1163, hidden_size=76, intermediate_size=148, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=24, sliding_window=48,
+    ),
+    "qwen2-tied": Qwen2Config(
+        vocab_size=1171, hidden_size=92, intermediate_size=164, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=1, tie_word_embeddings=True,
+    ),
+    "qwen3": Qwen3Config(
+        vocab_size=1181, hidden_size=108, intermediate_size=196, num_hidden_layers=2, num_attention_heads=6,
+        num_key_value_heads=3, head_dim=26, attention_bias=True,
+    ),
+}
+"""File stem -> config object."""
+
+RAW_OVERRIDES = {"jamba-auto-dt-rank": {"mamba_dt_rank": "auto"}}
+"""Keys written as a user would write them where the config class resolves them (JambaConfig turns 'auto'
+into ceil(H / 16) on construction; the file keeps 'auto' so the reader's own resolution is tested)."""
+
+
+def main() -> None:
+    for stem, config in CONFIGS.items():
+        path = HERE / f"{stem}.json"
+        config.to_json_file(path)
+        if stem in RAW_OVERRIDES:
+            path.write_text(json.dumps(json.loads(path.read_text()) | RAW_OVERRIDES[stem], indent=2, sort_keys=True) + "\n")
+        print(path.name)
+
+
+if __name__ == "__main__":
+    main()
