@@ -1,7 +1,10 @@
 """Shared test helpers: run the CLI in-process, and paths to shipped data."""
 
 import json
+import os
 from pathlib import Path
+
+os.environ["COLUMNS"] = "200"  # wide rich tables, so tests can search the text without wrapping
 
 import pytest
 from typer.testing import CliRunner

@@ -1,16 +1,18 @@
 """`moeplan estimate`: parameters, memory, compute and traffic of a model."""
 
 from moeplan.cli.app import app
-from moeplan.cli.options import JsonOpt, model_command
+from moeplan.cli.options import JsonOpt, deployment_command, model_command
 from moeplan.report.console import print_json
 from moeplan.report.estimate import build_estimate
 from moeplan.report.render_estimate import render_estimate
+from moeplan.spec.deployment import Deployment
 from moeplan.spec.resolve import ResolvedSpec
 
 
 @app.command()
 @model_command
-def estimate(resolved: ResolvedSpec, json_: JsonOpt = False) -> None:
+@deployment_command
+def estimate(resolved: ResolvedSpec, deployment: Deployment, json_: JsonOpt = False) -> None:
     """Estimate parameters and memory of a model.
 
     Examples:
@@ -21,7 +23,7 @@ def estimate(resolved: ResolvedSpec, json_: JsonOpt = False) -> None:
         moeplan estimate qwen3-30b-a3b --set experts=256 --set top_k=16
         moeplan estimate --layers 24 --hidden 2048 --heads 16 --vocab 32000 --experts 64 --top-k 6 --expert-intermediate 1408
     """
-    report = build_estimate(resolved)
+    report = build_estimate(resolved, deployment)
     if json_:
         print_json(report)
     else:

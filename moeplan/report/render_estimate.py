@@ -1,19 +1,23 @@
-"""Rich rendering of an EstimateReport."""
+"""Rich rendering of an EstimateReport. Memory in GiB (and GB), bandwidth in GB/s = 1e9 B/s."""
 
 from rich.table import Table
 
 from moeplan.accounting.params import COMPONENTS
 from moeplan.report.console import console
 from moeplan.report.estimate import EstimateReport
-from moeplan.units import fmt_count
+from moeplan.units import GB, GiB, fmt_bytes, fmt_count
+
+
+def _kv_table(title: str) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    return table
 
 
 def _spec_table(report: EstimateReport) -> Table:
-    spec = report.spec
-    attn = spec.attention
-    table = Table(title=f"{spec.name} — {spec.architecture}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    spec, attn = report.spec, report.spec.attention
+    table = _kv_table(f"{spec.name} — {spec.architecture}")
     table.add_row("source", spec.source)
     table.add_row("layers / hidden / vocab", f"{spec.num_layers} / {spec.hidden_size} / {spec.vocab_size}")
     if attn.kind == "mla":
@@ -35,20 +39,84 @@ def _spec_table(report: EstimateReport) -> Table:
 
 
 def _params_table(report: EstimateReport) -> Table:
-    params = report.params
-    table = Table(title="Parameters", title_justify="left")
-    table.add_column("component")
-    table.add_column("total", justify="right")
-    table.add_column("active per token", justify="right")
+    params, weights = report.params, report.weights
+    table = Table(title="Parameters and weights", title_justify="left")
+    for column in ("component", "parameters", "active per token", "format", "weights (GiB)"):
+        table.add_column(column, justify="left" if column in ("component", "format") else "right")
     for name in COMPONENTS:
         if params.by_component[name]:
-            table.add_row(name, f"{params.by_component[name]:,}", f"{params.active_by_component[name]:,}")
-    table.add_row("[bold]all[/]", f"[bold]{params.total:,}[/] ({fmt_count(params.total)})", f"[bold]{params.active:,}[/] ({fmt_count(params.active)})")
-    table.add_row("active without embedding", "", f"{params.active_without_embedding:,} ({fmt_count(params.active_without_embedding)})")
-    table.add_row("active without embedding and lm_head", "", f"{params.active_without_embedding_and_head:,} ({fmt_count(params.active_without_embedding_and_head)})")
+            table.add_row(name, f"{params.by_component[name]:,}", f"{params.active_by_component[name]:,}",
+                          weights.formats.get(name, weights.vector_format), f"{weights.by_component_bytes[name] / GiB:,.2f}")
+    table.add_row("[bold]all[/]", f"[bold]{params.total:,}[/] ({fmt_count(params.total)})",
+                  f"[bold]{params.active:,}[/] ({fmt_count(params.active)})", "", f"[bold]{weights.total_bytes / GiB:,.2f}[/]")
+    table.add_row("active without embedding", "", f"{params.active_without_embedding:,} ({fmt_count(params.active_without_embedding)})", "", "")
+    table.add_row("active without embedding and lm_head", "",
+                  f"{params.active_without_embedding_and_head:,} ({fmt_count(params.active_without_embedding_and_head)})", "", "")
     if params.mtp:
-        table.add_row("multi-token prediction (not in total)", f"{params.mtp:,} ({fmt_count(params.mtp)})", "")
+        table.add_row("multi-token prediction (not in total)", f"{params.mtp:,} ({fmt_count(params.mtp)})", "", "", f"{weights.mtp_bytes / GiB:,.2f}")
     return table
+
+
+def _memory_table(report: EstimateReport) -> Table:
+    m, w = report.memory, report.memory.most_loaded
+    table = _kv_table(f"Memory: {report.gpu.display_name} × {report.layout.num_gpus}, {report.layout.describe()}, "
+                      f"{m.mode}, batch {m.batch}, context {m.context:,}")
+    table.add_row("weights (whole model)", fmt_bytes(m.weights_bytes) + f", active {fmt_bytes(report.weights.active_bytes)}")
+    table.add_row("KV cache per token", f"{m.kv_cache_bytes_per_token:,} B ({m.kv_dtype}, one sequence, all layers)")
+    table.add_row("KV cache (whole batch)", fmt_bytes(m.kv_cache_bytes))
+    table.add_row(f"most-loaded GPU (stage {w.stage})", f"weights {w.weights_bytes / GiB:,.2f} + KV {w.kv_cache_bytes / GiB:,.2f} + "
+                  f"gradients {w.gradients_bytes / GiB:,.2f} + optimizer {w.optimizer_bytes / GiB:,.2f} + activations "
+                  f"{w.activation_bytes / GiB:,.2f} + CUDA context {w.cuda_context_bytes / GiB:,.2f} + reserve "
+                  f"{w.allocator_reserve_bytes / GiB:,.2f} = [bold]{w.total_bytes / GiB:,.2f} GiB[/]")
+    table.add_row("usable per GPU", f"{m.usable_bytes / GiB:,.2f} GiB ({m.gpu_util:.0%} of {m.gpu_memory_bytes / GiB:,.0f} GiB)")
+    verdict = "[bold green]fits[/]" if m.fits else "[bold red]does not fit[/]"
+    table.add_row("fit", f"{verdict}, headroom {m.headroom_bytes / GiB:+,.2f} GiB ({m.headroom_fraction:+.1%})")
+    table.add_row("largest batch", f"{m.max_batch:,} at context {m.context:,}")
+    table.add_row("largest context", ("any" if m.max_context is None else f"{m.max_context:,}") + f" at batch {m.batch} ({m.max_context_limit})")
+    return table
+
+
+def _speed_table(report: EstimateReport) -> Table:
+    t, f = report.throughput, report.flops
+    table = _kv_table("Compute, traffic and roofline throughput")
+    table.add_row("FLOPs per token", f"decode {f.decode_per_token / 1e9:,.2f} G at context {f.context_tokens:,}; "
+                  f"prefill {f.prefill_per_token / 1e9:,.2f} G; training {f.training_per_token / 1e9:,.2f} G")
+    a2a = report.all_to_all
+    if a2a is not None and report.layout.ep > 1:
+        table.add_row(f"all-to-all per MoE layer (EP={a2a.ep_size}, {a2a.tokens_per_rank:,} tokens/rank, {a2a.mode} mode)",
+                      f"dispatch {a2a.dispatch_bytes_per_rank / GB:,.3f} GB + combine {a2a.combine_bytes_per_rank / GB:,.3f} GB "
+                      f"sent per rank; inter-node {a2a.inter_node_bytes_per_rank / GB:,.3f} GB; self {a2a.self_bytes_per_rank / GB:,.3f} GB; "
+                      f"per forward ({a2a.all_to_alls_per_forward} all-to-alls) {a2a.per_forward_bytes_per_rank / GB:,.2f} GB")
+    if report.all_to_all_skew is not None:
+        skew = report.all_to_all_skew
+        table.add_row(f"bottleneck rank ({report.deployment.routing})",
+                      f"dispatch {skew.dispatch_bytes_per_rank_max / GB:,.3f} GB vs mean {skew.dispatch_bytes_per_rank_mean / GB:,.3f} GB")
+    if report.routing is not None:
+        r = report.routing
+        dropped = "" if r.dropped_fraction is None else f"; capacity {r.capacity_tokens:,} tokens/expert drops {r.dropped_fraction:.2%}"
+        table.add_row("experts touched per decode step", f"{r.experts_touched:,.1f} of {report.spec.num_experts} per MoE layer{dropped}")
+    for name, step in (("decode step", t.decode), ("prefill chunk", t.prefill)):
+        table.add_row(name, f"{step.tokens:,} tokens: memory {step.memory_s * 1e3:,.3f} ms, compute {step.compute_s * 1e3:,.3f} ms, "
+                      f"communication {step.communication_s * 1e3:,.3f} ms → [bold]{step.bound}-bound[/]")
+    table.add_row("decode", f"[bold]{t.decode_tokens_per_s:,.1f} tokens/s[/], time per output token {t.time_per_output_token_s * 1e3:,.2f} ms")
+    table.add_row("prefill", f"{t.prefill_tokens_per_s:,.0f} tokens/s, time to first token {t.ttft_s * 1e3:,.1f} ms")
+    if t.offload is not None:
+        o = t.offload
+        table.add_row("expert offload", f"{o.host_bytes / GiB:,.1f} GiB experts in host RAM ({'fits' if o.fits_in_host_memory else 'does NOT fit'}), "
+                      f"{o.gpu_bytes / GiB:,.1f} GiB in VRAM → {o.decode_tokens_per_s:,.1f} tokens/s (CPU {o.cpu_time_s * 1e3:,.1f} ms + "
+                      f"GPU {o.gpu_time_s * 1e3:,.1f} ms per step; streaming over PCIe instead: {o.pcie_stream_time_s * 1e3:,.1f} ms)")
+    return table
+
+
+def render_estimate(report: EstimateReport) -> None:
+    console.print(_spec_table(report))
+    console.print(_params_table(report))
+    if report.checkpoint is not None:
+        console.print(_checkpoint_table(report))
+    console.print(_memory_table(report))
+    console.print(_speed_table(report))
+    for note in [*report.notes, *report.weights.notes, *report.memory.assumptions, *report.throughput.assumptions]:
+        console.print(f"[dim]· {note}[/]")
 
 
 def _checkpoint_table(report: EstimateReport) -> Table:
@@ -64,12 +132,3 @@ def _checkpoint_table(report: EstimateReport) -> Table:
     table.add_row("from config", f"{derived:,}", "")
     table.add_row("difference", f"{ckpt.elements - derived:+,}", "")
     return table
-
-
-def render_estimate(report: EstimateReport) -> None:
-    console.print(_spec_table(report))
-    console.print(_params_table(report))
-    if report.checkpoint is not None:
-        console.print(_checkpoint_table(report))
-    for note in report.notes:
-        console.print(f"[dim]note: {note}[/]")

@@ -28,8 +28,18 @@ class Deployment(BaseModel):
     """Pipeline-parallel stages (split the layers)."""
     dp: PositiveInt | None = None
     """Data-parallel replicas."""
+    gpu_memory_gib: float | None = Field(None, gt=0)
+    """Override the GPU's memory, GiB."""
+    gpu_hbm_tb_s: float | None = Field(None, gt=0)
+    """Override the GPU's memory bandwidth, TB/s."""
+    gpu_bf16_tflops: float | None = Field(None, gt=0)
+    """Override the GPU's dense BF16 peak, TFLOP/s."""
+    gpu_link_gb_s: float | None = Field(None, gt=0)
+    """Override the GPU's NVLink/Infinity Fabric bandwidth, GB/s per direction."""
     gpus_per_node: PositiveInt = 8
     """GPUs per node (decides which traffic crosses nodes)."""
+    nic_gb_s: float = Field(50, gt=0)
+    """Network bandwidth per GPU across nodes, GB/s per direction (400 Gb/s InfiniBand/RoCE = 50)."""
     dtype: str | None = None
     """Format of the linear layers (bf16, fp8, int4-gptq, mxfp4, q4_k_m, ...); default: the config's own quantization_config, else bf16."""
     expert_dtype: str | None = None
@@ -52,6 +62,22 @@ class Deployment(BaseModel):
     """Tokens processed in one prefill step (vLLM's max_num_batched_tokens)."""
     gpu_util: float = Field(0.9, gt=0, le=1)
     """Fraction of GPU memory the serving framework may use (vLLM's gpu_memory_utilization)."""
+    tokens_per_rank: PositiveInt = 4096
+    """Tokens each expert-parallel rank routes in the reported all-to-all (DeepEP's benchmark uses 4096)."""
+    a2a_mode: Literal["rank", "expert"] = "rank"
+    """All-to-all copies: one per token and destination rank (DeepEP normal) or per token and chosen expert (low-latency)."""
+    dispatch_dtype: Literal["bf16", "fp8"] = "bf16"
+    """Payload of the dispatch all-to-all (combine is always bf16)."""
+    routing: str = "uniform"
+    """Expert load: uniform, or zipf:S for a skewed popularity (evaluated by a seeded simulation)."""
+    capacity_factor: float | None = Field(None, gt=0)
+    """Expert buffer = capacity_factor × T·k/E tokens; tokens beyond it are dropped."""
+    offload_experts: bool = False
+    """Keep routed experts in host RAM and run them on the CPU (llama.cpp --override-tensor exps=CPU)."""
+    host_memory_gib: float = Field(128, gt=0)
+    """Host RAM available for offloaded experts, GiB."""
+    host_memory_gb_s: float = Field(80, gt=0)
+    """Host memory bandwidth the CPU reaches when running offloaded experts, GB/s (dual-channel DDR5-5600: 89.6 peak)."""
     zero: Literal[0, 1, 2, 3] = 1
     """ZeRO stage for training (1: optimizer states sharded over data parallel)."""
     recompute: Literal["none", "selective", "full"] = "selective"

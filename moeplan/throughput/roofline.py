@@ -1,0 +1,214 @@
+"""Roofline throughput: time of one decode step and one prefill chunk on the most-loaded GPU.
+
+Each stage's time is max(bytes moved / HBM bandwidth, FLOPs / peak) plus the communication it cannot hide
+(tensor-parallel all-reduces and expert-parallel all-to-alls over the layout's links). The bound named for
+a stage is the largest of the three terms. See docs/formulas.md §Throughput.
+"""
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel
+
+from moeplan.accounting.flops import FlopsPerToken
+from moeplan.accounting.memory import MemoryReport
+from moeplan.accounting.weights import WeightMemory
+from moeplan.hardware.catalogue import GPUSpec
+from moeplan.layout.parallel import Layout
+from moeplan.spec.deployment import Deployment
+from moeplan.spec.model import ModelSpec
+from moeplan.traffic.alltoall import spec_all_to_all_traffic
+from moeplan.traffic.routing import routing_estimate
+
+Bound = Literal["memory", "compute", "communication"]
+
+ACTIVATION_BYTES = 2
+"""Activations cross the links in bf16."""
+COLLECTIVE_LATENCY_S = 10e-6
+"""Fixed cost α of one all-reduce or all-to-all inside a node (NCCL's small-message latency on NVLink is 5–20 µs)."""
+
+
+class Efficiency(BaseModel):
+    """Fractions of the catalogue peaks a GPU reaches; 1.0 is the pure roofline. A profile calibration sets them."""
+
+    hbm: float = 1.0
+    gemm: float = 1.0
+    link: float = 1.0
+    pcie: float = 1.0
+    collective_latency_s: float = COLLECTIVE_LATENCY_S
+
+
+class StepTime(BaseModel):
+    """One step of one pipeline stage on its most-loaded GPU."""
+
+    tokens: int
+    """Tokens the step processes per data-parallel replica."""
+    bytes_read: int
+    """HBM bytes moved: weights touched, KV cache read or written."""
+    flops: float
+    memory_s: float
+    compute_s: float
+    communication_s: float
+    """Tensor-parallel all-reduces plus expert-parallel all-to-alls, not overlapped."""
+    time_s: float
+    """max(memory_s, compute_s) + communication_s."""
+    bound: Bound
+
+
+class OffloadEstimate(BaseModel):
+    """Routed experts in host RAM, run by the CPU (llama.cpp's --override-tensor exps=CPU)."""
+
+    host_bytes: int
+    """Routed-expert weights held in host RAM."""
+    gpu_bytes: int
+    """Everything else, in VRAM."""
+    fits_in_host_memory: bool
+    gpu_time_s: float
+    """Per decode step: non-expert weights and KV over HBM."""
+    cpu_time_s: float
+    """Per decode step: experts touched, read from host RAM at host bandwidth."""
+    pcie_stream_time_s: float
+    """For comparison: streaming the touched experts to the GPU over PCIe instead."""
+    decode_tokens_per_s: float
+
+
+class Throughput(BaseModel):
+    """Roofline throughput of the deployment."""
+
+    decode: StepTime
+    prefill: StepTime
+    decode_tokens_per_s: float
+    """Output tokens per second of the whole deployment (batch × dp per time per output token)."""
+    time_per_output_token_s: float
+    prefill_tokens_per_s: float
+    """Prompt tokens per second of the whole deployment."""
+    ttft_s: float
+    """Time to first token of one sequence of `context` tokens (its prefill chunks, one after another)."""
+    bound: Bound
+    """The decode bound."""
+    experts_touched_per_layer: float
+    """Distinct routed experts one decode step reads per MoE layer (all replicas' tokens together)."""
+    offload: OffloadEstimate | None = None
+    assumptions: list[str]
+
+
+def _peak_flops(gpu: GPUSpec, weights: WeightMemory) -> float:
+    """FP8 peak when the experts are stored in fp8 and the GPU has FP8 tensor cores, else BF16."""
+    if weights.formats.get("routed_experts", "").startswith("fp8") and gpu.fp8_flops_per_s:
+        return gpu.fp8_flops_per_s
+    return gpu.bf16_flops_per_s
+
+
+def tp_allreduce_time_s(tokens: int, hidden: int, tp: int, link_bytes_per_s: float, latency_s: float) -> float:
+    """One ring all-reduce of tokens × hidden bf16 activations over tp GPUs: 2·(tp−1)/tp × message bytes per GPU
+    over the per-direction link bandwidth, plus the latency α (0 when tp = 1)."""
+    if tp == 1:
+        return 0.0
+    return 2 * (tp - 1) / tp * tokens * hidden * ACTIVATION_BYTES / link_bytes_per_s + latency_s
+
+
+def _communication_s(spec: ModelSpec, layout: Layout, layers: int, moe_layers: int, tokens: int,
+                     deployment: Deployment, gpu: GPUSpec, nic_bytes_per_s: float, eff: Efficiency) -> float:
+    """TP all-reduces (after attention, and after each TP-split MLP) and EP all-to-alls of one stage."""
+    link = (gpu.link_bytes_per_s_per_direction or gpu.pcie_bytes_per_s_per_direction) * eff.link
+    split_mlps = layers - moe_layers + (moe_layers if layout.ep == 1 else 0)
+    reduces = layers + split_mlps
+    total = reduces * tp_allreduce_time_s(tokens, spec.hidden_size, layout.tp, link, eff.collective_latency_s)
+    if layout.ep > 1 and moe_layers:
+        per_rank_tokens = math.ceil(tokens / layout.tp)  # a replica's tokens are dispatched by its tp GPUs in slices
+        traffic = spec_all_to_all_traffic(spec, layout.ep, per_rank_tokens, deployment.a2a_mode, deployment.dispatch_dtype,
+                                          deployment.gpus_per_node)
+        intra = traffic.per_layer_bytes_per_rank - 2 * traffic.inter_node_bytes_per_rank
+        inter = 2 * traffic.inter_node_bytes_per_rank
+        per_layer = max(intra / link, inter / nic_bytes_per_s) + 2 * eff.collective_latency_s
+        total += moe_layers * per_layer
+    return total
+
+
+def _step(tokens: int, bytes_read: float, flops: float, communication_s: float, gpu: GPUSpec, peak: float, eff: Efficiency) -> StepTime:
+    memory_s = bytes_read / (gpu.hbm_bytes_per_s * eff.hbm)
+    compute_s = flops / (peak * eff.gemm)
+    terms = {"memory": memory_s, "compute": compute_s, "communication": communication_s}
+    return StepTime(tokens=tokens, bytes_read=int(bytes_read), flops=flops, memory_s=memory_s, compute_s=compute_s,
+                    communication_s=communication_s, time_s=max(memory_s, compute_s) + communication_s,
+                    bound=max(terms, key=terms.get))
+
+
+def _touched_fraction(spec: ModelSpec, tokens: int, deployment: Deployment) -> float:
+    if not spec.moe:
+        return 1.0
+    moe = spec.moe
+    groups = (moe.num_expert_groups, moe.topk_groups) if moe.topk_groups < moe.num_expert_groups else None
+    return routing_estimate(moe.num_experts, moe.top_k, batch=tokens, tokens=tokens, distribution=deployment.routing,
+                            groups=groups).experts_touched_fraction
+
+
+def throughput(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu: GPUSpec, weights: WeightMemory,
+               memory: MemoryReport, flops: FlopsPerToken, nic_bytes_per_s: float, eff: Efficiency | None = None) -> Throughput:
+    """Decode and prefill roofline of the most-loaded GPU, and the deployment's tokens/s."""
+    eff = eff or Efficiency()
+    worst = memory.most_loaded
+    held = worst.weights_by_component_bytes
+    experts = held.get("routed_experts", 0)
+    layers = worst.last_layer - worst.first_layer + 1
+    moe_layers = sum(spec.is_moe_layer(i) for i in range(worst.first_layer, worst.last_layer + 1))
+    peak = _peak_flops(gpu, weights)
+    share = layout.tp * layout.pp  # one GPU does 1/tp of a replica's work in 1/pp of the layers
+    batch, chunk = deployment.batch, min(deployment.prefill_chunk, deployment.context)
+
+    touched = _touched_fraction(spec, batch * layout.dp, deployment)
+    decode = _step(
+        batch,
+        sum(held.values()) - experts + experts * touched + worst.kv_cache_bytes,
+        flops.decode_per_token * batch / share,
+        _communication_s(spec, layout, layers, moe_layers, batch, deployment, gpu, nic_bytes_per_s, eff),
+        gpu, peak, eff,
+    )
+    kv_written = worst.kv_cache_bytes / max(batch, 1) / deployment.context * chunk
+    prefill = _step(
+        chunk,
+        sum(held.values()) - experts + experts * _touched_fraction(spec, chunk * layout.dp, deployment) + kv_written,
+        flops.prefill_per_token * chunk / share,
+        _communication_s(spec, layout, layers, moe_layers, chunk, deployment, gpu, nic_bytes_per_s, eff),
+        gpu, peak, eff,
+    )
+    tpot = layout.pp * decode.time_s
+    prefill_chunk_s = layout.pp * prefill.time_s
+    offload = _offload(spec, deployment, gpu, weights, worst.kv_cache_bytes, batch, touched, eff) if deployment.offload_experts else None
+    return Throughput(
+        decode=decode, prefill=prefill,
+        decode_tokens_per_s=batch * layout.dp / tpot, time_per_output_token_s=tpot,
+        prefill_tokens_per_s=chunk * layout.dp / prefill_chunk_s,
+        ttft_s=math.ceil(deployment.context / chunk) * prefill_chunk_s,
+        bound=decode.bound, experts_touched_per_layer=touched * spec.num_experts, offload=offload,
+        assumptions=_assumptions(layout, peak, gpu, eff, nic_bytes_per_s, deployment),
+    )
+
+
+def _offload(spec: ModelSpec, deployment: Deployment, gpu: GPUSpec, weights: WeightMemory, kv_bytes: int,
+             batch: int, touched: float, eff: Efficiency) -> OffloadEstimate:
+    """Single-GPU llama.cpp-style offload: experts in host RAM, everything else in VRAM."""
+    host = weights.by_component_bytes.get("routed_experts", 0)
+    vram = weights.total_bytes - host
+    gpu_time = (vram + kv_bytes) / (gpu.hbm_bytes_per_s * eff.hbm)
+    touched_bytes = host * touched
+    cpu_time = touched_bytes / (deployment.host_memory_gb_s * 1e9)
+    pcie = (gpu.pcie_bytes_per_s_per_direction or gpu.link_bytes_per_s_per_direction) * eff.pcie
+    return OffloadEstimate(
+        host_bytes=host, gpu_bytes=vram, fits_in_host_memory=host <= deployment.host_memory_gib * 2**30,
+        gpu_time_s=gpu_time, cpu_time_s=cpu_time, pcie_stream_time_s=touched_bytes / pcie,
+        decode_tokens_per_s=batch / (gpu_time + cpu_time),
+    )
+
+
+def _assumptions(layout: Layout, peak: float, gpu: GPUSpec, eff: Efficiency, nic: float, deployment: Deployment) -> list[str]:
+    return [
+        f"roofline at {eff.hbm:.0%} of {gpu.hbm_bytes_per_s / 1e12:.2f} TB/s HBM and {eff.gemm:.0%} of {peak / 1e12:,.0f} TFLOP/s dense peak",
+        "a step takes max(memory, compute) plus communication (no overlap of communication with compute)",
+        f"all-reduce and all-to-all over {(gpu.link_bytes_per_s_per_direction or gpu.pcie_bytes_per_s_per_direction) * eff.link / 1e9:,.0f} GB/s "
+        f"per direction inside a node, {nic / 1e9:,.0f} GB/s NIC per GPU across nodes, {eff.collective_latency_s * 1e6:.0f} µs per collective",
+        f"decode reads every non-expert weight, the experts touched by batch × dp = {deployment.batch * layout.dp} tokens "
+        f"({deployment.routing} routing), and the whole KV cache at context {deployment.context}",
+        f"pipeline stages run one after another for a token (no micro-batch overlap): time per output token = {layout.pp} × stage time",
+        f"prefill in chunks of {min(deployment.prefill_chunk, deployment.context)} tokens; FLOPs spread evenly over a stage's {layout.tp * layout.dp} GPUs",
+    ]
