@@ -11,6 +11,7 @@ from moeplan.errors import SpecError
 
 def _schemas() -> dict:
     """Name → function returning that document's JSON Schema (imported on demand)."""
+    from moeplan.check.evaluate import CheckReport
     from moeplan.cli.presets import PresetList
     from moeplan.report.estimate import EstimateReport
     from moeplan.spec.specfile import spec_json_schema
@@ -19,6 +20,7 @@ def _schemas() -> dict:
         "spec": spec_json_schema,
         "estimate": lambda: EstimateReport.model_json_schema(by_alias=True),
         "presets": lambda: PresetList.model_json_schema(by_alias=True),
+        "check": lambda: CheckReport.model_json_schema(by_alias=True),
     }
 
 

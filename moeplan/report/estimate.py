@@ -97,6 +97,15 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
                           checkpoint=resolved.checkpoint, calibration=calibration, notes=_notes(params, resolved))
 
 
+def load_calibration(path) -> tuple[Efficiency | None, str | None]:
+    """(efficiencies, file name) from a `moeplan profile --save` file; (None, None) without one."""
+    if path is None:
+        return None, None
+    from moeplan.profile.calibration import load_efficiency
+
+    return load_efficiency(path), str(path)
+
+
 def _notes(params: ParamCounts, resolved: ResolvedSpec) -> list[str]:
     notes = ["active = all non-routed parameters + top-k routed experts per MoE layer, embedding and lm_head included"]
     if params.mtp:

@@ -1,0 +1,64 @@
+"""`moeplan check`: capacity assertions for CI, with exit codes (0 pass, 1 fail, 2 bad input)."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from moeplan.cli.app import app
+from moeplan.cli.options import JsonOpt, deployment_command
+from moeplan.report.console import console, print_json
+from moeplan.errors import SpecError
+from moeplan.spec.deployment import Deployment
+
+PLAN_SUFFIXES = (".yaml", ".yml", ".toml")
+
+
+def _is_plan_file(target: str) -> bool:
+    path = Path(target)
+    if not (path.is_file() and path.suffix in PLAN_SUFFIXES):
+        return False
+    return "deployments" in path.read_text(errors="replace")
+
+
+@app.command(epilog="Exit codes: 0 every assertion holds; 1 an assertion fails (or, in the quick form, it does not fit); 2 bad input.")
+@deployment_command
+def check(
+    deployment: Deployment,
+    target: Annotated[str, typer.Argument(help="A plan file (YAML/TOML with `deployments`), or a model for the quick form.")],
+    json_: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for a CI job summary).")] = False,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML: one test case per assertion.")] = None,
+    calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Use a `moeplan profile --save` calibration instead of catalogue peaks.")] = None,
+) -> None:
+    """Check deployments against capacity assertions (fits, headroom, tokens/s, latency, context, traffic).
+
+    Examples:
+
+    \b
+        moeplan check examples/plan.yaml --junit moeplan.xml
+        moeplan check examples/plan.yaml --markdown >> "$GITHUB_STEP_SUMMARY"
+        moeplan check mixtral-8x7b --gpu l40s --num-gpus 2 --context 32k --batch 8
+    """
+    from moeplan.check.evaluate import evaluate_plan
+    from moeplan.check.output import check_markdown, check_table, write_junit
+    from moeplan.check.planfile import PlannedDeployment, load_plan
+
+    if _is_plan_file(target):
+        if deployment.model_fields_set:
+            given = ", ".join(f"--{f.replace('_', '-')}" for f in sorted(deployment.model_fields_set))
+            raise SpecError(f"{given}: deployment flags belong to the quick form; with a plan file set them in the file")
+        deployments, base = load_plan(Path(target)), Path(target).parent
+    else:
+        quick = PlannedDeployment(name=target, model=target, **deployment.model_dump(), **{"assert": {"fits": True}})
+        deployments, base = [quick], Path.cwd()
+    report = evaluate_plan(deployments, base, calibration)
+    if junit is not None:
+        write_junit(report, junit)
+    if json_:
+        print_json(report)
+    elif markdown:
+        print(check_markdown(report), end="")
+    else:
+        console.print(check_table(report))
+    raise typer.Exit(0 if report.passed else 1)
