@@ -1,0 +1,128 @@
+"""The parallel layout: tensor (TP), expert (EP), pipeline (PP) and data (DP) parallel sizes.
+
+GPUs = TP × PP × DP. EP is not a fourth factor: as in vLLM (EP = TP × DP) and Megatron-Core (MoE parallel
+folding), the routed experts of a pipeline stage are spread over that stage's TP × DP GPUs, as EP groups
+of expert-tensor-parallel (ETP) GPUs, so EP × ETP must divide TP × DP; the quotient is the number of
+expert replicas (Megatron's expert data parallel). See docs/formulas.md §Memory, "Parallel layout".
+"""
+
+from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
+
+from moeplan.errors import SpecError
+from moeplan.spec.model import ModelSpec
+
+GPUS_PER_NODE = 8
+"""GPUs joined by NVLink in one node (HGX boards): the default layout keeps TP inside one node."""
+
+
+class Layout(BaseModel):
+    """How a model is split over GPUs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    tp: PositiveInt = 1
+    """Tensor parallel: query heads, dense and shared-expert MLPs, Mamba mixers, embedding and lm_head split over tp GPUs."""
+    ep: PositiveInt = 1
+    """Expert parallel: each EP rank holds E/ep whole routed experts of every MoE layer of its stage."""
+    pp: PositiveInt = 1
+    """Pipeline parallel: consecutive layers split into pp stages (embedding on the first, lm_head on the last)."""
+    dp: PositiveInt = 1
+    """Data parallel: model replicas (attention and dense parts replicated; experts spread when EP spans them)."""
+    etp: PositiveInt | None = None
+    """Expert tensor parallel: each routed expert split over etp GPUs. Default: tp when ep = 1 (experts split
+    like any MLP, vLLM without --enable-expert-parallel), else 1 (whole experts, vLLM with it)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "Layout":
+        if (self.tp * self.dp) % (self.ep * self.expert_tp):
+            raise ValueError(
+                f"ep × etp ({self.ep} × {self.expert_tp}) must divide tp × dp ({self.tp} × {self.dp}): "
+                "the experts of a stage are spread over that stage's tp × dp GPUs"
+            )
+        return self
+
+    @property
+    def expert_tp(self) -> int:
+        """ETP in effect."""
+        if self.etp is not None:
+            return self.etp
+        return self.tp if self.ep == 1 else 1
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    @property
+    def expert_replicas(self) -> int:
+        """Copies of each routed expert within a stage (Megatron's expert data-parallel size)."""
+        return self.tp * self.dp // (self.ep * self.expert_tp)
+
+    def describe(self) -> str:
+        extra = f" etp={self.expert_tp}" if self.ep > 1 and self.expert_tp > 1 else ""
+        return f"tp={self.tp} ep={self.ep} pp={self.pp} dp={self.dp}{extra} ({self.num_gpus} GPUs)"
+
+
+def layout_problems(spec: ModelSpec, layout: Layout) -> list[str]:
+    """What a serving/training framework would refuse in this layout for this model (empty when valid)."""
+    tp, problems = layout.tp, []
+    attn = spec.attention
+    if spec.attention_layer_count:
+        if attn.num_heads % tp:
+            problems.append(f"tp={tp} must divide the {attn.num_heads} query heads")
+        kv = attn.kv_heads
+        if attn.kind == "gqa" and (kv % tp if kv >= tp else tp % kv):
+            problems.append(f"tp={tp} and the {kv} KV heads: one must divide the other (KV heads are split, or replicated when fewer)")
+    if spec.mamba and (spec.mamba.expand * spec.hidden_size) % tp:
+        problems.append(f"tp={tp} must divide the Mamba inner size {spec.mamba.expand * spec.hidden_size}")
+    if spec.intermediate_size and any(not spec.is_moe_layer(i) for i in range(spec.num_layers)) and spec.intermediate_size % tp:
+        problems.append(f"tp={tp} must divide the dense MLP intermediate size {spec.intermediate_size}")
+    if spec.moe:
+        moe = spec.moe
+        if moe.num_experts % layout.ep:
+            problems.append(f"ep={layout.ep} must divide the {moe.num_experts} routed experts")
+        if moe.expert_intermediate_size % layout.expert_tp:
+            problems.append(f"etp={layout.expert_tp} must divide the expert intermediate size {moe.expert_intermediate_size}")
+        if moe.shared_size % tp:
+            problems.append(f"tp={tp} must divide the shared-expert intermediate size {moe.shared_size}")
+    elif layout.ep > 1:
+        problems.append(f"ep={layout.ep} needs a mixture-of-experts model; {spec.name} is dense")
+    if layout.pp > spec.num_layers:
+        problems.append(f"pp={layout.pp} exceeds the {spec.num_layers} layers")
+    return problems
+
+
+def check_layout(spec: ModelSpec, layout: Layout) -> Layout:
+    """The layout itself when valid for the model; otherwise SpecError listing every problem."""
+    problems = layout_problems(spec, layout)
+    if problems:
+        raise SpecError(f"layout {layout.describe()} does not suit {spec.name}: {'; '.join(problems)}")
+    return layout
+
+
+def stage_layers(num_layers: int, pp: int) -> list[range]:
+    """Layers of each pipeline stage, as vLLM's get_pp_indices splits them: L // pp each, and the
+    remainder one by one to the stages before the last (which also holds lm_head)."""
+    sizes = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        sizes[-i] += 1
+    starts = [sum(sizes[:s]) for s in range(pp)]
+    return [range(start, start + size) for start, size in zip(starts, sizes)]
+
+
+def default_layout(spec: ModelSpec, num_gpus: int, gpus_per_node: int = GPUS_PER_NODE) -> Layout:
+    """The layout moeplan picks for ``num_gpus`` GPUs when none is given.
+
+    Rule: PP = 1; TP = the largest divisor of num_gpus, at most gpus_per_node (TP stays inside a node's
+    NVLink domain), that the model allows; DP = num_gpus / TP. For an MoE model EP = the largest divisor of
+    num_gpus that also divides E (EP = num_gpus when E allows, the DeepSeek/vLLM wide-EP layout); ETP then
+    defaults to 1. A dense model gets EP = 1.
+    """
+    if num_gpus < 1:
+        raise SpecError(f"--num-gpus must be positive, not {num_gpus}")
+    candidates = [t for t in range(min(num_gpus, gpus_per_node), 0, -1) if num_gpus % t == 0]
+    ep = max(e for e in range(1, num_gpus + 1) if num_gpus % e == 0 and spec.num_experts % e == 0) if spec.moe else 1
+    for tp in candidates:
+        layout = Layout(tp=tp, dp=num_gpus // tp, ep=ep)
+        if not layout_problems(spec, layout):
+            return layout
+    raise SpecError(f"no default layout of {spec.name} on {num_gpus} GPUs satisfies its divisibility rules; give --tp/--ep/--pp/--dp")
