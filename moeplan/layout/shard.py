@@ -11,7 +11,6 @@ from typing import Literal, NamedTuple
 
 from moeplan.accounting.params import (
     COMPONENTS,
-    attention_params,
     embedding_params,
     layer_params,
     lm_head_params,
