@@ -225,6 +225,7 @@ def _largest(predicate, high):
 CASES = [
     ("mixtral-8x7b", "h100", Layout(tp=2), 16, 32768, {}),
     ("gpt-oss-120b", "h100", Layout(), 2, 4096, {}),
+    ("gpt-oss-120b", "h100", Layout(), 64, 4096, {}),  # context limit past the 128-token windows
     ("llama-4-scout", "h200", Layout(tp=4), 200, 4096, {}),
     ("jamba-v0.1", "a100-80gb", Layout(tp=2), 8, 65536, {}),
     ("deepseek-v3", "h200", Layout(tp=8, ep=8, pp=2), 32, 8192, {}),
