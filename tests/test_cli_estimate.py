@@ -137,3 +137,44 @@ def test_unknown_model_type_with_known_keys_warns(cli, tmp_path):
     with pytest.warns(UserWarning, match="num_local_experts"):
         result = cli("estimate", path, "--json")
     assert result.json()["params"]["total"] == 46_702_792_704
+
+
+def test_json_has_every_documented_key(cli):
+    data = cli("estimate", "deepseek-v3", "--gpu", "h200", "--ep", "8", "--dp", "8", "--gpus-per-node", "4", "--json").json()
+    for path in ("memory.weights_bytes", "memory.kv_cache_bytes_per_token", "memory.per_gpu_bytes", "memory.fits",
+                 "memory.max_batch", "memory.max_context", "flops.forward_per_token", "all_to_all.dispatch_bytes_per_rank",
+                 "all_to_all.combine_bytes_per_rank", "all_to_all.inter_node_bytes_per_rank", "throughput.decode_tokens_per_s",
+                 "throughput.prefill_tokens_per_s", "throughput.bound", "params.by_component", "spec"):
+        node = data
+        for part in path.split("."):
+            node = node[part]
+        assert node is not None, path
+    assert data["all_to_all"]["inter_node_bytes_per_rank"] > 0  # 8 ranks over 2 nodes of 4
+    assert data["throughput"]["bound"] in ("memory", "compute", "communication")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch", "0"], "--batch must be positive"),
+    (["--context", "12q"], "--context must be a positive whole number"),
+    (["--kv-dtype", "int3"], "--kv-dtype"),
+    (["--dtype", "int3"], "unknown weight format 'int3'"),
+    (["--gpu", "h900"], "did you mean h800"),
+    (["--tp", "3"], "tp=3 must divide the 32 query heads"),
+    (["--tp", "2", "--num-gpus", "4"], "does not match the layout"),
+    (["--zero", "5"], "--zero"),
+    (["--gpu-util", "1.5"], "--gpu-util"),
+    (["--gpu-memory-gib", "-1"], "--gpu-memory-gib"),
+    (["--routing", "pareto"], "routing"),
+])
+def test_bad_deployment_flags_exit_2(cli, args, message):
+    result = cli("estimate", "mixtral-8x7b", *args)
+    assert result.exit_code == 2, (args, result.stderr, result.exception)
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_context_suffixes_and_training_mode(cli):
+    data = cli("estimate", "mixtral-8x7b", "--context", "32k", "--batch", "2", "--json").json()
+    assert data["deployment"]["context"] == 32768
+    assert data["memory"]["kv_cache_bytes"] == 2 * 32768 * 131072  # 2 sequences × 32k tokens × 131,072 B
+    training = cli("estimate", "mixtral-8x7b", "--mode", "training", "--num-gpus", "8", "--json").json()
+    assert training["memory"]["gpu_util"] == 1.0 and training["memory"]["most_loaded"]["optimizer_bytes"] > 0

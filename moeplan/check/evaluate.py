@@ -64,8 +64,9 @@ def _checks(d: PlannedDeployment, r: EstimateReport) -> list[tuple[str, str, str
         have = r.throughput.time_per_output_token_s * 1e3
         out.append(("max_time_per_output_token_ms", f"≤ {a.max_time_per_output_token_ms:g}", f"{have:.2f}", have <= a.max_time_per_output_token_ms))
     if a.min_max_context is not None:
-        have = memory.max_context
-        out.append(("min_max_context", f"≥ {a.min_max_context:,}", f"{have:,}", have >= a.min_max_context))
+        have = memory.max_context  # None: no context exhausts memory
+        shown = "unlimited" if have is None else f"{have:,}"
+        out.append(("min_max_context", f"≥ {a.min_max_context:,}", shown, have is None or have >= a.min_max_context))
     if a.max_all_to_all_bytes_per_layer is not None:
         have = r.all_to_all.per_layer_bytes_per_rank if r.all_to_all else 0
         out.append(("max_all_to_all_bytes_per_layer", f"≤ {a.max_all_to_all_bytes_per_layer:,}", f"{round(have):,}", have <= a.max_all_to_all_bytes_per_layer))

@@ -7,7 +7,7 @@
 
 import functools
 import inspect
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional, get_args, get_origin
 
 import typer
 
@@ -101,10 +101,20 @@ model_command = _injecting(MODEL_PARAMETERS, "resolved", resolve_model_options)
 """The command gets the model argument and spec flags, and receives ``resolved: ResolvedSpec``."""
 
 
+def _option_type(annotation) -> type:
+    """The click type of a Deployment field: int/float/bool as declared (Optional and Literal unwrapped), else str."""
+    first = annotation
+    if get_origin(first) is not Literal:
+        first = ([a for a in get_args(annotation) if a is not type(None)] or [annotation])[0]
+    if get_origin(first) is Literal:
+        first = type(get_args(first)[0])
+    return first if first in (int, float, bool) else str
+
+
 def _deployment_parameters() -> list[inspect.Parameter]:
     params = []
     for field, info in Deployment.model_fields.items():
-        kind = {int: int, float: float, bool: bool}.get(info.annotation, str)
+        kind = _option_type(info.annotation)
         if field in ("batch", "context", "prefill_chunk"):
             kind = str  # accepts 32k, 128k
         help_text = info.description or ""

@@ -47,7 +47,7 @@ class EstimateReport(Document):
 
 def resolve_layout(spec: ModelSpec, deployment: Deployment) -> Layout:
     """The layout from --tp/--ep/--pp/--dp, or a default one for --num-gpus (1 GPU without either)."""
-    given = {k: getattr(deployment, k) for k in ("tp", "ep", "pp", "dp") if getattr(deployment, k) is not None}
+    given = {k: getattr(deployment, k) for k in ("tp", "ep", "pp", "dp", "etp") if getattr(deployment, k) is not None}
     if not given:
         return default_layout(spec, deployment.num_gpus or 1, deployment.gpus_per_node)
     layout = Layout(**given)
@@ -88,7 +88,7 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
                           embedding_dtype=d.embedding_dtype, group_size=d.group_size)
     weights = weight_memory(spec, policy)
     memory = memory_report(spec, weights, gpu, layout, d.batch, d.context, d.kv_dtype, d.mode, prefill_chunk=d.prefill_chunk,
-                           gpu_util=d.gpu_util, zero=d.zero, recompute=d.recompute)
+                           gpu_util=d.gpu_util, zero=d.zero, recompute=d.recompute, grad_dtype=d.grad_dtype)
     flops = flops_per_token(spec, d.context, d.context, d.recompute if d.mode == "training" else "none")
     traffic, skew, routing = _traffic(spec, d, layout)
     speed = throughput(spec, d, layout, gpu, weights, memory, flops, d.nic_gb_s * 1e9, efficiency)

@@ -28,6 +28,8 @@ class Deployment(BaseModel):
     """Pipeline-parallel stages (split the layers)."""
     dp: PositiveInt | None = None
     """Data-parallel replicas."""
+    etp: PositiveInt | None = None
+    """Expert tensor parallel: each routed expert split over etp GPUs (default: tp when ep = 1, else 1)."""
     gpu_memory_gib: float | None = Field(None, gt=0)
     """Override the GPU's memory, GiB."""
     gpu_hbm_tb_s: float | None = Field(None, gt=0)
@@ -60,8 +62,8 @@ class Deployment(BaseModel):
     """Tokens per sequence (accepts 32k, 128k)."""
     prefill_chunk: PositiveInt = 8192
     """Tokens processed in one prefill step (vLLM's max_num_batched_tokens)."""
-    gpu_util: float = Field(0.9, gt=0, le=1)
-    """Fraction of GPU memory the serving framework may use (vLLM's gpu_memory_utilization)."""
+    gpu_util: float | None = Field(None, gt=0, le=1)
+    """Fraction of GPU memory usable: default 0.9 for inference (vLLM's gpu_memory_utilization), 1.0 for training."""
     tokens_per_rank: PositiveInt = 4096
     """Tokens each expert-parallel rank routes in the reported all-to-all (DeepEP's benchmark uses 4096)."""
     a2a_mode: Literal["rank", "expert"] = "rank"
@@ -82,6 +84,8 @@ class Deployment(BaseModel):
     """ZeRO stage for training (1: optimizer states sharded over data parallel)."""
     recompute: Literal["none", "selective", "full"] = "selective"
     """Activation recomputation for training."""
+    grad_dtype: Literal["fp32", "bf16"] = "fp32"
+    """Gradient element type for training (Megatron's default accumulates in fp32)."""
 
     @field_validator("context", "batch", "prefill_chunk", mode="before")
     @classmethod
