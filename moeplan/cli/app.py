@@ -59,6 +59,7 @@ def _register() -> None:
     # Command modules import only the light core; torch stays inside the profile package.
     from moeplan.cli import estimate, presets, schema  # noqa: F401
     from moeplan.cli import check, gpus  # noqa: F401
+    from moeplan.cli import profile  # noqa: F401
 
 
 def main() -> None:

@@ -1,0 +1,7 @@
+"""`moeplan profile`: measure the local GPUs (or, with ``--device cpu``, the host) and set the figures beside moeplan's predictions.
+
+torch and pynvml are imported only inside this package, and only inside the functions that need them,
+so the rest of moeplan stays importable without the ``profile`` extra. Modules that compute from
+numbers alone (``a2a_bytes``, ``routing``, ``stats``, ``predict``, ``calibration``, ``results``,
+``topology``, ``gpus``) never import torch.
+"""

@@ -1,0 +1,31 @@
+"""The ``--gpus`` selector: ``0-7``, ``0,2,4``, ``1,4-6`` or ``all``."""
+
+import re
+
+from moeplan.errors import SpecError
+
+_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def parse_gpus(text: str, count: int) -> list[int]:
+    """GPU indices named by ``text``, sorted and de-duplicated, each checked against ``count`` GPUs present."""
+    text = text.strip()
+    if text == "all":
+        if count == 0:
+            raise SpecError("--gpus all: no GPU is present")
+        return list(range(count))
+    indices: set[int] = set()
+    for item in text.split(","):
+        match = _ITEM.match(item.strip())
+        if not match:
+            raise SpecError(f"--gpus {text!r}: expected 'all', a range such as 0-7, or a list such as 0,2,4")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise SpecError(f"--gpus {text!r}: range {item.strip()} runs backwards")
+        indices.update(range(first, last + 1))
+    missing = sorted(i for i in indices if i >= count)
+    if missing:
+        present = f"GPUs 0-{count - 1}" if count > 1 else ("GPU 0" if count == 1 else "no GPU")
+        raise SpecError(f"--gpus {text!r}: GPU {', '.join(map(str, missing))} does not exist (this machine has {present})")
+    return sorted(indices)

@@ -1,0 +1,119 @@
+"""Timing primitives: CUDA events on the working stream, ``time.perf_counter`` on CPU, an L2 flush, OOM
+detection and a watchdog so no step can hang the run.
+
+CUDA: warm-up calls, then every sample is bracketed by events recorded on the current stream; one
+synchronize at the end (the triton/SGLang pattern). CPU: each sample is perf_counter around one
+synchronous call.
+"""
+
+import functools
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+L2_FLUSH_BYTES = 256 * 2**20
+"""Buffer zeroed before each timed GEMM on CUDA (triton do_bench, DeepEP): larger than any L2 so far."""
+
+
+@dataclass
+class Timed:
+    samples_s: list[float]
+    during: Any = None
+    """What the ``during`` callback returned (e.g. NVML clocks read while the GPU was busy)."""
+
+
+def time_samples(
+    fn: Callable[[], object],
+    device,
+    warmup: int,
+    iters: int,
+    before: Callable[[], object] | None = None,
+    during: Callable[[], object] | None = None,
+) -> Timed:
+    """Time ``iters`` calls of ``fn`` after ``warmup`` untimed ones; ``before`` runs untimed ahead of each sample.
+
+    ``during`` runs once after all samples are enqueued and before the final synchronize (CUDA), so it
+    observes the device under load; on CPU it runs after the last sample.
+    """
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    if device.type != "cuda":
+        samples = []
+        for _ in range(iters):
+            if before:
+                before()
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+        return Timed(samples, during() if during else None)
+    with torch.cuda.device(device):
+        torch.cuda.synchronize()
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
+        for start, end in events:
+            if before:
+                before()
+            start.record()
+            fn()
+            end.record()
+        observed = during() if during else None
+        torch.cuda.synchronize()
+    return Timed([start.elapsed_time(end) / 1e3 for start, end in events], observed)
+
+
+@functools.cache
+def l2_flusher(device) -> Callable[[], object] | None:
+    """A callable that evicts the GPU's L2 by zeroing a 256 MiB buffer (one per device); None on CPU (no flush)."""
+    import torch
+
+    if device.type != "cuda":
+        return None
+    buffer = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
+    return buffer.zero_
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for a CUDA or host allocation failure (the size is skipped with a note, the run goes on)."""
+    import torch
+
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in ("out of memory", "can't allocate memory"))
+
+
+@contextmanager
+def watchdog(seconds: float, what: str):
+    """End the process with exit code 3 and a clear line if the block runs longer than ``seconds``.
+
+    A hung kernel or copy cannot be interrupted from Python, so the process ends itself; every
+    measurement finished so far is already in the --out file.
+    """
+
+    def expire() -> None:
+        sys.stderr.write(f"error: {what} did not finish within {seconds:g} s (hung device or peer?); measurements finished so far are in --out\n")
+        sys.stderr.flush()
+        os._exit(3)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def try_allocate(make: Callable[[], Any], what: str) -> tuple[Any, str | None]:
+    """(make(), None), or (None, 'out of memory allocating WHAT') when the allocation fails; other errors propagate."""
+    try:
+        return make(), None
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
+        return None, f"out of memory allocating {what}"
