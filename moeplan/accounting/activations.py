@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ConfigDict
 
 from moeplan.accounting.kv_cache import kv_heads_per_rank
+from moeplan.docstrings import add_field_docstrings
 from moeplan.layout.parallel import Layout
 from moeplan.spec.model import ModelSpec
 from moeplan.units import GiB
@@ -37,7 +38,7 @@ DEFAULT_GPU_UTIL = 0.9
 class InferenceActivations(BaseModel):
     """The transient peak of one step on one GPU, in bytes."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
 
     tokens: int
     """T = max(prefill chunk, B): the scheduler's token budget must admit one decode token per sequence."""

@@ -15,13 +15,14 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from moeplan.docstrings import add_field_docstrings
 from moeplan.errors import SpecError
 
 
 class WeightFormat(BaseModel):
     """How one matrix is stored: value bits plus per-block and per-input-channel metadata."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=add_field_docstrings)
 
     name: str
     """The name users type (bf16, fp8, int4-gptq, mxfp4, q4_k_m...)."""

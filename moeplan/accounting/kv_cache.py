@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from moeplan.docstrings import add_field_docstrings
 from moeplan.spec.model import ModelSpec
 
 KVDtype = Literal["bf16", "fp16", "fp8", "fp32"]
@@ -22,7 +23,7 @@ SSM_STATE_BYTES = 4
 
 
 class _Result(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
 
 
 def kv_heads_per_rank(spec: ModelSpec, tp: int) -> int:

@@ -40,6 +40,7 @@ from moeplan.accounting.training import (
     training_state,
 )
 from moeplan.accounting.weights import WeightMemory
+from moeplan.docstrings import add_field_docstrings
 from moeplan.hardware.catalogue import GPUSpec
 from moeplan.layout.parallel import Layout, check_layout, stage_layers
 from moeplan.layout.shard import most_loaded_rank, rank_layer_amounts
@@ -51,7 +52,7 @@ Mode = Literal["inference", "training"]
 class GPUMemory(BaseModel):
     """What one GPU holds, in bytes: the most-loaded rank of one pipeline stage."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
 
     stage: int
     """Pipeline stage (0-based)."""
@@ -79,7 +80,7 @@ class GPUMemory(BaseModel):
 class MemoryReport(BaseModel):
     """Memory of a model on a GPU type under a layout; `--json` prints it as ``memory``."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
 
     mode: Mode
     gpu: str

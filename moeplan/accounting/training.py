@@ -15,6 +15,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from moeplan.docstrings import add_field_docstrings
 from moeplan.layout.parallel import Layout
 from moeplan.spec.model import ModelSpec
 
@@ -43,7 +44,7 @@ def bytes_per_param(grad_dtype: GradDtype = "fp32") -> int:
 class TrainingState(BaseModel):
     """Parameter, gradient and optimizer bytes on one GPU."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
 
     params_bytes: int
     gradients_bytes: int

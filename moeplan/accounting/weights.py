@@ -26,6 +26,7 @@ from moeplan.accounting.matrices import (
     mtp_other_params,
 )
 from moeplan.accounting.params import COMPONENTS, count_params
+from moeplan.docstrings import add_field_docstrings
 from moeplan.errors import SpecError
 from moeplan.spec.model import ModelSpec
 
@@ -39,7 +40,7 @@ DEFAULT = "bf16"
 class WeightPolicy(BaseModel):
     """Which format each component's weights are stored in. Unset fields follow the rules in the module docstring."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
 
     dtype: str | None = None
     """Format of the linear layers; None: the config's quantization_config, else bf16."""

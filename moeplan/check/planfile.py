@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from moeplan.docstrings import add_field_docstrings
 from moeplan.errors import SpecError
 from moeplan.spec.deployment import Deployment
 from moeplan.units import GB, GiB, parse_token_count
@@ -34,7 +35,7 @@ def parse_bytes(value: object) -> int:
 class Assertions(BaseModel):
     """What must hold for a deployment. Every key is optional."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
 
     fits: bool | None = None
     """The most-loaded GPU fits in usable memory."""

@@ -10,7 +10,7 @@ from typer.core import TyperGroup
 from rich.console import Console
 from pydantic import ValidationError
 
-from moeplan import __version__
+import moeplan
 from moeplan.errors import MoeplanError, describe_validation
 
 class _Group(TyperGroup):
@@ -44,7 +44,7 @@ err_console = Console(stderr=True)
 
 def _version(value: bool) -> None:
     if value:
-        print(f"moeplan {__version__}")
+        print(f"moeplan {moeplan.__version__}")
         raise typer.Exit()
 
 

@@ -13,6 +13,7 @@ import typer
 
 from pydantic import ValidationError
 
+from moeplan.docstrings import attribute_docstrings
 from moeplan.errors import SpecError
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.overrides import parse_assignment
@@ -117,7 +118,7 @@ def _deployment_parameters() -> list[inspect.Parameter]:
         kind = _option_type(info.annotation)
         if field in ("batch", "context", "prefill_chunk"):
             kind = str  # accepts 32k, 128k
-        help_text = info.description or ""
+        help_text = attribute_docstrings(Deployment).get(field, "")
         if info.default is not None:
             help_text += f" [default: {info.default}]"
         option = typer.Option(f"--{field.replace('_', '-')}", help=help_text, rich_help_panel="Deployment", show_default=False)

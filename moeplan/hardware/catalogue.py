@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
+from moeplan.docstrings import add_field_docstrings
 from moeplan.errors import SpecError, describe_validation
 from moeplan.spec.specfile import load_document
 from moeplan.units import GB, TB, GiB
@@ -46,7 +47,7 @@ def pcie_bytes_per_s_per_direction(generation: int, lanes: int) -> float:
 class GPUSpec(BaseModel):
     """One GPU model: memory, bandwidth, dense peak compute and links, in base units, with its source."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
 
     name: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
     """Lower-case kebab id (h100-sxm)."""

@@ -8,6 +8,7 @@ expert replicas (Megatron's expert data parallel). See docs/formulas.md §Memory
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
 
+from moeplan.docstrings import add_field_docstrings
 from moeplan.errors import SpecError
 from moeplan.spec.model import ModelSpec
 
@@ -18,7 +19,7 @@ GPUS_PER_NODE = 8
 class Layout(BaseModel):
     """How a model is split over GPUs."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=add_field_docstrings)
 
     tp: PositiveInt = 1
     """Tensor parallel: query heads, dense and shared-expert MLPs, Mamba mixers, embedding and lm_head split over tp GPUs."""

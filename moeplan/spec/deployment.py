@@ -8,13 +8,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
+from moeplan.docstrings import add_field_docstrings
 from moeplan.units import parse_token_count
 
 
 class Deployment(BaseModel):
     """Where and how a model runs."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
 
     gpu: str = "h100-sxm"
     """GPU from the catalogue (`moeplan gpus`) or a GPU spec file (.json/.yaml)."""

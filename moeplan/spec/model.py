@@ -9,11 +9,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from moeplan.docstrings import add_field_docstrings
+
 LayerAttention = Literal["full", "sliding", "chunked"]
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings, validate_assignment=True)
 
 
 class AttentionSpec(_Spec):

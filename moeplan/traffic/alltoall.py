@@ -10,7 +10,6 @@ source rank. See docs/formulas.md §Compute and traffic.
 import math
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, computed_field
 
 from moeplan.errors import SpecError
@@ -47,29 +46,33 @@ def expected_destination_ranks(num_experts: int, top_k: int, ep_size: int) -> fl
     return ep_size * (1 - _miss_probability(num_experts, top_k, num_experts // ep_size))
 
 
-def unit_touch_probabilities(num_experts: int, top_k: int, unit_experts: int, expert_groups: int = 1, topk_groups: int = 1) -> np.ndarray:
+def unit_touch_probabilities(num_experts: int, top_k: int, unit_experts: int, expert_groups: int = 1, topk_groups: int = 1) -> list[float]:
     """P(a token has at least one expert in unit u), for contiguous units of `unit_experts` experts (a rank or a node).
 
     Node-limited routing: the token picks M of the G groups uniformly, then k distinct experts uniformly
     among the M·E/G experts of those groups. If unit u overlaps group i in o_i experts, the token holds
     a = Σ_{i∈chosen} o_i of the unit's experts as candidates, and P(touch u) = Σ_a P(a)·(1 − C(M·E/G − a, k)/C(M·E/G, k));
     P(a) counts the M-subsets of groups by their overlap (a small dynamic programme). G = M = 1 is plain uniform routing.
+    Plain Python: the tables are small, and numpy would double the start-up time of `moeplan estimate`.
     """
     group_size = num_experts // expert_groups
     candidates = topk_groups * group_size
     if top_k > candidates:
         raise SpecError(f"top_k ({top_k}) exceeds the {candidates} experts in {topk_groups} of {expert_groups} groups")
-    miss = np.array([_miss_probability(candidates, top_k, a) for a in range(unit_experts + 1)])
+    miss = [_miss_probability(candidates, top_k, a) for a in range(unit_experts + 1)]
     probabilities = []
     for start in range(0, num_experts, unit_experts):
         overlaps = [max(0, min(start + unit_experts, (g + 1) * group_size) - max(start, g * group_size)) for g in range(expert_groups)]
-        subsets = np.zeros((topk_groups + 1, unit_experts + 1))  # [groups chosen, candidates held]
-        subsets[0, 0] = 1
+        subsets = [[0.0] * (unit_experts + 1) for _ in range(topk_groups + 1)]  # [groups chosen][candidates held]
+        subsets[0][0] = 1.0
         for overlap in overlaps:
-            subsets[1:, overlap:] += subsets[:-1, : unit_experts + 1 - overlap].copy()
-        held = subsets[topk_groups] / math.comb(expert_groups, topk_groups)
-        probabilities.append(1 - float(held @ miss))
-    return np.array(probabilities)
+            for chosen in range(topk_groups, 0, -1):  # descending: each group is chosen at most once
+                row, previous = subsets[chosen], subsets[chosen - 1]
+                for held in range(unit_experts, overlap - 1, -1):
+                    row[held] += previous[held - overlap]
+        ways = math.comb(expert_groups, topk_groups)
+        probabilities.append(1 - sum(count / ways * m for count, m in zip(subsets[topk_groups], miss)))
+    return probabilities
 
 
 class Destinations(BaseModel):
@@ -90,8 +93,8 @@ def expected_destinations(
     _check_layout(num_experts, ep_size)
     num_nodes = _num_nodes(ep_size, gpus_per_node)
     per_rank = num_experts // ep_size
-    ranks = unit_touch_probabilities(num_experts, top_k, per_rank, expert_groups, topk_groups).sum()
-    nodes = unit_touch_probabilities(num_experts, top_k, per_rank * ep_size // num_nodes, expert_groups, topk_groups).sum()
+    ranks = sum(unit_touch_probabilities(num_experts, top_k, per_rank, expert_groups, topk_groups))
+    nodes = sum(unit_touch_probabilities(num_experts, top_k, per_rank * ep_size // num_nodes, expert_groups, topk_groups))
     return Destinations(ranks=float(ranks), nodes=float(nodes), num_nodes=num_nodes)
 
 

@@ -5,14 +5,19 @@ Letters: T tokens, E routed experts, k top-k, N ranks, B decode batch, C capacit
 Assignments are an int array [T, k] of distinct expert ids per token. See docs/formulas.md §Compute and traffic.
 """
 
+from __future__ import annotations
+
 import math
 import re
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, computed_field
 
 from moeplan.errors import SpecError
 from moeplan.traffic.alltoall import A2AMode, DispatchDtype, combine_bytes_per_copy, dispatch_bytes_per_copy
+
+if TYPE_CHECKING:  # numpy is imported where a simulation runs: `moeplan estimate` with uniform routing needs none
+    import numpy as np
 
 CHUNK_TOKENS = 8192
 """Tokens sampled at a time (bounds the [chunk, E] key matrix)."""
@@ -23,6 +28,7 @@ _ZIPF = re.compile(r"^zipf:(\d+(?:\.\d*)?|\.\d+)$")
 def expert_popularity(num_experts: int, distribution: str, rng: np.random.Generator) -> np.ndarray:
     """Routing weight of each expert, summing to 1: 'uniform', or 'zipf:s' where the expert of popularity
     rank r gets weight ∝ 1/r^s and the ranks are a random permutation of the experts."""
+    import numpy as np
     if distribution == "uniform":
         return np.full(num_experts, 1 / num_experts)
     match = _ZIPF.match(distribution)
@@ -34,6 +40,7 @@ def expert_popularity(num_experts: int, distribution: str, rng: np.random.Genera
 
 def _smallest_k(keys: np.ndarray, top_k: int) -> np.ndarray:
     """Column indices of the k smallest keys of each row, smallest first (k passes of argmin; keys are clobbered)."""
+    import numpy as np
     rows = np.arange(len(keys))
     picked = np.empty((len(keys), top_k), dtype=np.int64)
     for j in range(top_k):
@@ -58,6 +65,7 @@ def simulate_routing(
     draws M of G contiguous groups the same way, weighted by each group's total popularity, then its k
     experts among those groups. Uniform routing gives uniform M-subsets and uniform k-subsets within them.
     """
+    import numpy as np
     rng = np.random.default_rng(seed)
     popularity = expert_popularity(num_experts, distribution, rng)
     inverse = (1 / popularity).astype(np.float32)
@@ -93,6 +101,7 @@ def dropped_fraction_uniform(capacity_factor: float, tokens: int, num_experts: i
     of one expert is Binomial(T, p) exactly; dropped share = E[(X − cap)⁺]/(T·p), with
     E[(X − cap)⁺] = T·p − Σ_x min(x, cap)·P(X = x).
     """
+    import numpy as np
     capacity = expert_capacity_tokens(capacity_factor, tokens, num_experts, top_k)
     if capacity >= tokens:
         return 0.0
@@ -108,6 +117,7 @@ def dropped_fraction_uniform(capacity_factor: float, tokens: int, num_experts: i
 
 def simulated_dropped_fraction(assignments: np.ndarray, num_experts: int, capacity_factor: float, tokens: int) -> float:
     """Share of assignments dropped when consecutive batches of `tokens` tokens share expert buffers of ⌈C·T·k/E⌉."""
+    import numpy as np
     batches = len(assignments) // tokens
     top_k = assignments.shape[1]
     capacity = expert_capacity_tokens(capacity_factor, tokens, num_experts, top_k)
@@ -127,6 +137,7 @@ def experts_touched_uniform(num_experts: int, top_k: int, batch: int) -> float:
 
 def simulated_experts_touched(assignments: np.ndarray, num_experts: int, batch: int) -> float:
     """Mean distinct experts per consecutive batch of B tokens of the assignments."""
+    import numpy as np
     batches = len(assignments) // batch
     batch_of = np.repeat(np.arange(batches), batch * assignments.shape[1])
     hit = np.zeros(batches * num_experts, dtype=bool)
@@ -225,6 +236,7 @@ class RankTraffic(BaseModel):
 
 def _per_token_destinations(destinations: np.ndarray, dedupe: bool) -> tuple[np.ndarray, np.ndarray]:
     """(token index, destination) pairs, once per distinct destination when dedupe, else once per expert."""
+    import numpy as np
     token = np.repeat(np.arange(len(destinations)), destinations.shape[1])
     if not dedupe:
         return token, destinations.ravel()
@@ -236,6 +248,7 @@ def _per_token_destinations(destinations: np.ndarray, dedupe: bool) -> tuple[np.
 
 def _copy_matrix(token: np.ndarray, destination: np.ndarray, steps: int, ep_size: int, tokens_per_rank: int) -> np.ndarray:
     """Copies from each source rank to each destination rank, [steps, N, N]; token t of a step comes from rank t // T."""
+    import numpy as np
     step, source = np.divmod(token // tokens_per_rank, ep_size)
     flat = (step * ep_size + source) * ep_size + destination
     return np.bincount(flat, minlength=steps * ep_size * ep_size).reshape(steps, ep_size, ep_size)
@@ -243,6 +256,7 @@ def _copy_matrix(token: np.ndarray, destination: np.ndarray, steps: int, ep_size
 
 def _busiest(copies: np.ndarray, counted: np.ndarray) -> tuple[float, float]:
     """(mean copies sent per rank, mean over steps of the busiest rank's max(sent, received)) over counted pairs."""
+    import numpy as np
     kept = copies * counted
     sent, received = kept.sum(axis=2), kept.sum(axis=1)  # [steps, N]
     return float(sent.mean()), float(np.maximum(sent, received).max(axis=1).mean())
@@ -260,6 +274,7 @@ def simulated_rank_traffic(
     routing: str = "given assignments",
 ) -> RankTraffic:
     """Per-rank all-to-all bytes from assignments of whole steps of N·T tokens (rank r sends tokens r·T … r·T+T−1 of each step)."""
+    import numpy as np
     if num_experts % ep_size:
         raise SpecError(f"expert parallelism {ep_size} must divide the {num_experts} routed experts")
     steps = len(assignments) // (ep_size * tokens_per_rank)
