@@ -36,6 +36,8 @@ class Efficiency(BaseModel):
     link: float = 1.0
     pcie: float = 1.0
     collective_latency_s: float = COLLECTIVE_LATENCY_S
+    measured_on: str | None = None
+    """The GPU a calibration was measured on (None: catalogue peaks)."""
 
 
 class StepTime(BaseModel):
@@ -202,7 +204,11 @@ def _offload(spec: ModelSpec, deployment: Deployment, gpu: GPUSpec, weights: Wei
 
 
 def _assumptions(layout: Layout, peak: float, gpu: GPUSpec, eff: Efficiency, nic: float, deployment: Deployment) -> list[str]:
+    calibrated = [f"efficiencies measured on {eff.measured_on} (moeplan profile calibration)"] if eff.measured_on else []
+    if eff.measured_on and eff.measured_on != gpu.name:
+        calibrated.append(f"warning: the calibration was measured on {eff.measured_on}, not on {gpu.name}")
     return [
+        *calibrated,
         f"roofline at {eff.hbm:.0%} of {gpu.hbm_bytes_per_s / 1e12:.2f} TB/s HBM and {eff.gemm:.0%} of {peak / 1e12:,.0f} TFLOP/s dense peak",
         "a step takes max(memory, compute) plus communication (no overlap of communication with compute)",
         f"all-reduce and all-to-all over {(gpu.link_bytes_per_s_per_direction or gpu.pcie_bytes_per_s_per_direction) * eff.link / 1e9:,.0f} GB/s "
