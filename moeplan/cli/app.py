@@ -4,14 +4,17 @@ Each command module registers itself on ``app``; errors of the project's own typ
 stderr and their exit code (see moeplan.errors), never a traceback.
 """
 
+import warnings
+
 import typer
+from pydantic import ValidationError
+from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
-from rich.console import Console
-from pydantic import ValidationError
 
 import moeplan
 from moeplan.errors import MoeplanError, describe_validation
+
 
 class _Group(TyperGroup):
     """Turns the project's errors into one line on stderr and their exit code."""
@@ -48,17 +51,24 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (e.g. an unknown model_type read by its keys) as one 'warning:' line on stderr."""
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Memory and throughput planner for Mixture-of-Experts language models."""
+    warnings.showwarning = _show_warning
 
 
 def _register() -> None:
     # Command modules import only the light core; torch stays inside the profile package.
     from moeplan.cli import estimate, presets, schema  # noqa: F401
     from moeplan.cli import check, gpus  # noqa: F401
+    from moeplan.cli import plan  # noqa: F401
     from moeplan.cli import profile  # noqa: F401
 
 

@@ -386,7 +386,7 @@ def spec_from_hf_config(config: Config, name: str = "custom", source: str = "con
         fields = reader(keys)
         if model_type not in READERS:
             warnings.warn(
-                f"{source}: unknown model_type {model_type!r}, read as {reader.__name__.strip('_')} with keys: {', '.join(keys.used)}",
+                f"{source}: unknown model_type {model_type!r}, read as {reader.__name__.strip('_')} with keys: {', '.join(dict.fromkeys(keys.used))}",
                 stacklevel=2,
             )
         quantization = config.get("quantization_config")
