@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from moeplan.cli.app import app
+from moeplan.cli.figures import CurveOpt, PlotOpt, check_figures, show_figures
 from moeplan.cli.options import JsonOpt, deployment_command, model_command
 from moeplan.report.console import print_json
 from moeplan.report.estimate import build_estimate, load_calibration
@@ -22,6 +23,8 @@ def estimate(
     deployment: Deployment,
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Efficiencies measured by `moeplan profile --save`, used instead of catalogue peaks.")] = None,
     json_: JsonOpt = False,
+    plot: PlotOpt = None,
+    curve: CurveOpt = False,
 ) -> None:
     """Estimate parameters and memory of a model.
 
@@ -32,9 +35,12 @@ def estimate(
         moeplan estimate ./DeepSeek-V3/config.json --json
         moeplan estimate qwen3-30b-a3b --set experts=256 --set top_k=16
         moeplan estimate --layers 24 --hidden 2048 --heads 16 --vocab 32000 --experts 64 --top-k 6 --expert-intermediate 1408
+        moeplan estimate mixtral-8x7b --num-gpus 2 --curve --plot mixtral.png
     """
+    check_figures(plot, curve, json_)
     report = build_estimate(resolved, deployment, *load_calibration(calibration))
     if json_:
         print_json(report)
     else:
         render_estimate(report)
+    show_figures(report, plot, curve)

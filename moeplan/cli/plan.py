@@ -1,0 +1,61 @@
+"""`moeplan plan`: search parallel layouts for a model and rank those that fit."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from moeplan.cli.app import app
+from moeplan.cli.figures import CurveOpt, PlotOpt, check_figures, show_figures
+from moeplan.cli.options import JsonOpt, deployment_command, model_command
+from moeplan.errors import CheckFailed
+from moeplan.plan.objective import Objective
+from moeplan.report.console import print_json
+from moeplan.report.estimate import load_calibration
+from moeplan.spec.deployment import Deployment
+from moeplan.spec.resolve import ResolvedSpec
+
+
+@app.command()
+@model_command
+@deployment_command
+def plan(
+    resolved: ResolvedSpec,
+    deployment: Deployment,
+    max_gpus: Annotated[int, typer.Option("--max-gpus", min=1, help="Largest GPU count searched (1 to a node, then whole nodes).")] = 64,
+    objective: Annotated[Objective, typer.Option("--objective", help="fewest-gpus, throughput-per-gpu, latency (time per output token) or cost ($ per million tokens).")] = "fewest-gpus",
+    gpu_hour_price: Annotated[Optional[float], typer.Option("--gpu-hour-price", help="Dollars per GPU-hour: adds $ per million tokens (needed by --objective cost).")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Layouts shown in the table (--json lists every layout that fits).")] = 10,
+    calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Efficiencies measured by `moeplan profile --save`, used instead of catalogue peaks.")] = None,
+    json_: JsonOpt = False,
+    plot: PlotOpt = None,
+    curve: CurveOpt = False,
+) -> None:
+    """Search parallel layouts (TP × EP × PP × DP, nodes × GPUs per node) and rank those that fit.
+
+    --tp/--ep/--pp/--dp/--etp hold the search at that size and --num-gpus at that GPU count. Exit
+    code 0 when some layout fits, 1 when none does (the closest is named), 2 on bad input.
+    --plot and --curve draw the best layout.
+
+    Examples:
+
+    \b
+        moeplan plan mixtral-8x7b --gpu h100-sxm
+        moeplan plan deepseek-v3 --gpu h200 --max-gpus 256 --objective throughput-per-gpu --batch 64
+        moeplan plan qwen3-30b-a3b --gpu l40s --objective cost --gpu-hour-price 0.9 --context 32k
+        moeplan plan deepseek-v3 --gpu h100-sxm --tp 8 --json
+    """
+    from moeplan.plan.render import no_fit_message, render_plan  # numpy: loaded only when the command runs
+    from moeplan.plan.search import best_estimate, search
+
+    check_figures(plot, curve, json_)
+    efficiency, _ = load_calibration(calibration)
+    report = search(resolved, deployment, max_gpus, objective, gpu_hour_price, efficiency, keep=None if json_ else top)
+    if json_:
+        print_json(report)
+    elif report.feasible:
+        render_plan(report, top)
+    if not report.feasible:
+        raise CheckFailed(no_fit_message(report))
+    if plot is not None or curve:
+        show_figures(best_estimate(resolved, report, efficiency), plot, curve)
