@@ -18,7 +18,7 @@ from moeplan.report.estimate import build_estimate
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.presets import load_preset
 from moeplan.spec.resolve import ResolvedSpec, resolve_spec
-from moeplan.throughput.roofline import _communication_s
+from moeplan.throughput.roofline import Efficiency, _communication_s
 from moeplan.traffic.alltoall import spec_all_to_all_traffic
 
 DENSE = {"num_layers": 32, "hidden_size": 4096, "attention.num_heads": 32, "attention.num_kv_heads": 8, "vocab_size": 128256,
@@ -53,15 +53,26 @@ SAMPLES = 24
 @pytest.mark.parametrize(("name", "settings", "max_gpus"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_vectorised_model_equals_build_estimate(name, settings, max_gpus):
     """Per random layout: memory terms exactly (integer bytes), fit, stage, and throughput to 1e-9."""
+    _check_agreement(name, settings, max_gpus)
+
+
+def test_agreement_with_measured_efficiencies():
+    """A profile calibration's efficiencies (below-peak HBM, GEMM, links, slower collectives) flow through alike."""
+    efficiency = Efficiency(hbm=0.8, gemm=0.55, link=0.7, pcie=0.9, collective_latency_s=25e-6)
+    _check_agreement("deepseek-v3", {"batch": 32, "context": 8192}, 512, efficiency)
+    _check_agreement("mixtral-8x7b", {"batch": 4, "gpu": "l40s"}, 32, efficiency)
+
+
+def _check_agreement(name: str, settings: dict, max_gpus: int, efficiency: Efficiency | None = None) -> None:
     resolved, d = _resolved(name), Deployment(**settings)
     fixed = {"etp": d.etp} if d.etp else {}
     layouts = enumerate_layouts(resolved.spec, gpu_counts(max_gpus, d.gpus_per_node), d.gpus_per_node, fixed)
-    metrics = LayoutModel(resolved, d).evaluate(layouts)
+    metrics = LayoutModel(resolved, d, efficiency).evaluate(layouts)
     rng = np.random.default_rng(len(name) * 1000 + max_gpus)
     for i in rng.choice(len(layouts), min(SAMPLES, len(layouts)), replace=False).tolist():
         layout = layouts.layout(i)
         report = build_estimate(resolved, d.model_copy(update={"tp": layout.tp, "ep": layout.ep, "pp": layout.pp, "dp": layout.dp,
-                                                               "etp": layout.etp}))
+                                                               "etp": layout.etp}), efficiency)
         worst, speed = report.memory.most_loaded, report.throughput
         where = f"{name} {layout.describe()}"
         assert metrics.per_gpu_bytes[i] == report.memory.per_gpu_bytes, where

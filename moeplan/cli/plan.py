@@ -34,7 +34,8 @@ def plan(
     """Search parallel layouts (TP × EP × PP × DP, nodes × GPUs per node) and rank those that fit.
 
     --tp/--ep/--pp/--dp/--etp hold the search at that size and --num-gpus at that GPU count. Exit
-    code 0 when some layout fits, 1 when none does (the closest is named), 2 on bad input.
+    code 0 when some layout fits, 1 when none does (the closest is named), 2 on bad input, 3 when
+    --plot lacks matplotlib.
     --plot and --curve draw the best layout.
 
     Examples:

@@ -73,6 +73,11 @@ def unique_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(rows[::-1], axis=1), inverse
 
 
+def prefix_sums(rows: np.ndarray) -> np.ndarray:
+    """Row-wise cumulative sums with a leading 0: the sum of columns [a, b) is prefix[:, b] − prefix[:, a]."""
+    return np.concatenate([np.zeros((len(rows), 1), np.int64), np.cumsum(rows, axis=1)], axis=1)
+
+
 def reference_estimate(resolved: ResolvedSpec, deployment: Deployment, efficiency: Efficiency | None = None) -> EstimateReport:
     """The scalar estimate of the 1-GPU layout (valid for every model): the source of every
     layout-independent figure."""
@@ -120,17 +125,14 @@ class LayoutModel:
             layout = Layout(tp=tp, ep=ep, dp=ep * etp, etp=etp)
             held[k] = [rank_amount(part, amount, spec, layout, 0, 0) for part, amount in self.parts]
             extra[k] = sum(rank_amount(part, amount, spec, layout, 0, 0) for part, amount in self.pipelined_parts)
-        prefix = lambda by_position: np.concatenate([np.zeros((len(keys), 1), np.int64), np.cumsum(by_position, axis=1)], axis=1)  # noqa: E731
-        other_cum = prefix((held * ~expert) @ onehot)
-        expert_cum = prefix((held * expert) @ onehot)
         per_layer = (held @ onehot)[:, 1:-1]
-        return other_cum, expert_cum, extra, per_layer
+        return prefix_sums((held * ~expert) @ onehot), prefix_sums((held * expert) @ onehot), extra, per_layer
 
     def _kv_table(self, tps: np.ndarray) -> np.ndarray:
         """Per distinct tp: prefix sums over layers of one sequence's cache at the deployment's context."""
         d = self.d
         per_layer = [[sequence_kv(self.spec, d.kv_dtype, [i], tp).bytes(d.context) for i in range(self.spec.num_layers)] for tp in tps.tolist()]
-        return np.concatenate([np.zeros((len(tps), 1), np.int64), np.cumsum(np.array(per_layer, dtype=np.int64), axis=1)], axis=1)
+        return prefix_sums(np.array(per_layer, dtype=np.int64))
 
     def _workspaces(self, tps: np.ndarray) -> tuple[dict[str, np.ndarray], int, int]:
         """Per distinct tp, each layer kind's inference workspace bytes; the hidden-state bytes; T."""
@@ -152,7 +154,7 @@ class LayoutModel:
 
     def _stage_memory(self, group: LayoutArrays, pp: int, tables: dict) -> dict[str, np.ndarray]:
         """Every stage of layouts sharing ``pp``: arrays of shape (layouts, pp)."""
-        spec, d = self.spec, self.d
+        spec = self.spec
         ranges = stage_layers(spec.num_layers, pp)
         first = np.array([r[0] for r in ranges])
         last = np.array([r[-1] for r in ranges])
@@ -164,37 +166,47 @@ class LayoutModel:
         expert = tables["expert"][key, high] - tables["expert"][key, low]
         if pp > 1:
             other[:, -1] += tables["extra"][tables["key"]]
-        layers = last - first + 1
-        attention, moe = (np.add.reduceat(flags.astype(np.int64), first) for flags in (self.is_attention, self.is_moe))
-        out = {"expert": expert, "held": other + expert, "layers": np.broadcast_to(layers, other.shape),
+        moe = np.add.reduceat(self.is_moe.astype(np.int64), first)
+        out = {"expert": expert, "held": other + expert, "layers": np.broadcast_to(last - first + 1, other.shape),
                "moe_layers": np.broadcast_to(moe, other.shape)}
         if self.training:
-            gathered = np.maximum.reduceat(tables["per_layer"], first, axis=1)[tables["key"]] if d.zero == 3 else 0
-            params, grads, optimizer = training_state_bytes(other, expert, group.dp[:, None], group.expert_replicas[:, None],
-                                                            d.zero, d.grad_dtype, gathered)
-            coefficients = [stage_activation(spec, Layout(pp=pp), s, ranges[s], d.recompute) for s in range(pp)]
-            linear, quadratic = (np.array(c, dtype=np.int64) for c in zip(*coefficients))
-            activations = activation_bytes(Coefficients(linear, quadratic), d.batch, d.context, group.tp[:, None])
-            out.update(weights=params, state=grads + optimizer, kv=np.zeros_like(params))
-            out["held"] = 2 * out["held"]  # training holds bf16 parameters: what a decode step would read
-            out["expert"] = 2 * expert
+            out.update(self._training_terms(group, ranges, other, expert, tables))
         else:
-            tp = tables["tp"][:, None]
-            kv = d.batch * (tables["kv"][tp, last + 1] - tables["kv"][tp, first])
-            ws = tables["workspace"]
-            present = lambda flags, values: np.where(flags, values, 0)  # noqa: E731
-            largest = np.maximum.reduce([
-                present(attention > 0, ws["attention"][tp]), present(layers - attention > 0, ws["mamba"][tp]),
-                present(moe > 0, tables["moe_workspace"][:, None]), present(layers - moe > 0, ws["dense_mlp"][tp]),
-                present(stage == pp - 1, ws["logits"][tp]),
-            ])
-            activations = tables["hidden"] + largest
-            out.update(weights=other + expert, state=np.zeros_like(kv), kv=kv)
-        reserve = np.ceil(ALLOCATOR_RESERVE_FRACTION * activations).astype(np.int64)
-        out["activations"] = activations
+            out.update(self._inference_terms(ranges, other, expert, tables))
+        reserve = np.ceil(ALLOCATOR_RESERVE_FRACTION * out["activations"]).astype(np.int64)
         out["overhead"] = self.context_bytes + reserve
-        out["total"] = out["weights"] + out["state"] + out["kv"] + activations + out["overhead"]
+        out["total"] = out["weights"] + out["state"] + out["kv"] + out["activations"] + out["overhead"]
         return out
+
+    def _training_terms(self, group: LayoutArrays, ranges: list[range], other: np.ndarray, expert: np.ndarray, tables: dict) -> dict:
+        """ZeRO-sharded state (with one gathered layer at ZeRO-3) and 1F1B activations of every stage."""
+        d, pp = self.d, len(ranges)
+        first = [r[0] for r in ranges]
+        gathered = np.maximum.reduceat(tables["per_layer"], first, axis=1)[tables["key"]] if d.zero == 3 else 0
+        params, grads, optimizer = training_state_bytes(other, expert, group.dp[:, None], group.expert_replicas[:, None],
+                                                        d.zero, d.grad_dtype, gathered)
+        coefficients = [stage_activation(self.spec, Layout(pp=pp), s, ranges[s], d.recompute) for s in range(pp)]
+        linear, quadratic = (np.array(c, dtype=np.int64) for c in zip(*coefficients))
+        activations = activation_bytes(Coefficients(linear, quadratic), d.batch, d.context, group.tp[:, None])
+        # training holds bf16 parameters: what a decode step would read
+        return {"weights": params, "state": grads + optimizer, "kv": np.zeros_like(params), "activations": activations,
+                "held": 2 * (other + expert), "expert": 2 * expert}
+
+    def _inference_terms(self, ranges: list[range], other: np.ndarray, expert: np.ndarray, tables: dict) -> dict:
+        """KV cache of the batch and the activation peak of every stage: hidden states plus the largest
+        workspace among the layer kinds the stage holds (logits on the last stage)."""
+        first = np.array([r[0] for r in ranges])
+        layers = np.array([len(r) for r in ranges])
+        attention, moe = (np.add.reduceat(flags.astype(np.int64), first) for flags in (self.is_attention, self.is_moe))
+        tp, ws = tables["tp"][:, None], tables["workspace"]
+        kv = self.d.batch * (tables["kv"][tp, first + layers] - tables["kv"][tp, first])
+        present = lambda flags, values: np.where(flags, values, 0)  # noqa: E731
+        largest = np.maximum.reduce([
+            present(attention > 0, ws["attention"][tp]), present(layers - attention > 0, ws["mamba"][tp]),
+            present(moe > 0, tables["moe_workspace"][:, None]), present(layers - moe > 0, ws["dense_mlp"][tp]),
+            present(np.arange(len(ranges)) == len(ranges) - 1, ws["logits"][tp]),
+        ])
+        return {"weights": other + expert, "state": np.zeros_like(kv), "kv": kv, "activations": tables["hidden"] + largest}
 
     def _tables(self, layouts: LayoutArrays) -> dict:
         keys, key = unique_rows(layouts.tp, layouts.ep, layouts.expert_tp)
