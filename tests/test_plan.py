@@ -18,7 +18,8 @@ from moeplan.report.estimate import build_estimate
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.presets import load_preset
 from moeplan.spec.resolve import ResolvedSpec, resolve_spec
-from moeplan.throughput.roofline import Efficiency, _communication_s
+from moeplan.throughput import roofline
+from moeplan.throughput.roofline import Efficiency
 from moeplan.traffic.alltoall import spec_all_to_all_traffic
 
 DENSE = {"num_layers": 32, "hidden_size": 4096, "attention.num_heads": 32, "attention.num_kv_heads": 8, "vocab_size": 128256,
@@ -164,7 +165,7 @@ def test_communication_twin():
             traffic = model._traffic_per_token(layouts.ep)
             ours = model._communication(layouts, tokens, np.array([layers]), np.array([moe]), traffic)[0]
             layout = Layout(tp=tp, ep=ep, dp=64 // tp)
-            theirs = _communication_s(spec, layout, layers, moe, tokens, d, gpu, 50e9, eff)
+            theirs = roofline.communication_s(spec, layout, layers, moe, tokens, d, gpu, 50e9, eff)
             assert ours == pytest.approx(theirs, rel=1e-12)
     # the shape by hand: 3 layers, no MoE, tp 1 → no all-reduce and no all-to-all
     assert communication_s(np.array([3]), np.array([0]), np.array([4]), np.array([0.0]), np.array([9.9]))[0] == 0

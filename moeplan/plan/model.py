@@ -33,7 +33,7 @@ from moeplan.plan.twins import all_to_all_layer_s, communication_s, step_time, t
 from moeplan.report.estimate import EstimateReport, build_estimate
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.resolve import ResolvedSpec
-from moeplan.throughput.roofline import Efficiency, _peak_flops, _touched_fraction, tp_allreduce_time_s
+from moeplan.throughput.roofline import Efficiency, peak_flops, touched_fraction, tp_allreduce_time_s
 from moeplan.traffic.alltoall import spec_all_to_all_traffic
 
 
@@ -107,7 +107,7 @@ class LayoutModel:
         self.chunk = min(deployment.prefill_chunk, deployment.context)
         self.link_bytes_per_s = (self.gpu.link_bytes_per_s_per_direction or self.gpu.pcie_bytes_per_s_per_direction) * self.eff.link
         self.nic_bytes_per_s = deployment.nic_gb_s * 1e9
-        self.peak_flops_per_s = _peak_flops(self.gpu, ref.weights) * self.eff.gemm
+        self.peak_flops_per_s = peak_flops(self.gpu, ref.weights) * self.eff.gemm
         self.hbm_bytes_per_s = self.gpu.hbm_bytes_per_s * self.eff.hbm
 
     # --- tables over distinct layout sizes -------------------------------------------------------------
@@ -239,7 +239,7 @@ class LayoutModel:
     def _touched(self, dp: np.ndarray, tokens: int) -> np.ndarray:
         """Share of routed-expert weights a step of tokens × dp routed tokens reads, per distinct dp."""
         values, inverse = np.unique(dp, return_inverse=True)
-        return np.array([_touched_fraction(self.spec, tokens * v, self.d) for v in values.tolist()])[inverse]
+        return np.array([touched_fraction(self.spec, tokens * v, self.d) for v in values.tolist()])[inverse]
 
     def _traffic_per_token(self, ep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per layout, all-to-all bytes per token routed by a rank, per MoE layer: (all sent, sent to other

@@ -30,7 +30,7 @@ def training_state_bytes(dense_params: np.ndarray, expert_params: np.ndarray, dp
 
 def all_to_all_layer_s(tokens: int, tp: np.ndarray, per_layer_bytes_per_token: np.ndarray, inter_node_bytes_per_token: np.ndarray,
                        link_bytes_per_s: float, nic_bytes_per_s: float, latency_s: float) -> np.ndarray:
-    """The EP term of roofline._communication_s for one MoE layer, over arrays: a replica's ``tokens`` are
+    """The EP term of roofline.communication_s for one MoE layer, over arrays: a replica's ``tokens`` are
     dispatched by its tp GPUs in slices of ⌈tokens / tp⌉; the per-token traffic of all_to_all_traffic
     (linear in tokens per rank) times that slice, intra-node part over the link, inter-node part over the
     NIC, whichever is longer, plus 2α."""
@@ -43,7 +43,7 @@ def all_to_all_layer_s(tokens: int, tp: np.ndarray, per_layer_bytes_per_token: n
 
 def communication_s(layers: np.ndarray, moe_layers: np.ndarray, ep: np.ndarray, allreduce_s: np.ndarray,
                     all_to_all_s: np.ndarray) -> np.ndarray:
-    """roofline._communication_s over arrays: one TP all-reduce after every attention and after every
+    """roofline.communication_s over arrays: one TP all-reduce after every attention and after every
     TP-split MLP (dense layers, and MoE layers when ep = 1), plus one all-to-all pair per MoE layer when ep > 1."""
     split_mlps = layers - moe_layers + np.where(ep == 1, moe_layers, 0)
     total = (layers + split_mlps) * allreduce_s

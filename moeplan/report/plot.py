@@ -8,7 +8,7 @@ from pathlib import Path
 from moeplan.errors import EnvError, SpecError
 from moeplan.report.estimate import EstimateReport
 from moeplan.report.sweep import COMPONENTS, MemoryPoint, batch_sweep, context_sweep
-from moeplan.throughput.roofline import StepTime, _peak_flops
+from moeplan.throughput.roofline import StepTime, peak_flops
 from moeplan.units import GiB
 
 FORMATS = (".png", ".svg")
@@ -43,7 +43,7 @@ def _stack(ax, points: list[MemoryPoint], x: list[int], current: int, usable: in
 
 def _roofline(ax, report: EstimateReport) -> None:
     gpu = report.gpu
-    peak = _peak_flops(gpu, report.weights)
+    peak = peak_flops(gpu, report.weights)
     steps: dict[str, StepTime] = {"decode": report.throughput.decode, "prefill": report.throughput.prefill}
     intensities = [s.flops / s.bytes_read for s in steps.values() if s.bytes_read]
     ridge = peak / gpu.hbm_bytes_per_s

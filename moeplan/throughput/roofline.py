@@ -94,7 +94,7 @@ class Throughput(BaseModel):
     assumptions: list[str]
 
 
-def _peak_flops(gpu: GPUSpec, weights: WeightMemory) -> float:
+def peak_flops(gpu: GPUSpec, weights: WeightMemory) -> float:
     """FP8 peak when the experts are stored in fp8 and the GPU has FP8 tensor cores, else BF16."""
     if weights.formats.get("routed_experts", "").startswith("fp8") and gpu.fp8_flops_per_s:
         return gpu.fp8_flops_per_s
@@ -109,7 +109,7 @@ def tp_allreduce_time_s(tokens: int, hidden: int, tp: int, link_bytes_per_s: flo
     return 2 * (tp - 1) / tp * tokens * hidden * ACTIVATION_BYTES / link_bytes_per_s + latency_s
 
 
-def _communication_s(spec: ModelSpec, layout: Layout, layers: int, moe_layers: int, tokens: int,
+def communication_s(spec: ModelSpec, layout: Layout, layers: int, moe_layers: int, tokens: int,
                      deployment: Deployment, gpu: GPUSpec, nic_bytes_per_s: float, eff: Efficiency) -> float:
     """TP all-reduces (after attention, and after each TP-split MLP) and EP all-to-alls of one stage."""
     link = (gpu.link_bytes_per_s_per_direction or gpu.pcie_bytes_per_s_per_direction) * eff.link
@@ -136,7 +136,7 @@ def _step(tokens: int, bytes_read: float, flops: float, communication_s: float, 
                     bound=max(terms, key=terms.get))
 
 
-def _touched_fraction(spec: ModelSpec, tokens: int, deployment: Deployment) -> float:
+def touched_fraction(spec: ModelSpec, tokens: int, deployment: Deployment) -> float:
     if not spec.moe:
         return 1.0
     moe = spec.moe
@@ -154,24 +154,24 @@ def throughput(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu: GPU
     experts = held.get("routed_experts", 0)
     layers = worst.last_layer - worst.first_layer + 1
     moe_layers = sum(spec.is_moe_layer(i) for i in range(worst.first_layer, worst.last_layer + 1))
-    peak = _peak_flops(gpu, weights)
+    peak = peak_flops(gpu, weights)
     share = layout.tp * layout.pp  # one GPU does 1/tp of a replica's work in 1/pp of the layers
     batch, chunk = deployment.batch, min(deployment.prefill_chunk, deployment.context)
 
-    touched = _touched_fraction(spec, batch * layout.dp, deployment)
+    touched = touched_fraction(spec, batch * layout.dp, deployment)
     decode = _step(
         batch,
         sum(held.values()) - experts + experts * touched + worst.kv_cache_bytes,
         flops.decode_per_token * batch / share,
-        _communication_s(spec, layout, layers, moe_layers, batch, deployment, gpu, nic_bytes_per_s, eff),
+        communication_s(spec, layout, layers, moe_layers, batch, deployment, gpu, nic_bytes_per_s, eff),
         gpu, peak, eff,
     )
     kv_written = worst.kv_cache_bytes / max(batch, 1) / deployment.context * chunk
     prefill = _step(
         chunk,
-        sum(held.values()) - experts + experts * _touched_fraction(spec, chunk * layout.dp, deployment) + kv_written,
+        sum(held.values()) - experts + experts * touched_fraction(spec, chunk * layout.dp, deployment) + kv_written,
         flops.prefill_per_token * chunk / share,
-        _communication_s(spec, layout, layers, moe_layers, chunk, deployment, gpu, nic_bytes_per_s, eff),
+        communication_s(spec, layout, layers, moe_layers, chunk, deployment, gpu, nic_bytes_per_s, eff),
         gpu, peak, eff,
     )
     tpot = layout.pp * decode.time_s
