@@ -77,6 +77,13 @@ def _traffic(spec: ModelSpec, d: Deployment, layout: Layout) -> tuple[AllToAllTr
     return traffic, skew, routing
 
 
+def deployment_memory(spec: ModelSpec, weights: WeightMemory, gpu: GPUSpec, layout: Layout, d: Deployment,
+                      batch: int, context: int) -> MemoryReport:
+    """memory_report with a deployment's settings, at a given batch and context."""
+    return memory_report(spec, weights, gpu, layout, batch, context, d.kv_dtype, d.mode, prefill_chunk=d.prefill_chunk,
+                         gpu_util=d.gpu_util, zero=d.zero, recompute=d.recompute, grad_dtype=d.grad_dtype)
+
+
 def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None, efficiency: Efficiency | None = None,
                    calibration: str | None = None) -> EstimateReport:
     """Compute the report for a resolved spec and a deployment."""
@@ -87,8 +94,7 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
     policy = WeightPolicy(dtype=d.dtype, expert_dtype=d.expert_dtype, attention_dtype=d.attention_dtype,
                           embedding_dtype=d.embedding_dtype, group_size=d.group_size)
     weights = weight_memory(spec, policy)
-    memory = memory_report(spec, weights, gpu, layout, d.batch, d.context, d.kv_dtype, d.mode, prefill_chunk=d.prefill_chunk,
-                           gpu_util=d.gpu_util, zero=d.zero, recompute=d.recompute, grad_dtype=d.grad_dtype)
+    memory = deployment_memory(spec, weights, gpu, layout, d, d.batch, d.context)
     flops = flops_per_token(spec, d.context, d.context, d.recompute if d.mode == "training" else "none")
     traffic, skew, routing = _traffic(spec, d, layout)
     speed = throughput(spec, d, layout, gpu, weights, memory, flops, d.nic_gb_s * 1e9, efficiency)

@@ -4,8 +4,8 @@ import math
 
 from pydantic import BaseModel
 
-from moeplan.accounting.memory import MemoryReport, memory_report
-from moeplan.report.estimate import EstimateReport
+from moeplan.accounting.memory import MemoryReport
+from moeplan.report.estimate import EstimateReport, deployment_memory
 
 COMPONENTS = ("weights", "gradients and optimizer", "KV cache", "activations", "overhead")
 """The stacked terms: overhead is the CUDA context plus the allocator reserve."""
@@ -25,10 +25,7 @@ class MemoryPoint(BaseModel):
 
 def memory_at(report: EstimateReport, batch: int, context: int) -> MemoryReport:
     """memory_report for the estimate's model, GPU, layout and settings at another batch and context."""
-    d = report.deployment
-    return memory_report(report.spec, report.weights, report.gpu, report.layout, batch, context, d.kv_dtype, d.mode,
-                         prefill_chunk=d.prefill_chunk, gpu_util=d.gpu_util, zero=d.zero, recompute=d.recompute,
-                         grad_dtype=d.grad_dtype)
+    return deployment_memory(report.spec, report.weights, report.gpu, report.layout, report.deployment, batch, context)
 
 
 def memory_point(report: EstimateReport, batch: int, context: int) -> MemoryPoint:
