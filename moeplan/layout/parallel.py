@@ -60,7 +60,7 @@ class Layout(BaseModel):
 
     def describe(self) -> str:
         extra = f" etp={self.expert_tp}" if self.ep > 1 and self.expert_tp > 1 else ""
-        return f"tp={self.tp} ep={self.ep} pp={self.pp} dp={self.dp}{extra} ({self.num_gpus} GPUs)"
+        return f"tp={self.tp} ep={self.ep} pp={self.pp} dp={self.dp}{extra} ({self.num_gpus} GPU{'s' if self.num_gpus > 1 else ''})"
 
 
 def layout_problems(spec: ModelSpec, layout: Layout) -> list[str]:
