@@ -105,7 +105,7 @@ def test_profile_cli_and_torch_free_modules_import_without_torch(tmp_path):
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('imported torch')\n")
     (tmp_path / "pynvml.py").write_text("raise ImportError('imported pynvml')\n")
-    modules = ["moeplan.cli.profile", "moeplan.profile.runner", "moeplan.profile.command", "moeplan.profile.calibration", "moeplan.profile.a2a_bytes"]
+    modules = ["moeplan.cli.profile", "moeplan.profile.runner", "moeplan.profile.command", "moeplan.profile.calibrate", "moeplan.calibration", "moeplan.profile.a2a_bytes"]
     code = f"import sys, importlib\nfor m in {modules!r}: importlib.import_module(m)\nassert 'torch' not in sys.modules and 'pynvml' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(tmp_path), "PATH": ""}, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

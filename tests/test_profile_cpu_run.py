@@ -2,14 +2,13 @@
 (gloo across 4 local processes), its JSON report, JSONL stream, calibration file and rich report."""
 
 import json
-import time
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from moeplan.cli.app import app
-from moeplan.profile.calibration import load_calibration
+from moeplan.calibration import Calibration
 from moeplan.profile.routing import routing_sample
 
 H, I, E, K = 4096, 14336, 8, 2  # Mixtral-8x7B
@@ -19,15 +18,12 @@ COMMAND = ["profile", "--device", "cpu", "--procs", "4", "--only", "hbm,gemm,h2d
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("profile")
-    start = time.monotonic()
     result = CliRunner().invoke(app, [*COMMAND, "--json", "--out", str(folder / "run.jsonl"), "--save", str(folder / "calib.json")])
-    elapsed = time.monotonic() - start
     assert result.exit_code == 0, result.stderr
-    return {"report": json.loads(result.stdout), "folder": folder, "elapsed": elapsed}
+    return {"report": json.loads(result.stdout), "folder": folder}
 
 
-def test_runs_well_under_a_minute_and_says_what_it_skipped(run):
-    assert run["elapsed"] < 60
+def test_says_what_it_skipped(run):
     report = run["report"]
     assert report["schema"] == 1 and report["device"] == "cpu"
     status = {s["section"]: (s["status"], s["reason"]) for s in report["sections"]}
@@ -118,13 +114,20 @@ def test_jsonl_has_one_line_per_measurement_in_order(run):
 
 
 def test_calibration_file(run):
-    calibration = load_calibration(run["folder"] / "calib.json")
+    calibration = Calibration.model_validate_json((run["folder"] / "calib.json").read_text())
     report = run["report"]
     largest = max((m for m in report["measurements"] if m["section"] == "hbm"), key=lambda m: m["params"]["size_bytes"])
     assert calibration.hbm_dram_bytes_per_s == pytest.approx(largest["rates"]["dram_bytes_per_s"])
     assert calibration.hbm_efficiency is None and calibration.catalogue_gpu is None  # no catalogue entry for a CPU
     assert [p.rows_per_expert for p in calibration.gemm] == [1.0, 16.0, 128.0]  # balanced: T·k / 2 local experts
-    assert calibration.alltoall_alpha_s == report["alltoall_fit"]["alpha_s"] and calibration.alltoall_ranks == 4
+    assert calibration.alltoall_alpha_s == max(0.0, report["alltoall_fit"]["alpha_s"]) and calibration.alltoall_ranks == 4
+    assert (calibration.device_kind, calibration.alltoall_link, calibration.alltoall_efficiency) == ("cpu", "gloo", None)
+
+
+def test_cpu_calibration_never_reaches_a_gpu_estimate(run, cli):
+    """Issue 11 item 11 end to end: the file this CPU run saved is refused by estimate for an H100."""
+    result = cli("estimate", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "4", "--calibration", run["folder"] / "calib.json")
+    assert result.exit_code == 2 and "measured on the host CPU" in result.stderr
 
 
 def test_rich_report_without_a_terminal(cli):

@@ -9,7 +9,8 @@ import pytest
 
 from moeplan.errors import SpecError
 from moeplan.hardware.catalogue import get_gpu
-from moeplan.profile.calibration import Calibration, GemmPoint, calibration_from_report, load_calibration, save_calibration
+from moeplan.calibration import load_calibration
+from moeplan.profile.calibrate import calibration_from_report, save_calibration
 from moeplan.profile.context import CPU_SWEEPS, RunContext, Target
 from moeplan.profile.nvml import PcieLink
 from moeplan.profile.output import Recorder
@@ -102,7 +103,9 @@ def _report(measurements) -> ProfileReport:
 
 
 def _measured(section, name, median, params, rates, ratio=None):
-    return Measurement(section=section, name=name, device="cuda:0", params=params, stats=summarize([median]), rates=rates, ratio=ratio)
+    flops, nbytes = (rates["flops_per_s"] * median, rates["weight_bytes_per_s"] * median) if section == "gemm" else (None, None)
+    return Measurement(section=section, name=name, device="cuda:0", params=params, stats=summarize([median]), rates=rates, ratio=ratio,
+                       flops=flops, bytes=nbytes)
 
 
 def test_calibration_efficiencies_by_hand(tmp_path):
@@ -115,31 +118,46 @@ def test_calibration_efficiencies_by_hand(tmp_path):
         _measured("h2d", "h2d", 1e-3, {"size_bytes": 2**30, "memory": "pinned", "gpus": 1}, {"per_direction_bytes_per_s": 55e9}),
         _measured("h2d", "d2h", 1e-3, {"size_bytes": 2**30, "memory": "pinned", "gpus": 1}, {"per_direction_bytes_per_s": 50e9}),
         _measured("p2p", "write", 1e-3, {"via": "p2p", "link": "NV18"}, {"per_direction_bytes_per_s": 380e9}),
+        _measured("a2a", "uniform", 1e-3, {"ranks": 8, "size_bytes": 2**30, "link": "nvlink"}, {"busbw_bytes_per_s": 340e9}),
     ])
     report.alltoall_fit = fit_alpha_beta([2.0**20, 2.0**30], [20e-6 + 2**20 * 7 / 8 / 340e9, 20e-6 + 2**30 * 7 / 8 / 340e9], 8)
     calibration = calibration_from_report(report, "NVIDIA H100 80GB HBM3", 8, H100)
     assert calibration.hbm_efficiency == pytest.approx(3.0 / 3.35)  # the largest size
     (point,) = calibration.gemm  # balanced only, fastest path
-    assert (point.kernel_path, point.efficiency, point.roofline_fraction) == ("grouped_mm", pytest.approx(2e14 / 989.5e12), pytest.approx(0.8))
+    assert (point.kernel_path, point.bound, point.roofline_fraction) == ("grouped_mm", "memory", pytest.approx(0.8))
+    assert point.efficiency == pytest.approx(2.5e12 / 3.35e12)  # memory-bound: weight bytes / HBM, not FLOP/s / peak
+    assert calibration.gemm_compute_efficiency is None and calibration.gemm_memory_efficiency == point.efficiency
     assert calibration.pcie_efficiency == pytest.approx(50e9 / H100.pcie_bytes_per_s_per_direction)
     assert calibration.nvlink_efficiency == pytest.approx(380 / 450)
     assert calibration.alltoall_efficiency == pytest.approx(340 / 450)
+    assert any("no GEMM point passed the ridge" in n for n in calibration.notes)
     path = tmp_path / "calib.json"
     save_calibration(calibration, path)
-    assert json.loads(path.read_text())["schema"] == 1
-    assert load_calibration(path) == calibration
-    path.write_text(json.dumps({"schema": 9}))
+    assert json.loads(path.read_text())["schema"] == 2
+    efficiency, name = load_calibration(path, "h100")
+    assert (efficiency.hbm, efficiency.gemm, efficiency.link) == (calibration.hbm_efficiency, 1.0, calibration.alltoall_efficiency)
+    path.write_text(json.dumps({"schema": 9, "kind": "moeplan-calibration"}))
     with pytest.raises(SpecError, match="schema 9"):
-        load_calibration(path)
+        load_calibration(path, "h100")
 
 
-def test_gemm_roofline_fraction_interpolates_in_log_rows():
-    calibration = Calibration(
-        created_at="t", device_name="d", catalogue_gpu=None, gpu_count=1, model="m",
-        gemm=[GemmPoint(rows_per_expert=r, flops_per_s=1, weight_bytes_per_s=1, kernel_path="loop", efficiency=None, roofline_fraction=f) for r, f in ((1, 0.5), (100, 0.9))],
-    )
-    assert calibration.gemm_roofline_fraction(10) == pytest.approx(0.7)  # log 10 is halfway from log 1 to log 100
-    assert calibration.gemm_roofline_fraction(1000) == pytest.approx(0.9)
+def test_gemm_compute_efficiency_only_from_compute_bound_points():
+    """Issue 11 item 12: 16 rows per expert streams weights (memory-bound), 4096 passes the ridge on an H100."""
+    report = _report([
+        _measured("gemm", "ffn", 1e-3, {"pattern": "balanced", "rows_per_expert": 16.0, "kernel_path": "grouped_mm"}, {"flops_per_s": 1e14, "weight_bytes_per_s": 2.8e12}),
+        _measured("gemm", "ffn", 1e-3, {"pattern": "balanced", "rows_per_expert": 4096.0, "kernel_path": "grouped_mm"}, {"flops_per_s": 6.5e14, "weight_bytes_per_s": 0.3e12}),
+    ])
+    calibration = calibration_from_report(report, "NVIDIA H100 80GB HBM3", 1, H100)
+    assert [p.bound for p in calibration.gemm] == ["memory", "compute"]
+    assert calibration.gemm_compute_efficiency == pytest.approx(6.5e14 / H100.bf16_flops_per_s)
+    assert calibration.gemm_memory_efficiency == pytest.approx(2.8e12 / H100.hbm_bytes_per_s)
+
+
+def test_out_of_range_ratios_are_dropped_with_a_note():
+    report = _report([_measured("hbm", "copy", 1e-3, {"size_bytes": 2**28}, {"dram_bytes_per_s": 5e12})])  # L2-resident: above HBM
+    calibration = calibration_from_report(report, "NVIDIA H100 80GB HBM3", 1, H100)
+    assert calibration.hbm_efficiency is None and calibration.hbm_dram_bytes_per_s == 5e12
+    assert calibration.notes == ["hbm: 1.49 of the catalogue figure is outside (0, 1.2]; not used"]
 
 
 def test_jsonl_lines_are_flushed_as_they_happen(tmp_path):

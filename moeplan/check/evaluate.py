@@ -6,7 +6,8 @@ from pydantic import BaseModel
 
 from moeplan.check.planfile import PlannedDeployment, parse_bytes
 from moeplan.report.document import Document
-from moeplan.report.estimate import EstimateReport, build_estimate, load_calibration
+from moeplan.calibration import load_calibration
+from moeplan.report.estimate import EstimateReport, build_estimate
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.overrides import ALIASES
 from moeplan.spec.resolve import resolve_spec
@@ -80,7 +81,7 @@ def evaluate_deployment(d: PlannedDeployment, base: Path, calibration: Path | No
         model = str(base / model)
     overrides = {ALIASES.get(k, k): v for k, v in d.set.items()}
     deployment = Deployment(**d.model_dump(include=set(Deployment.model_fields)))
-    report = build_estimate(resolve_spec(model, overrides), deployment, *load_calibration(calibration))
+    report = build_estimate(resolve_spec(model, overrides), deployment, *load_calibration(calibration, deployment.gpu))
     checks = [AssertionResult(deployment=d.name, assertion=n, required=req, actual=act, passed=ok) for n, req, act, ok in _checks(d, report)]
     return DeploymentResult(name=d.name, model=d.model, layout=report.layout.describe(), gpu=report.gpu.name, assertions=checks, report=report)
 

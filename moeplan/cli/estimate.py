@@ -9,7 +9,8 @@ from moeplan.cli.app import app
 from moeplan.cli.figures import CurveOpt, PlotOpt, check_figures, show_figures
 from moeplan.cli.options import JsonOpt, deployment_command, model_command
 from moeplan.report.console import print_json
-from moeplan.report.estimate import build_estimate, load_calibration
+from moeplan.calibration import load_calibration
+from moeplan.report.estimate import build_estimate
 from moeplan.report.render_estimate import render_estimate
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.resolve import ResolvedSpec
@@ -38,7 +39,7 @@ def estimate(
         moeplan estimate mixtral-8x7b --num-gpus 2 --curve --plot mixtral.png
     """
     check_figures(plot, curve, json_)
-    report = build_estimate(resolved, deployment, *load_calibration(calibration))
+    report = build_estimate(resolved, deployment, *load_calibration(calibration, deployment.gpu))
     if json_:
         print_json(report)
     else:

@@ -11,7 +11,7 @@ from moeplan.cli.options import JsonOpt, deployment_command, model_command
 from moeplan.errors import CheckFailed
 from moeplan.plan.objective import Objective
 from moeplan.report.console import print_json
-from moeplan.report.estimate import load_calibration
+from moeplan.calibration import load_calibration
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.resolve import ResolvedSpec
 
@@ -50,7 +50,7 @@ def plan(
     from moeplan.plan.search import best_estimate, search
 
     check_figures(plot, curve, json_)
-    efficiency, _ = load_calibration(calibration)
+    efficiency, _ = load_calibration(calibration, deployment.gpu)
     report = search(resolved, deployment, max_gpus, objective, gpu_hour_price, efficiency, keep=None if json_ else top)
     if json_:
         print_json(report)

@@ -15,7 +15,7 @@ def _schemas() -> dict:
     from moeplan.cli.gpus import GPUList
     from moeplan.cli.presets import PresetList
     from moeplan.plan.search import PlanReport
-    from moeplan.profile.calibration import Calibration
+    from moeplan.calibration import Calibration
     from moeplan.profile.results import ProfileReport
     from moeplan.report.estimate import EstimateReport
     from moeplan.spec.specfile import spec_json_schema

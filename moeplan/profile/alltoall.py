@@ -235,7 +235,7 @@ def _moe(rank: int, world: int, device, emit, job: A2AJob, point: MoEPoint) -> N
 def uniform_measurement(ctx: RunContext, world: int, message: dict) -> Measurement:
     """A uniform sweep point in nccl-tests terms."""
     size = message["size_bytes"]
-    base = Measurement(section="a2a", name="uniform", device=f"ranks 0-{world - 1}", params={"ranks": world, "size_bytes": size, "count": message["per_peer_bytes"], "type": "uint8"}, bytes=size)
+    base = Measurement(section="a2a", name="uniform", device=f"ranks 0-{world - 1}", params={"ranks": world, "size_bytes": size, "count": message["per_peer_bytes"], "type": "uint8", "link": ctx.a2a_link()}, bytes=size)
     if "skipped" in message:
         base.skipped = message["skipped"]
         return base

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from moeplan.errors import EnvError
-from moeplan.profile.calibration import calibration_from_report, save_calibration
+from moeplan.profile.calibrate import calibration_from_report, save_calibration
 from moeplan.profile.options import ProfileOptions
 from moeplan.profile.output import Recorder
 from moeplan.profile.render import render_report

@@ -87,6 +87,8 @@ class RunContext:
     topology: TopologySnapshot | None = None
     measured_dram_bytes_per_s: float | None = None
     """The slowest GPU's DRAM rate from the hbm section, the GEMM section's achievable bandwidth."""
+    nodes: int = 1
+    """Nodes the all-to-all ranks span (torchrun: WORLD_SIZE / LOCAL_WORLD_SIZE)."""
 
     def clock_reader(self, targets: list[Target]) -> Callable[[], list[ClockSample]] | None:
         """A callable reading NVML clocks, clock reasons and PCIe link of the targets (None without NVML)."""
@@ -109,6 +111,17 @@ class RunContext:
         if self.topology is None:
             return True
         return all(pair.nvlinks > 0 for pair in self.topology.pairs)
+
+    def a2a_link(self) -> str | None:
+        """What the all-to-all crosses: 'gloo' on CPU, 'network' across nodes, else 'nvlink' or 'pcie' from the
+        topology snapshot (None when there is none: the link is not known)."""
+        if self.device_type == "cpu":
+            return "gloo"
+        if self.nodes > 1:
+            return "network"
+        if self.topology is None:
+            return None
+        return "nvlink" if self.nvlinked() else "pcie"
 
     def hints(self, gpus: list[int | None], codes: tuple[str, ...]) -> list[str]:
         """Topology flag messages of the given kinds that concern these GPUs (or the whole host)."""

@@ -14,7 +14,7 @@ from moeplan.spec.checkpoint import CheckpointSummary
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.resolve import ResolvedSpec
-from moeplan.throughput.roofline import COLLECTIVE_LATENCY_S, Efficiency, Throughput, throughput
+from moeplan.throughput.roofline import Efficiency, Throughput, throughput
 from moeplan.traffic.alltoall import AllToAllTraffic, spec_all_to_all_traffic
 from moeplan.traffic.routing import RankTraffic, RoutingEstimate, routing_estimate, simulate_rank_traffic
 
@@ -101,30 +101,6 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
     return EstimateReport(spec=spec, deployment=d, gpu=gpu, layout=layout, params=params, weights=weights, memory=memory,
                           flops=flops, all_to_all=traffic, all_to_all_skew=skew, routing=routing, throughput=speed,
                           checkpoint=resolved.checkpoint, calibration=calibration, notes=_notes(params, resolved))
-
-
-def load_calibration(path) -> tuple[Efficiency | None, str | None]:
-    """(efficiencies, file name) from a `moeplan profile --save` file; (None, None) without one.
-
-    HBM: measured read+write DRAM rate / catalogue; GEMM: the largest-load expert GEMM's FLOP/s / BF16 peak;
-    links: the all-to-all β (else peer NVLink copies) / catalogue link rate; PCIe: min(H2D, D2H) / catalogue;
-    α: the all-to-all fit's latency. A figure the profile did not measure stays at the roofline (1.0, α 10 µs).
-    """
-    if path is None:
-        return None, None
-    from moeplan.profile.calibration import load_calibration as read_calibration
-
-    cal = read_calibration(path)
-    largest = max((p for p in cal.gemm if p.efficiency), key=lambda p: p.rows_per_expert, default=None)
-    efficiency = Efficiency(
-        hbm=cal.hbm_efficiency or 1.0,
-        gemm=largest.efficiency if largest else 1.0,
-        link=cal.alltoall_efficiency or cal.nvlink_efficiency or 1.0,
-        pcie=cal.pcie_efficiency or 1.0,
-        collective_latency_s=cal.alltoall_alpha_s or COLLECTIVE_LATENCY_S,
-        measured_on=cal.catalogue_gpu or cal.device_name,
-    )
-    return efficiency, str(path)
 
 
 def _notes(params: ParamCounts, resolved: ResolvedSpec) -> list[str]:
