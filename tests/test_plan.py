@@ -186,7 +186,8 @@ def _plan(cli, *args):
 def test_plan_json_document(cli):
     data = _plan(cli, "mixtral-8x7b", "--max-gpus", "16", "--batch", "8")
     assert data["schema"] == 1 and data["moeplan_version"] and data["model"] == "mixtral-8x7b" and data["gpu"] == "h100-sxm"
-    assert data["usable_bytes"] == math.floor(0.9 * 80 * 2**30)
+    estimate = build_estimate(_resolved("mixtral-8x7b"), Deployment(batch=8))
+    assert data["usable_bytes"] == estimate.memory.usable_bytes  # 0.9 × the driver-visible memory
     rows = data["layouts"]
     assert data["feasible"] == len(rows) > 0 and data["evaluated"] >= len(rows)
     for row in rows:

@@ -12,14 +12,16 @@ MIXTRAL_KV_PER_TOKEN = 2 * 8 * 128 * 2 * 32      # K and V, 8 kv heads × 128, b
 def test_mixtral_decode_step_on_one_h200(cli):
     data = cli("estimate", "mixtral-8x7b", "--gpu", "h200", "--dtype", "bf16", "--batch", "1", "--context", "4096", "--json").json()
     t = data["throughput"]
-    # One decode step reads every non-expert weight, 2 of 8 experts per layer, and the 4096-token KV cache.
-    bytes_read = MIXTRAL_WEIGHTS - MIXTRAL_EXPERTS + MIXTRAL_EXPERTS * 2 // 8 + 4096 * MIXTRAL_KV_PER_TOKEN
-    assert t["decode"]["bytes_read"] == bytes_read == 26_296_721_408
+    # One decode step reads every non-expert weight but the embedding table (one 4096-wide bf16 row of it),
+    # 2 of 8 experts per layer, and the 4096-token KV cache.
+    table = 2 * 32000 * 4096
+    bytes_read = MIXTRAL_WEIGHTS - table + 2 * 4096 - MIXTRAL_EXPERTS + MIXTRAL_EXPERTS * 2 // 8 + 4096 * MIXTRAL_KV_PER_TOKEN
+    assert t["decode"]["bytes_read"] == bytes_read == 26_034_585_600
     assert t["decode"]["memory_s"] == pytest.approx(bytes_read / 4.8e12, rel=1e-12)       # H200: 4.8 TB/s
     assert t["decode"]["compute_s"] == pytest.approx(27_644_657_664 / 989.5e12, rel=1e-12)  # FLOPs at C=4096 / dense BF16 peak
     assert t["decode"]["communication_s"] == 0 and t["bound"] == "memory"
-    assert t["time_per_output_token_s"] == pytest.approx(5.478483626666667e-3, rel=1e-12)
-    assert t["decode_tokens_per_s"] == pytest.approx(1 / 5.478483626666667e-3, rel=1e-12)  # 182.5 tokens/s
+    assert t["time_per_output_token_s"] == pytest.approx(bytes_read / 4.8e12, rel=1e-12)  # 5.42 ms
+    assert t["decode_tokens_per_s"] == pytest.approx(4.8e12 / bytes_read, rel=1e-12)  # 184.4 tokens/s
 
 
 def test_tensor_parallel_all_reduces(cli):

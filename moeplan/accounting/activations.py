@@ -78,18 +78,19 @@ def mamba_workspace_elements(spec: ModelSpec, tp: int) -> int:
 def fused_moe_bytes(spec: ModelSpec, layout: Layout, tokens: int) -> int:
     """Transient bytes of one MoE block on one GPU for ``tokens`` tokens of this DP rank.
 
-    vLLM's Triton fused MoE: with DP > 1 the naive dispatch first gathers every DP rank's tokens (T·dp·H);
-    then per chunk of M = min(T·dp, 32768) tokens one buffer of M·k·max(N, H) for the gate/up output and the
+    vLLM's Triton fused MoE: when one copy of the experts serves several DP replicas (EP spanning them) the naive
+    dispatch first gathers those replicas' tokens (T·r·H, r = layout.replicas_per_expert_group);
+    then per chunk of M = min(T·r, 32768) tokens one buffer of M·k·max(N, H) for the gate/up output and the
     weighted down output (they alias) and one of M·k·N_act for the activation output, where N = 2·I/etp
     (gated) or I/etp, N_act = I/etp. These are sized [M, k, ·] on every EP rank, whatever share of the
-    experts it holds. Plus router logits T·dp·E (bf16) and the shared experts' gate/up and activation outputs.
+    experts it holds. Plus router logits T·r·E (bf16) and the shared experts' gate/up and activation outputs.
     """
     moe, hidden, size = spec.moe, spec.hidden_size, ACTIVATION_BYTES
-    routed_tokens = tokens * layout.dp
+    routed_tokens = tokens * layout.replicas_per_expert_group
     chunk = min(routed_tokens, FUSED_MOE_CHUNK_TOKENS)
     inner = moe.expert_intermediate_size // layout.expert_tp
     up = 2 * inner if moe.gated else inner
-    gathered = routed_tokens * hidden * size if layout.dp > 1 else 0
+    gathered = routed_tokens * hidden * size if layout.replicas_per_expert_group > 1 else 0
     caches = chunk * moe.top_k * (max(up, hidden) + inner) * size
     router = routed_tokens * moe.num_experts * ROUTER_LOGIT_BYTES
     shared = tokens * dense_mlp_elements(moe.shared_size, moe.gated, layout.tp) * size

@@ -6,6 +6,8 @@ of expert-tensor-parallel (ETP) GPUs, so EP × ETP must divide TP × DP; the quo
 expert replicas (Megatron's expert data parallel). See docs/formulas.md §Memory, "Parallel layout".
 """
 
+import math
+
 from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
 
 from moeplan.docstrings import add_field_docstrings
@@ -57,6 +59,12 @@ class Layout(BaseModel):
     def expert_replicas(self) -> int:
         """Copies of each routed expert within a stage (Megatron's expert data-parallel size)."""
         return self.tp * self.dp // (self.ep * self.expert_tp)
+
+    @property
+    def replicas_per_expert_group(self) -> int:
+        """Data-parallel replicas whose tokens one copy of the routed experts serves: ⌈ep·etp / tp⌉ (1 when every
+        replica holds its own experts, dp when EP spans all of them)."""
+        return -(-self.ep * self.expert_tp // self.tp)
 
     def describe(self) -> str:
         extra = f" etp={self.expert_tp}" if self.ep > 1 and self.expert_tp > 1 else ""
@@ -110,20 +118,13 @@ def stage_layers(num_layers: int, pp: int) -> list[range]:
     return [range(start, start + size) for start, size in zip(starts, sizes)]
 
 
-def default_layout(spec: ModelSpec, num_gpus: int, gpus_per_node: int = GPUS_PER_NODE) -> Layout:
-    """The layout moeplan picks for ``num_gpus`` GPUs when none is given.
-
-    Rule: PP = 1; TP = the largest divisor of num_gpus, at most gpus_per_node (TP stays inside a node's
-    NVLink domain), that the model allows; DP = num_gpus / TP. For an MoE model EP = the largest divisor of
-    num_gpus that also divides E (EP = num_gpus when E allows, the DeepSeek/vLLM wide-EP layout); ETP then
-    defaults to 1. A dense model gets EP = 1.
-    """
-    if num_gpus < 1:
-        raise SpecError(f"--num-gpus must be positive, not {num_gpus}")
-    candidates = [t for t in range(min(num_gpus, gpus_per_node), 0, -1) if num_gpus % t == 0]
-    ep = max(e for e in range(1, num_gpus + 1) if num_gpus % e == 0 and spec.num_experts % e == 0) if spec.moe else 1
-    for tp in candidates:
-        layout = Layout(tp=tp, dp=num_gpus // tp, ep=ep)
-        if not layout_problems(spec, layout):
-            return layout
-    raise SpecError(f"no default layout of {spec.name} on {num_gpus} GPUs satisfies its divisibility rules; give --tp/--ep/--pp/--dp")
+def implied_num_gpus(given: dict[str, int]) -> int:
+    """GPUs a partial layout needs when no GPU count is given: EP GPUs are carved out of tp × dp, so tp × dp
+    is the least multiple of the tp (or dp) given that holds ep × etp GPUs (etp 1 by default), times pp.
+    ``given`` holds the sizes the user set (keys tp, ep, pp, dp, etp)."""
+    expert_gpus = given.get("ep", 1) * given.get("etp", 1)
+    if "tp" in given and "dp" in given:
+        width = given["tp"] * given["dp"]
+    else:
+        width = math.lcm(given.get("tp", 1) * given.get("dp", 1), expert_gpus)
+    return given.get("pp", 1) * width

@@ -9,10 +9,10 @@ they depend on, then combined per layout with numpy:
   (tp, ep, etp), summed per position, prefix-summed so a stage's weights are two lookups;
 - KV cache: ``sequence_kv`` of each single layer per distinct tp (the cache is additive over layers);
 - inference activations: ``inference_activations`` workspaces per distinct tp and ``fused_moe_bytes``
-  per distinct (tp, dp, etp) — a stage's peak is the hidden states plus the largest workspace of the
+  per distinct (tp, dp, ep, etp) — a stage's peak is the hidden states plus the largest workspace of the
   layer kinds it holds; training activations: ``stage_activation`` per distinct (pp, stage) and
   ``activation_bytes`` on arrays;
-- roofline: experts touched per distinct dp, all-to-all bytes per token per distinct ep, all-reduce time
+- roofline: experts touched on the busiest EP rank per distinct (ep, replicas per expert group), all-to-all bytes per token per distinct ep, all-reduce time
   per distinct tp; the rest by the array forms in moeplan.plan.twins.
 
 Each layout's GPU memory is evaluated for every pipeline stage (layouts grouped by pp) and the
@@ -146,8 +146,8 @@ class LayoutModel:
         """Per layout, fused_moe_bytes (0 for a dense model), evaluated once per distinct (tp, dp, etp)."""
         if not self.is_moe.any():
             return np.zeros(len(layouts), dtype=np.int64)
-        rows, inverse = unique_rows(layouts.tp, layouts.dp, layouts.expert_tp)
-        values = [fused_moe_bytes(self.spec, Layout(tp=tp, dp=dp, etp=etp), tokens) for tp, dp, etp in rows.tolist()]
+        rows, inverse = unique_rows(layouts.tp, layouts.dp, layouts.ep, layouts.expert_tp)
+        values = [fused_moe_bytes(self.spec, Layout(tp=tp, dp=dp, ep=ep, etp=etp), tokens) for tp, dp, ep, etp in rows.tolist()]
         return np.array(values, dtype=np.int64)[inverse]
 
     # --- memory --------------------------------------------------------------------------------------
@@ -167,10 +167,12 @@ class LayoutModel:
         if pp > 1:
             other[:, -1] += tables["extra"][tables["key"]]
         moe = np.add.reduceat(self.is_moe.astype(np.int64), first)
-        out = {"expert": expert, "held": other + expert, "layers": np.broadcast_to(last - first + 1, other.shape),
+        embedding = np.where(stage == 0, tables["other"][key, 1] - tables["other"][key, 0], 0)  # position −1 on stage 0
+        out = {"expert": expert, "held": other + expert, "embedding": embedding, "layers": np.broadcast_to(last - first + 1, other.shape),
                "moe_layers": np.broadcast_to(moe, other.shape)}
         if self.training:
             out.update(self._training_terms(group, ranges, other, expert, tables))
+            out["embedding"] = 2 * embedding  # bf16 parameters, as "held"
         else:
             out.update(self._inference_terms(ranges, other, expert, tables))
         reserve = np.ceil(ALLOCATOR_RESERVE_FRACTION * out["activations"]).astype(np.int64)
@@ -222,7 +224,7 @@ class LayoutModel:
     def memory(self, layouts: LayoutArrays) -> dict[str, np.ndarray]:
         """Per layout, the most-loaded stage's memory terms and what the roofline needs of it."""
         tables = self._tables(layouts)
-        names = ("total", "weights", "state", "kv", "activations", "overhead", "held", "expert", "layers", "moe_layers")
+        names = ("total", "weights", "state", "kv", "activations", "overhead", "held", "expert", "embedding", "layers", "moe_layers")
         out = {name: np.zeros(len(layouts), dtype=np.int64) for name in (*names, "stage")}
         for pp in np.unique(layouts.pp).tolist():
             index = np.flatnonzero(layouts.pp == pp)
@@ -236,10 +238,19 @@ class LayoutModel:
 
     # --- roofline ------------------------------------------------------------------------------------
 
-    def _touched(self, dp: np.ndarray, tokens: int) -> np.ndarray:
-        """Share of routed-expert weights a step of tokens × dp routed tokens reads, per distinct dp."""
-        values, inverse = np.unique(dp, return_inverse=True)
-        return np.array([touched_fraction(self.spec, tokens * v, self.d) for v in values.tolist()])[inverse]
+    def _touched(self, layouts: LayoutArrays, tokens: int) -> np.ndarray:
+        """Share of a GPU's routed-expert weights a step reads (roofline.touched_fraction: the busiest EP rank, for
+        the tokens of the replicas one copy of the experts serves), per distinct (ep, replicas per expert group)."""
+        group = -(-layouts.ep * layouts.expert_tp // layouts.tp)
+        rows, inverse = unique_rows(layouts.ep, group)
+        return np.array([touched_fraction(self.spec, tokens * r, self.d, ep) for ep, r in rows.tolist()])[inverse]
+
+    def _lookup(self, layouts: LayoutArrays, embedding: np.ndarray, stage: np.ndarray, tokens: int) -> np.ndarray:
+        """roofline.lookup_bytes over arrays: a row per token of the held table, or all of a tied table that is also lm_head."""
+        rows = embedding * np.minimum(1.0, tokens * layouts.tp / self.spec.vocab_size)
+        if self.spec.tie_word_embeddings:
+            return np.where((layouts.pp == 1) & (stage == 0), embedding, rows)
+        return rows
 
     def _traffic_per_token(self, ep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per layout, all-to-all bytes per token routed by a rank, per MoE layer: (all sent, sent to other
@@ -267,13 +278,15 @@ class LayoutModel:
         m = self.memory(layouts)
         traffic = self._traffic_per_token(layouts.ep)
         share = layouts.tp * layouts.pp
-        held, expert, kv = m["held"], m["expert"], m["kv"]
-        decode_bytes = held - expert + expert * self._touched(layouts.dp, d.batch) + kv
+        held, expert, kv, embedding = m["held"], m["expert"], m["kv"], m["embedding"]
+        dense = held - expert - embedding
+        decode_bytes = dense + self._lookup(layouts, embedding, m["stage"], d.batch) + expert * self._touched(layouts, d.batch) + kv
         decode_s, bound = step_time(decode_bytes, flops.decode_per_token * d.batch / share,
                                     self._communication(layouts, d.batch, m["layers"], m["moe_layers"], traffic),
                                     self.hbm_bytes_per_s, self.peak_flops_per_s)
         chunk = self.chunk
-        prefill_bytes = held - expert + expert * self._touched(layouts.dp, chunk) + kv / max(d.batch, 1) / d.context * chunk
+        prefill_bytes = (dense + self._lookup(layouts, embedding, m["stage"], chunk) + expert * self._touched(layouts, chunk)
+                         + kv / max(d.batch, 1) / d.context * chunk)
         prefill_s, _ = step_time(prefill_bytes, flops.prefill_per_token * chunk / share,
                                  self._communication(layouts, chunk, m["layers"], m["moe_layers"], traffic),
                                  self.hbm_bytes_per_s, self.peak_flops_per_s)

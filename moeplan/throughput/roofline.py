@@ -18,6 +18,7 @@ from moeplan.layout.parallel import Layout
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.model import ModelSpec
 from moeplan.traffic.alltoall import spec_all_to_all_traffic
+from moeplan.perf.experts import busiest_rank_experts
 from moeplan.traffic.routing import routing_estimate
 
 Bound = Literal["memory", "compute", "communication"]
@@ -89,7 +90,8 @@ class Throughput(BaseModel):
     bound: Bound
     """The decode bound."""
     experts_touched_per_layer: float
-    """Distinct routed experts one decode step reads per MoE layer (all replicas' tokens together)."""
+    """Distinct routed experts one decode step reads per MoE layer on the busiest expert-parallel rank (the tokens of
+    the replicas that one copy of the experts serves)."""
     offload: OffloadEstimate | None = None
     assumptions: list[str]
 
@@ -136,13 +138,32 @@ def _step(tokens: int, bytes_read: float, flops: float, communication_s: float, 
                     bound=max(terms, key=terms.get))
 
 
-def touched_fraction(spec: ModelSpec, tokens: int, deployment: Deployment) -> float:
+def expert_groups(spec: ModelSpec) -> tuple[int, int] | None:
+    """(groups, groups a token picks) under node-limited routing, else None."""
+    moe = spec.moe
+    return (moe.num_expert_groups, moe.topk_groups) if moe.topk_groups < moe.num_expert_groups else None
+
+
+def touched_fraction(spec: ModelSpec, tokens: int, deployment: Deployment, ep: int = 1) -> float:
+    """Share of a GPU's routed-expert weights one step reads: distinct experts touched on the busiest of the ep
+    ranks by ``tokens`` routed tokens, over the E/ep experts a rank holds (uniform routing: closed form;
+    skewed: the mean rank of the seeded simulation)."""
     if not spec.moe:
         return 1.0
     moe = spec.moe
-    groups = (moe.num_expert_groups, moe.topk_groups) if moe.topk_groups < moe.num_expert_groups else None
+    if deployment.routing == "uniform":
+        return busiest_rank_experts(moe.num_experts, moe.top_k, tokens, ep, expert_groups(spec)) * ep / moe.num_experts
     return routing_estimate(moe.num_experts, moe.top_k, batch=tokens, tokens=tokens, distribution=deployment.routing,
-                            groups=groups).experts_touched_fraction
+                            groups=expert_groups(spec)).experts_touched_fraction
+
+
+def lookup_bytes(spec: ModelSpec, held: dict[str, int], tokens: int, last_stage: bool) -> float:
+    """Embedding bytes a step of ``tokens`` tokens reads: one row per token of the rows this GPU holds (the input
+    embedding is a lookup), or the whole table when a tied embedding is also this GPU's lm_head."""
+    table = held.get("embedding", 0)
+    if spec.tie_word_embeddings and last_stage and not held.get("lm_head", 0):
+        return table
+    return table * min(1.0, tokens / spec.vocab_size)
 
 
 def throughput(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu: GPUSpec, weights: WeightMemory,
@@ -158,10 +179,13 @@ def throughput(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu: GPU
     share = layout.tp * layout.pp  # one GPU does 1/tp of a replica's work in 1/pp of the layers
     batch, chunk = deployment.batch, min(deployment.prefill_chunk, deployment.context)
 
-    touched = touched_fraction(spec, batch * layout.dp, deployment)
+    group_tokens = batch * layout.replicas_per_expert_group  # tokens one copy of the experts serves per step
+    touched = touched_fraction(spec, group_tokens, deployment, layout.ep)
+    last = worst.stage == layout.pp - 1
+    dense = sum(held.values()) - experts - held.get("embedding", 0)
     decode = _step(
         batch,
-        sum(held.values()) - experts + experts * touched + worst.kv_cache_bytes,
+        dense + lookup_bytes(spec, held, batch * layout.tp, last) + experts * touched + worst.kv_cache_bytes,
         flops.decode_per_token * batch / share,
         communication_s(spec, layout, layers, moe_layers, batch, deployment, gpu, nic_bytes_per_s, eff),
         gpu, peak, eff,
@@ -169,7 +193,8 @@ def throughput(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu: GPU
     kv_written = worst.kv_cache_bytes / max(batch, 1) / deployment.context * chunk
     prefill = _step(
         chunk,
-        sum(held.values()) - experts + experts * touched_fraction(spec, chunk * layout.dp, deployment) + kv_written,
+        dense + lookup_bytes(spec, held, chunk * layout.tp, last)
+        + experts * touched_fraction(spec, chunk * layout.replicas_per_expert_group, deployment, layout.ep) + kv_written,
         flops.prefill_per_token * chunk / share,
         communication_s(spec, layout, layers, moe_layers, chunk, deployment, gpu, nic_bytes_per_s, eff),
         gpu, peak, eff,
@@ -182,7 +207,7 @@ def throughput(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu: GPU
         decode_tokens_per_s=batch * layout.dp / tpot, time_per_output_token_s=tpot,
         prefill_tokens_per_s=chunk * layout.dp / prefill_chunk_s,
         ttft_s=math.ceil(deployment.context / chunk) * prefill_chunk_s,
-        bound=decode.bound, experts_touched_per_layer=touched * spec.num_experts, offload=offload,
+        bound=decode.bound, experts_touched_per_layer=touched * spec.num_experts / layout.ep, offload=offload,
         assumptions=_assumptions(layout, peak, gpu, eff, nic_bytes_per_s, deployment),
     )
 
@@ -213,8 +238,8 @@ def _assumptions(layout: Layout, peak: float, gpu: GPUSpec, eff: Efficiency, nic
         "a step takes max(memory, compute) plus communication (no overlap of communication with compute)",
         f"all-reduce and all-to-all over {(gpu.link_bytes_per_s_per_direction or gpu.pcie_bytes_per_s_per_direction) * eff.link / 1e9:,.0f} GB/s "
         f"per direction inside a node, {nic / 1e9:,.0f} GB/s NIC per GPU across nodes, {eff.collective_latency_s * 1e6:.0f} µs per collective",
-        f"decode reads every non-expert weight, the experts touched by batch × dp = {deployment.batch * layout.dp} tokens "
-        f"({deployment.routing} routing), and the whole KV cache at context {deployment.context}",
+        f"decode reads every non-expert weight but the embedding (batch rows), the experts the busiest EP rank touches for "
+        f"{deployment.batch * layout.replicas_per_expert_group} tokens ({deployment.routing} routing), and the whole KV cache at context {deployment.context}",
         f"pipeline stages run one after another for a token (no micro-batch overlap): time per output token = {layout.pp} × stage time",
         f"prefill in chunks of {min(deployment.prefill_chunk, deployment.context)} tokens; FLOPs spread evenly over a stage's {layout.tp * layout.dp} GPUs",
     ]

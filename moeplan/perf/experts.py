@@ -1,0 +1,94 @@
+"""Routed-expert load of one step on the busiest expert-parallel rank, in closed form (no numpy).
+
+A decode step's routed-expert time is set by the EP rank that touches the most distinct experts (it reads
+those experts' weights) and receives the most (token, expert) assignments (its grouped GEMM's rows), not by
+the mean rank. Letters: E routed experts, k top-k, B tokens routed together by one copy of the experts,
+N EP ranks (E/N experts each), G expert groups of which a token picks M (node-limited routing; G = M = 1
+without it). See docs/formulas.md §Speed, "Busiest expert-parallel rank".
+"""
+
+import math
+from functools import lru_cache
+from statistics import NormalDist
+
+
+def _binomial_pmf(n: int, p: float) -> list[float]:
+    """P(X = x), x = 0 … n, for X ~ Binomial(n, p), by the ratio P(x+1)/P(x) in log space."""
+    if p <= 0:
+        return [1.0] + [0.0] * n
+    if p >= 1:
+        return [0.0] * n + [1.0]
+    log_p, log_q = math.log(p), math.log1p(-p)
+    return [math.exp(math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1) + x * log_p + (n - x) * log_q)
+            for x in range(n + 1)]
+
+
+def _convolve(a: list[float], b: list[float]) -> list[float]:
+    out = [0.0] * (len(a) + len(b) - 1)
+    for i, pa in enumerate(a):
+        if pa:
+            for j, pb in enumerate(b):
+                out[i + j] += pa * pb
+    return out
+
+
+def _group_share_pmf(experts: int, per_group: int, picks: int, top_k: int, tokens: int, choose: float) -> list[float]:
+    """Distribution of the distinct experts touched among ``experts`` experts of one group (of per_group).
+
+    A token selects the group with probability ``choose`` (M/G); when it does, each expert of the group is
+    among its k with probability k/(M·E/G). The n ~ Binomial(B, M/G) tokens that select the group touch
+    each of its experts with probability 1 − (1 − k/(M·E/G))ⁿ, independently (the approximation).
+    """
+    per_expert = top_k / (picks * per_group)
+    mixture = [0.0] * (experts + 1)
+    for n, weight in enumerate(_binomial_pmf(tokens, choose)):
+        if weight > 1e-15:
+            for x, p in enumerate(_binomial_pmf(experts, 1 - (1 - per_expert) ** n)):
+                mixture[x] += weight * p
+    return mixture
+
+
+@lru_cache(maxsize=4096)
+def busiest_rank_experts(num_experts: int, top_k: int, tokens: int, ep: int, groups: tuple[int, int] | None = None) -> float:
+    """Expected distinct experts touched on the busiest of N = ep ranks for B = tokens routed tokens, uniform routing.
+
+    Each rank's count X_r is the sum over the groups it holds of _group_share_pmf; ranks are taken as
+    independent, so E[max_r X_r] = Σ_{j≥1} (1 − F(j − 1)^N) with F the CDF of one rank's count. N = 1 gives
+    the exact mean E·(1 − (1 − k/E)^B). Checked against the seeded simulation in tests/test_perf_experts.py.
+    """
+    if tokens <= 0:
+        return 0.0
+    num_groups, picks = groups or (1, 1)
+    per_group = num_experts // num_groups
+    per_rank = num_experts // ep
+    if ep == 1:
+        return num_experts * (1 - (1 - top_k / num_experts) ** tokens)
+    if per_rank <= per_group:  # the rank's experts lie in one group
+        pmf = _group_share_pmf(per_rank, per_group, picks, top_k, tokens, picks / num_groups)
+    else:  # whole groups per rank, taken as independent of each other
+        one = _group_share_pmf(per_group, per_group, picks, top_k, tokens, picks / num_groups)
+        pmf = [1.0]
+        for _ in range(per_rank // per_group):
+            pmf = _convolve(pmf, one)
+    expected, cdf = 0.0, 0.0
+    for j in range(1, len(pmf)):
+        cdf += pmf[j - 1]
+        expected += 1 - min(cdf, 1.0) ** ep
+    return expected
+
+
+def expected_max_normal(n: int) -> float:
+    """E[max of n independent standard normals], by Blom's approximation Φ⁻¹((n − 0.375)/(n + 0.25)); 0 for n = 1."""
+    return 0.0 if n <= 1 else NormalDist().inv_cdf((n - 0.375) / (n + 0.25))
+
+
+def busiest_rank_assignments(top_k: int, tokens: int, ep: int) -> float:
+    """Expected (token, expert) assignments the busiest of N ranks receives: each of the B·k assignments lands on
+    a given rank with probability 1/N, so a rank's load is Binomial(B·k, 1/N); its maximum over N ranks is taken
+    as mean + σ·E[max of N normals], never more than B·k (N = 1: exactly B·k)."""
+    assignments = tokens * top_k
+    if ep == 1:
+        return float(assignments)
+    mean = assignments / ep
+    sigma = math.sqrt(assignments * (1 / ep) * (1 - 1 / ep))
+    return min(float(assignments), mean + sigma * expected_max_normal(ep))
