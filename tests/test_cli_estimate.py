@@ -121,7 +121,7 @@ def test_bad_files(cli, tmp_path):
     config = json.loads((CONFIGS / "mixtral-8x7b.json").read_text())
     negative.write_text(json.dumps({**config, "num_local_experts": 0}))
     for path, message in [(malformed, "malformed JSON"), (missing, "required key 'num_attention_heads' is missing"),
-                          (unknown, "unsupported model_type 'mystery'"), (negative, "num_experts")]:
+                          (unknown, "unknown model_type 'mystery'; moeplan cannot place the keys foo"), (negative, "num_experts")]:
         result = cli("estimate", path)
         assert result.exit_code == 2, (path, result.stderr)
         assert message in result.stderr, result.stderr
@@ -130,14 +130,15 @@ def test_bad_files(cli, tmp_path):
     assert "no config.json" in cli("estimate", empty_dir).stderr
 
 
-def test_unknown_model_type_with_known_keys_warns(cli, tmp_path):
+def test_unknown_model_type_with_expert_keys_is_refused(cli, tmp_path):
+    """A Mixtral fork under its own model_type is not counted as a dense Llama: exit 2, the expert keys named."""
     config = json.loads((CONFIGS / "mixtral-8x7b.json").read_text())
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**config, "model_type": "my_mixtral_fork"}))
     result = cli("estimate", path, "--json")
-    assert result.json()["params"]["total"] == 46_702_792_704
-    assert result.stderr.startswith("warning: ") and "unknown model_type 'my_mixtral_fork'" in result.stderr
-    assert "num_local_experts" in result.stderr and result.stderr.count("\n") == 1
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "unknown model_type 'my_mixtral_fork'" in result.stderr and "num_local_experts" in result.stderr
+    assert "spec file" in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_json_has_every_documented_key(cli):

@@ -60,5 +60,9 @@ def check(
     elif markdown:
         print(check_markdown(report), end="")
     else:
+        from moeplan.report.render_estimate import render_warnings
+
+        for result in report.deployments:
+            render_warnings([f"{result.name}: {warning}" for warning in result.report.warnings])
         console.print(check_table(report))
     raise typer.Exit(0 if report.passed else 1)

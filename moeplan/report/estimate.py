@@ -11,6 +11,7 @@ from moeplan.hardware.catalogue import GPUSpec, load_gpu
 from moeplan.layout.parallel import Layout, check_layout, default_layout
 from moeplan.report.document import Document
 from moeplan.spec.checkpoint import CheckpointSummary
+from moeplan.spec.count_check import stored_count_warning
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.resolve import ResolvedSpec
@@ -43,6 +44,9 @@ class EstimateReport(Document):
     """The profile calibration file whose efficiencies replaced the catalogue peaks."""
     notes: list[str] = Field(default_factory=list)
     """Assumptions and conventions worth reading next to the figures."""
+    warnings: list[str] = Field(default_factory=list)
+    """What may make the figures wrong (an unknown model_type read as Llama, a checkpoint that stores another
+    count than the config reads as): shown first, before the verdict."""
 
 
 def resolve_layout(spec: ModelSpec, deployment: Deployment) -> Layout:
@@ -100,7 +104,13 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
     speed = throughput(spec, d, layout, gpu, weights, memory, flops, d.nic_gb_s * 1e9, efficiency)
     return EstimateReport(spec=spec, deployment=d, gpu=gpu, layout=layout, params=params, weights=weights, memory=memory,
                           flops=flops, all_to_all=traffic, all_to_all_skew=skew, routing=routing, throughput=speed,
-                          checkpoint=resolved.checkpoint, calibration=calibration, notes=_notes(params, resolved))
+                          checkpoint=resolved.checkpoint, calibration=calibration, notes=_notes(params, resolved),
+                          warnings=_warnings(params, resolved))
+
+
+def _warnings(params: ParamCounts, resolved: ResolvedSpec) -> list[str]:
+    stored = stored_count_warning(resolved.checkpoint, params.total + params.mtp)
+    return [*resolved.warnings, *([stored] if stored else [])]
 
 
 def _notes(params: ParamCounts, resolved: ResolvedSpec) -> list[str]:

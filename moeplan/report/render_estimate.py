@@ -1,5 +1,6 @@
 """Rich rendering of an EstimateReport. Memory in GiB (and GB), bandwidth in GB/s = 1e9 B/s."""
 
+from rich.markup import escape
 from rich.table import Table
 
 from moeplan.accounting.params import COMPONENTS
@@ -108,7 +109,14 @@ def _speed_table(report: EstimateReport) -> Table:
     return table
 
 
+def render_warnings(warnings: list[str]) -> None:
+    """Warnings of a result, first and in bold: each may make the figures below wrong."""
+    for warning in warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+
+
 def render_estimate(report: EstimateReport) -> None:
+    render_warnings(report.warnings)
     console.print(_spec_table(report))
     console.print(_params_table(report))
     if report.checkpoint is not None:

@@ -1,8 +1,8 @@
 """Read a Hugging Face ``config.json`` into a ModelSpec.
 
 One reader per architecture family, keyed by ``model_type``; each maps that family's key names onto
-the spec. An unknown model_type with recognisable Llama/Mixtral-style keys is read with a warning that
-names the keys used.
+the spec. A config of an unknown model_type is read as a dense Llama-style decoder, with a warning, only
+when moeplan understands every key that can change a count; otherwise it is refused (readers/unknown.py).
 """
 
 import json
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from moeplan.errors import SpecError, describe_validation
 from moeplan.spec.model import ModelSpec
+from moeplan.spec.readers.unknown import check_unknown
 
 Config = dict
 
@@ -350,19 +351,6 @@ readers' own defaults: a key left out reads as transformers reads it. Only keys 
 (an explicit null stays null, e.g. DeepSeek-V2-Lite's q_lora_rank). Kimi-K2 (remote code) gets none."""
 
 
-def _guess_reader(config: Config) -> Callable[[_Keys], dict] | None:
-    """A reader for an unknown model_type, chosen by the keys it has."""
-    if "kv_lora_rank" in config and "n_routed_experts" in config:
-        return _deepseek
-    if "num_local_experts" in config:
-        return _mixtral
-    if "num_experts" in config and "moe_intermediate_size" in config:
-        return _qwen_moe
-    if {"num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size"} <= config.keys():
-        return _llama
-    return None
-
-
 def spec_from_hf_config(config: Config, name: str = "custom", source: str = "config") -> ModelSpec:
     """Build a ModelSpec from a Hugging Face config dict (multimodal configs: their text part)."""
     if not isinstance(config, dict):
@@ -373,22 +361,13 @@ def spec_from_hf_config(config: Config, name: str = "custom", source: str = "con
     if not isinstance(model_type, str | None):
         raise SpecError(f"{source}: model_type must be a string, not {model_type!r}")
     reader = READERS.get(model_type)
-    if reader is None:
-        reader = _guess_reader(config)
-        if reader is None:
-            raise SpecError(
-                f"{source}: unsupported model_type {model_type!r} and no recognisable architecture keys; "
-                f"supported: {', '.join(sorted(READERS))}"
-            )
+    if reader is None:  # refused unless every key that can change a count is understood (readers/unknown.py)
+        warnings.warn(f"{source}: {check_unknown(config, model_type, source)}", stacklevel=2)
+        reader = _llama
     config = TRANSFORMERS_DEFAULTS.get(model_type, {}) | config
     keys = _Keys(config, source)
     try:
         fields = reader(keys)
-        if model_type not in READERS:
-            warnings.warn(
-                f"{source}: unknown model_type {model_type!r}, read as {reader.__name__.strip('_')} with keys: {', '.join(dict.fromkeys(keys.used))}",
-                stacklevel=2,
-            )
         quantization = config.get("quantization_config")
         return ModelSpec(
             name=name,

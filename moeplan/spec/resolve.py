@@ -1,5 +1,6 @@
 """Turn what the user typed (a preset name, a config or spec file, a model directory, flags) into a spec."""
 
+import warnings
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -19,6 +20,8 @@ class ResolvedSpec(BaseModel):
     spec: ModelSpec
     checkpoint: CheckpointSummary | None = None
     """Stored tensors, when the source was a model directory holding safetensors files."""
+    warnings: list[str] = []
+    """Warnings raised while reading the model (an unknown model_type read as Llama): part of every result."""
 
 
 def _from_path(path: Path) -> ResolvedSpec:
@@ -44,7 +47,18 @@ def _from_path(path: Path) -> ResolvedSpec:
 
 
 def resolve_spec(model: str | None, overrides: dict[str, object] | None = None) -> ResolvedSpec:
-    """Resolve a model argument, then apply overrides; with no model, build the spec from the overrides alone."""
+    """Resolve a model argument, then apply overrides; with no model, build the spec from the overrides alone.
+    Warnings raised on the way are kept in the result (and still shown as warnings)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resolved = _resolve(model, overrides)
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    resolved.warnings = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    return resolved
+
+
+def _resolve(model: str | None, overrides: dict[str, object] | None) -> ResolvedSpec:
     overrides = overrides or {}
     if model is None:
         return ResolvedSpec(spec=spec_from_flags(overrides))

@@ -1,0 +1,86 @@
+"""Model types of the pinned transformers release (5.24) that define mixture-of-experts layers and that
+moeplan refuses by name, each with the reason. A model_type leaves this table when a reader for it lands
+in moeplan.spec.hf.READERS (tests/test_architecture_catalogue.py checks that every MoE model_type of the
+installed transformers is in one of the two)."""
+
+_NOT_A_DECODER = "not a decoder-only language model"
+_ENCODER_DECODER = "an encoder-decoder (translation/T5-style) model; moeplan plans decoder-only models"
+_NO_READER = "an MoE decoder moeplan has no reader for yet, so it cannot count it exactly"
+_HYBRID = "a hybrid MoE decoder (linear-attention, state-space or sparse-attention-indexer layers) moeplan has no reader for yet"
+_MULTIMODAL_TEXT = "the text decoder of a multimodal model that moeplan has no reader for yet"
+
+REFUSED: dict[str, str] = {
+    # not decoder-only language models
+    "nllb-moe": _ENCODER_DECODER,
+    "switch_transformers": _ENCODER_DECODER,
+    "vitpose_backbone": f"{_NOT_A_DECODER} (a vision backbone with expert heads)",
+    "vitpose": f"{_NOT_A_DECODER} (pose estimation)",
+    "openai_privacy_filter": f"{_NOT_A_DECODER} (a token classifier)",
+    "dots3_note_vision_encoder": f"{_NOT_A_DECODER} (a vision encoder)",
+    "qwen3_omni_moe_talker_text": f"{_NOT_A_DECODER} of text (Qwen3-Omni's speech talker)",
+    # hybrid architectures (issue 17, part B)
+    "nemotron_h": _HYBRID,
+    "qwen3_next": _HYBRID,
+    "qwen3_5_moe": _HYBRID,
+    "qwen3_5_moe_text": _HYBRID,
+    "kimi_linear": _HYBRID,
+    "granitemoehybrid": _HYBRID,
+    "deepseek_v32": _HYBRID,
+    "glm_moe_dsa": _HYBRID,
+    "minimax": _HYBRID,
+    "lfm2_moe": _HYBRID,
+    "bailing_hybrid": _HYBRID,
+    # MoE decoders without a reader yet
+    "afmoe": _NO_READER,
+    "aria_text": _NO_READER,
+    "axk1": _NO_READER,
+    "axk2": _NO_READER,
+    "beam": _NO_READER,
+    "cohere2_moe": _NO_READER,
+    "deepseek_v4": _NO_READER,
+    "doge": _NO_READER,
+    "dots1": _NO_READER,
+    "ernie4_5_moe": _NO_READER,
+    "exaone_moe": _NO_READER,
+    "flex_olmo": _NO_READER,
+    "flint": _NO_READER,
+    "gemma4_text": _NO_READER,
+    "glm4_moe_lite": _NO_READER,
+    "granitemoe_swa": _NO_READER,
+    "hunyuan_v1_moe": _NO_READER,
+    "hy_v3": _NO_READER,
+    "hy_v4": _NO_READER,
+    "jetmoe": _NO_READER,
+    "kolibri1": _NO_READER,
+    "laguna": _NO_READER,
+    "lara_mini": _NO_READER,
+    "longcat_flash": _NO_READER,
+    "mellum": _NO_READER,
+    "mimo_v2_flash": _NO_READER,
+    "minimax_m2": _NO_READER,
+    "mistral4": _NO_READER,
+    "sarvam_mla": _NO_READER,
+    "sarvam_moe": _NO_READER,
+    "solar_open": _NO_READER,
+    "step3p5": _NO_READER,
+    "zaya": _NO_READER,
+    # text decoders of multimodal models (their containers resolve to these through text_config)
+    "deepseek_ocr2_text": _MULTIMODAL_TEXT,
+    "diffusion_gemma_text": f"{_MULTIMODAL_TEXT} (a diffusion decoder, not autoregressive)",
+    "dots3_note_text": _MULTIMODAL_TEXT,
+    "ernie4_5_vl_moe_text": _MULTIMODAL_TEXT,
+    "glm4v_moe_text": _MULTIMODAL_TEXT,
+    "glm5_next_text": _MULTIMODAL_TEXT,
+    "hy_v4_vl_text": _MULTIMODAL_TEXT,
+    "inkling_text": _MULTIMODAL_TEXT,
+    "inkling2_text": _MULTIMODAL_TEXT,
+    "inkling2_loop_text": _MULTIMODAL_TEXT,
+    "minimax_m3_vl_text": _MULTIMODAL_TEXT,
+    "mistral_large4_text": _MULTIMODAL_TEXT,
+    "muse_spark_text": _MULTIMODAL_TEXT,
+    "qwen3_omni_moe_text": _MULTIMODAL_TEXT,
+    "qwen3_vl_moe_text": _MULTIMODAL_TEXT,
+    "qwen4_exp_text": _MULTIMODAL_TEXT,
+    "unlimited_ocr_text": _MULTIMODAL_TEXT,
+}
+"""model_type → why moeplan refuses it."""
