@@ -187,7 +187,7 @@ def test_report_breakdown_adds_up_and_usable_fraction():
     gpu = get_gpu("h100")
     report = memory_report(spec, bf16(spec), gpu, Layout(tp=2), batch=16, context=32768)
     gpu_mem = report.most_loaded
-    assert report.usable_bytes == int(0.9 * gpu.memory_bytes)
+    assert report.usable_bytes == int(0.9 * gpu.visible_memory_bytes) == int(0.9 * 81_559 * 2**20)  # nvidia-smi total
     assert gpu_mem.kv_cache_bytes == 16 * 32768 * 32 * 2 * 4 * 128 * 2  # 4 KV heads per rank
     assert gpu_mem.cuda_context_bytes == CUDA_CONTEXT_BYTES
     assert report.per_gpu_bytes == gpu_mem.total_bytes == (

@@ -3,8 +3,9 @@
 A matrix has ``rows`` output features and ``cols`` input features (the (out, in) shape of nn.Linear.weight).
 A format stores every weight in ``value_bits`` and, once per block of ``block_rows × block_cols`` weights
 (None spans the whole dimension), the metadata in ``block_fields``; GPTQ also stores one index per input
-channel. Partial blocks at a matrix edge are stored whole (block counts use ceil), except GGUF, which
-needs rows of whole blocks and otherwise switches the tensor to the type llama.cpp falls back to.
+channel, and NVFP4 two fp32 scalars per matrix (``tensor_fields``). Partial blocks at a matrix edge are
+stored whole (block counts use ceil), except GGUF, which needs rows of whole blocks and otherwise switches
+the tensor to the type llama.cpp falls back to.
 Bits per weight follow from this structure and the shape; none is typed in. See docs/formulas.md
 §Weight formats for each layout and its source.
 """
@@ -38,6 +39,8 @@ class WeightFormat(BaseModel):
     """Metadata stored once per block, as (what, bits)."""
     input_channel_bits: int = 0
     """Bits stored once per input channel (GPTQ's g_idx)."""
+    tensor_fields: tuple[tuple[str, int], ...] = ()
+    """Metadata stored once per matrix, as (what, bits) (NVFP4's fp32 global weight and input scales)."""
     whole_blocks: bool = False
     """Rows must hold a whole number of blocks (GGUF)."""
     fallback: str | None = None
@@ -46,7 +49,7 @@ class WeightFormat(BaseModel):
     @property
     def is_plain_float(self) -> bool:
         """A plain floating-point type with no metadata (bf16, fp16, fp32)."""
-        return not self.block_fields and not self.input_channel_bits and self.value_bits >= 16
+        return not self.block_fields and not self.input_channel_bits and not self.tensor_fields and self.value_bits >= 16
 
     @property
     def block_bits(self) -> int:
@@ -85,10 +88,12 @@ def storage_format(fmt: WeightFormat, cols: int) -> WeightFormat:
 
 def matrix_bytes(fmt: WeightFormat, rows: int, cols: int) -> MatrixBytes:
     """Bytes of one rows × cols matrix: ceil(rows·cols·value_bits / 8) for the values, plus
-    ceil((blocks · block_bits + cols · input_channel_bits) / 8) for the metadata."""
+    ceil((blocks · block_bits + cols · input_channel_bits + tensor bits) / 8) for the metadata."""
     used = storage_format(fmt, cols)
     values = math.ceil(rows * cols * used.value_bits / 8)
-    overhead = math.ceil((block_count(used, rows, cols) * used.block_bits + cols * used.input_channel_bits) / 8)
+    tensor_bits = sum(bits for _, bits in used.tensor_fields)
+    metadata_bits = block_count(used, rows, cols) * used.block_bits + cols * used.input_channel_bits + tensor_bits
+    overhead = math.ceil(metadata_bits / 8)
     return MatrixBytes(values, overhead, used.name)
 
 
@@ -198,6 +203,16 @@ FORMATS: dict[str, WeightFormat] = {
         WeightFormat(name="mxfp4", value_bits=4, block_rows=1, block_cols=32, block_fields=(("e8m0 scale", 8),),
                      description="OCP MXFP4: e2m1 values + one 8-bit e8m0 scale per 32 values along a row "
                                  "(gpt-oss: *_blocks uint8 [.., out, in/32, 16] and *_scales uint8 [.., out, in/32])"),
+        WeightFormat(name="nvfp4", value_bits=4, block_rows=1, block_cols=16, block_fields=(("fp8 e4m3 scale", 8),),
+                     tensor_fields=(("fp32 global weight scale", 32), ("fp32 input scale", 32)),
+                     description="NVIDIA NVFP4: e2m1 values + one FP8 e4m3 scale per 16 values along a row + one fp32 "
+                                 "global scale per matrix (ModelOpt: weight uint8 [out, in/2], weight_scale float8_e4m3fn "
+                                 "[out, in/16], weight_scale_2 and input_scale fp32 scalars; compressed-tensors: "
+                                 "weight_packed, weight_scale, weight_global_scale, input_global_scale)"),
+        WeightFormat(name="mxfp8", value_bits=8, block_rows=1, block_cols=32, block_fields=(("e8m0 scale", 8),),
+                     description="OCP MXFP8: FP8 e4m3 values + one 8-bit e8m0 scale per 32 values along a row "
+                                 "(OCP Microscaling Formats v1.0; ModelOpt MXFP8: weight float8_e4m3fn [out, in], "
+                                 "weight_scale uint8 [out, in/32])"),
         *_gguf_formats(),
     ]
 }
@@ -215,6 +230,8 @@ ALIASES = {
     "int8-channel": "int8",
     "gptq": "int4-gptq",
     "awq": "int4-awq",
+    "fp4": "nvfp4",
+    "modelopt-fp4": "nvfp4",
 }
 """Other names for formats."""
 

@@ -86,10 +86,11 @@ class MemoryReport(BaseModel):
     gpu: str
     """GPU name from the catalogue."""
     gpu_memory_bytes: int
+    """Memory the driver reports (the datasheet capacity where the catalogue has no driver figure)."""
     gpu_util: float
     """Fraction of capacity the framework may use."""
     usable_bytes: int
-    """floor(gpu_util × gpu_memory_bytes)."""
+    """floor(gpu_util × gpu_memory_bytes), as vLLM's gpu_memory_utilization applies to the driver's total."""
     layout: Layout
     batch: int
     """Concurrent sequences per model replica (inference) or micro-batch size per DP rank (training)."""
@@ -269,7 +270,7 @@ def memory_report(
     options = {
         "mode": mode, "kv_dtype": kv_dtype, "prefill_chunk": prefill_chunk, "zero": zero, "recompute": recompute,
         "grad_dtype": grad_dtype, "cuda_context_bytes": cuda_context_bytes, "weight_bytes": weight_bytes,
-        "params": params.by_component, "usable": math.floor(util * gpu.memory_bytes),
+        "params": params.by_component, "usable": math.floor(util * gpu.visible_memory_bytes),
     }
     stages = [_Stage(spec, layout, s, layers, options) for s, layers in enumerate(stage_layers(spec.num_layers, layout.pp))]
     memories = [stage.memory(batch, context) for stage in stages]
@@ -283,7 +284,7 @@ def memory_report(
     summary = kv_cache_summary(spec, kv_dtype)
     assumptions = _assumptions(spec, layout, mode, memories[worst], prefill_chunk, util, cuda_context_bytes, zero, recompute, grad_dtype)
     return MemoryReport(
-        mode=mode, gpu=gpu.name, gpu_memory_bytes=gpu.memory_bytes, gpu_util=util, usable_bytes=usable, layout=layout,
+        mode=mode, gpu=gpu.name, gpu_memory_bytes=gpu.visible_memory_bytes, gpu_util=util, usable_bytes=usable, layout=layout,
         batch=batch, context=context, kv_dtype=kv_dtype, weights_bytes=whole_weights,
         kv_cache_bytes_per_token=summary.kv_cache_bytes_per_token, kv_cache=summary,
         kv_cache_bytes=0 if mode == "training" else kv_cache_bytes(spec, batch, context, kv_dtype),

@@ -4,8 +4,9 @@ The policy: ``dtype`` sets the linear layers (attention, experts, dense MLPs, Ma
 float dtype (bf16, fp16, fp32) applies to everything; a quantized one leaves the embedding, lm_head,
 router and the non-matrix parameters (norms, biases, sinks) in bf16, as real checkpoints keep them.
 Per-component dtypes override either. Without ``dtype`` the config's own quantization_config decides
-(DeepSeek-V3: fp8 with 128×128 block scales on every linear layer; gpt-oss: MXFP4 routed experts only),
-and a config without one is bf16. See docs/formulas.md §Weight formats.
+(DeepSeek-V3: fp8 with 128×128 block scales on every linear layer; gpt-oss: MXFP4 routed experts only;
+ModelOpt and compressed-tensors NVFP4 checkpoints: nvfp4 on the linear layers they do not ignore), and a
+config without one is bf16. See docs/formulas.md §Weight formats.
 """
 
 from typing import NamedTuple
@@ -121,52 +122,148 @@ _MODULE_COMPONENTS = {
 """Module names (whole dotted parts) in a quantization_config's modules_to_not_convert → component."""
 
 
-def _names(module: str, fragment: str) -> bool:
-    """Whether the dotted module path contains ``fragment`` as whole consecutive parts."""
-    parts, wanted = module.split("."), fragment.split(".")
+_UNQUANTIZED_PARTS = ("shared_expert_gate", "norm", "input_layernorm", "post_attention_layernorm", "mtp")
+"""Module names an ignore list may name that moeplan keeps in bf16 anyway (or does not count): no note."""
+
+
+def _module_parts(entry: str) -> list[str]:
+    """The dotted parts of a module name, glob ('model.layers.0.self_attn*') or 're:' regex ('re:.*mlp.gate$')."""
+    text = entry.removeprefix("re:").replace("\\.", ".")
+    for wildcard in (".*", ".+", "*", "$", "^"):
+        text = text.replace(wildcard, ".")
+    return [part for part in text.split(".") if part]
+
+
+def _names(parts: list[str], fragment: str) -> bool:
+    """Whether ``parts`` contain ``fragment``'s dotted parts as whole consecutive parts."""
+    wanted = fragment.split(".")
     return any(parts[i : i + len(wanted)] == wanted for i in range(len(parts)))
 
 
-def _unconverted(modules: list[str]) -> tuple[set[str], list[str]]:
-    """Components named in modules_to_not_convert, and the entries that name none."""
-    found, unknown = set(), []
+def _layer_of(parts: list[str]) -> int | None:
+    """The decoder layer an entry names ('model.layers.12.self_attn' → 12), None for all layers."""
+    return next((int(b) for a, b in zip(parts, parts[1:]) if a == "layers" and b.isdigit()), None)
+
+
+def _unconverted(modules: list[str], num_layers: int | None = None) -> tuple[set[str], list[str]]:
+    """Components an ignore list (modules_to_not_convert, exclude_modules, ignore) keeps unquantized, and notes.
+
+    An entry naming one layer ('model.layers.0.self_attn*') counts when such entries cover every layer; a
+    component excluded in some layers only is counted as quantized everywhere, and a note says so."""
+    found, notes, per_layer = set(), [], {}
     for module in modules:
-        hits = {c for fragment, c in _MODULE_COMPONENTS.items() if _names(module, fragment)}
-        found |= hits
+        parts = _module_parts(str(module))
+        hits = {c for fragment, c in _MODULE_COMPONENTS.items() if _names(parts, fragment)}
         if not hits:
-            unknown.append(module)
-    return found, unknown
+            if not any(p in _UNQUANTIZED_PARTS for p in parts):
+                notes.append(f"quantization_config ignore entry {module!r} matches no component; ignored")
+            continue
+        layer = _layer_of(parts)
+        if layer is None:
+            found |= hits
+        for component in hits if layer is not None else ():
+            per_layer.setdefault(component, set()).add(layer)
+    for component, layers in sorted(per_layer.items()):
+        if num_layers is not None and set(range(num_layers)) <= layers:
+            found.add(component)
+        elif component not in found:
+            notes.append(f"quantization_config keeps {component} unquantized in {len(layers)} layers only; "
+                         "counted as quantized in every layer")
+    return found, notes
 
 
-def formats_from_quantization_config(config: dict) -> tuple[dict[str, WeightFormat], str, list[str]]:
-    """Formats a Hugging Face quantization_config gives the components it quantizes (others stay bf16).
+_COMPRESSED_TENSORS_STRATEGY = {"channel": "fp8-channel", "tensor": "fp8-tensor"}
 
-    fp8: every linear layer, with block scales of weight_block_size (per-tensor scale without one).
-    mxfp4: the routed experts (transformers' Mxfp4 quantizer replaces only the expert blocks).
-    gptq / awq (4-bit): every linear layer, at the config's group size (-1: per channel).
-    """
+
+def _compressed_tensors_format(weights: dict) -> WeightFormat:
+    """The format of one compressed-tensors config group's ``weights`` quantization arguments."""
+    kind, bits, group = weights.get("type", "int"), weights.get("num_bits"), weights.get("group_size")
+    strategy = str(weights.get("strategy", ""))
+    if kind == "float" and bits == 4 and group == 16:
+        return get_format("nvfp4")
+    if kind == "float" and bits == 4 and group == 32:
+        return get_format("mxfp4")
+    if kind == "float" and bits == 8 and group == 32:
+        return get_format("mxfp8")
+    if kind == "float" and bits == 8 and strategy == "block":
+        block = weights.get("block_structure") or [128, 128]
+        return fp8_block_format(*block)
+    if kind == "float" and bits == 8 and strategy in _COMPRESSED_TENSORS_STRATEGY:
+        return get_format(_COMPRESSED_TENSORS_STRATEGY[strategy])
+    raise SpecError(f"quantization_config: compressed-tensors weights {kind} {bits}-bit ({strategy or 'no strategy'}, "
+                    f"group {group}) is not modelled; pass --dtype to choose a format")
+
+
+def _targets(targets: list[str]) -> tuple[str, ...]:
+    """Components a compressed-tensors group targets: 'Linear' is every linear layer, else by module name."""
+    if any(str(t) == "Linear" for t in targets):
+        return LINEAR_COMPONENTS
+    named = {c for t in targets for fragment, c in _MODULE_COMPONENTS.items() if _names(_module_parts(str(t)), fragment)}
+    return tuple(sorted(named))
+
+
+_MODELOPT_ALGOS = {"NVFP4": "nvfp4", "W4A16_NVFP4": "nvfp4", "MXFP8": "mxfp8", "FP8": "fp8-tensor",
+                   "FP8_PER_CHANNEL_PER_TOKEN": "fp8-channel", "FP8_PB_WO": "fp8"}
+"""ModelOpt quant_algo → format (vLLM's modelopt.md lists these; FP8_PB_WO is 128x128 block-scaled)."""
+
+
+def _quantized_components(config: dict, num_layers: int | None) -> tuple[dict[str, WeightFormat], str, list[str], list[str]]:
+    """(component → format, origin, ignore list, notes) of a quantization_config, before exclusions."""
     method = str(config.get("quant_method", "")).lower()
     if method == "fp8":
         block = config.get("weight_block_size")
         if block is not None and not (isinstance(block, list) and len(block) == 2 and all(isinstance(b, int) and b > 0 for b in block)):
             raise SpecError(f"quantization_config.weight_block_size must be two positive integers, not {block!r}")
         fmt = fp8_block_format(*block) if block else get_format("fp8-tensor")
-        targets = LINEAR_COMPONENTS
         origin = f"quantization_config: fp8 {config.get('fmt', 'e4m3')}, " + (f"{block[0]}x{block[1]} block scales" if block else "per-tensor scale")
-    elif method == "mxfp4":
-        fmt, targets, origin = get_format("mxfp4"), ("routed_experts",), "quantization_config: mxfp4 routed experts"
-    elif method in ("gptq", "awq"):
+        return dict.fromkeys(LINEAR_COMPONENTS, fmt), origin, config.get("modules_to_not_convert") or [], []
+    if method == "mxfp4":
+        return {"routed_experts": get_format("mxfp4")}, "quantization_config: mxfp4 routed experts", config.get("modules_to_not_convert") or [], []
+    if method in ("gptq", "awq"):
         bits = config.get("bits", config.get("w_bit"))
         if bits != 4:
             raise SpecError(f"quantization_config: {method} with {bits} bits is not modelled; pass --dtype to choose a format")
         group = config.get("group_size", config.get("q_group_size", 128))
         fmt = int4_group_format(method, None if group == -1 else group)
-        targets, origin = LINEAR_COMPONENTS, f"quantization_config: {fmt.name}"
-    else:
-        raise SpecError(f"quantization_config quant_method {method or None!r} is not modelled; pass --dtype to choose a weight format")
-    excluded, unknown = _unconverted(config.get("modules_to_not_convert") or [])
-    notes = [f"quantization_config.modules_to_not_convert entry {m!r} matches no component; ignored" for m in unknown]
-    return {c: fmt for c in targets if c not in excluded}, origin, notes
+        return dict.fromkeys(LINEAR_COMPONENTS, fmt), f"quantization_config: {fmt.name}", config.get("modules_to_not_convert") or [], []
+    if method.startswith("modelopt"):
+        body = config.get("quantization", config)  # hf_quant_config.json nests it under "quantization"
+        algo = str(body.get("quant_algo", "")).upper()
+        if algo not in _MODELOPT_ALGOS:
+            raise SpecError(f"quantization_config: ModelOpt quant_algo {algo or None!r} is not modelled "
+                            f"(known: {', '.join(_MODELOPT_ALGOS)}); pass --dtype to choose a format")
+        fmt = get_format(_MODELOPT_ALGOS[algo])
+        ignore = body.get("exclude_modules") or body.get("ignore") or []
+        return dict.fromkeys(LINEAR_COMPONENTS, fmt), f"quantization_config: ModelOpt {algo} ({fmt.name})", ignore, []
+    if method == "compressed-tensors":
+        formats: dict[str, WeightFormat] = {}
+        groups = config.get("config_groups") or {}
+        for group in groups.values():
+            if isinstance(group, dict) and isinstance(group.get("weights"), dict):
+                fmt = _compressed_tensors_format(group["weights"])
+                formats.update(dict.fromkeys(_targets(group.get("targets") or []), fmt))
+        if not formats:
+            raise SpecError("quantization_config: compressed-tensors without config_groups weights is not modelled; "
+                            "pass --dtype to choose a format")
+        names = ", ".join(sorted({f.name for f in formats.values()}))
+        origin = f"quantization_config: compressed-tensors {config.get('format', '')} ({names})".replace("  ", " ")
+        return formats, origin, config.get("ignore") or [], []
+    raise SpecError(f"quantization_config quant_method {method or None!r} is not modelled; pass --dtype to choose a weight format")
+
+
+def formats_from_quantization_config(config: dict, num_layers: int | None = None) -> tuple[dict[str, WeightFormat], str, list[str]]:
+    """Formats a Hugging Face quantization_config gives the components it quantizes (others stay bf16).
+
+    fp8: every linear layer, with block scales of weight_block_size (per-tensor scale without one).
+    mxfp4: the routed experts (transformers' Mxfp4 quantizer replaces only the expert blocks).
+    gptq / awq (4-bit): every linear layer, at the config's group size (-1: per channel).
+    modelopt: quant_algo NVFP4, MXFP8, FP8... on every linear layer but its exclude_modules / ignore.
+    compressed-tensors: each config group's weights arguments (float 4-bit group 16: nvfp4) on its targets
+    ('Linear': every linear layer), but its ignore list. lm_head and the router stay bf16 unless targeted by name.
+    """
+    quantized, origin, ignore, notes = _quantized_components(config, num_layers)
+    excluded, ignore_notes = _unconverted(list(ignore), num_layers)
+    return {c: fmt for c, fmt in quantized.items() if c not in excluded}, origin, notes + ignore_notes
 
 
 def resolve_formats(spec: ModelSpec, policy: WeightPolicy) -> tuple[dict[str, WeightFormat], WeightFormat, str, list[str]]:
@@ -180,7 +277,7 @@ def resolve_formats(spec: ModelSpec, policy: WeightPolicy) -> tuple[dict[str, We
         formats = {c: base if c in LINEAR_COMPONENTS else everywhere for c in matrix_components}
         vectors, origin = everywhere, f"dtype {base.name}"
     elif spec.quantization:
-        quantized, origin, notes = formats_from_quantization_config(spec.quantization)
+        quantized, origin, notes = formats_from_quantization_config(spec.quantization, spec.num_layers)
         formats = {c: quantized.get(c, get_format(DEFAULT)) for c in matrix_components}
         vectors = get_format(DEFAULT)
     else:

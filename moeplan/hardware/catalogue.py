@@ -2,7 +2,8 @@
 
 Conventions (see docs/formulas.md §GPU catalogue): base units (bytes, B/s, FLOP/s). ``memory_bytes`` is the
 datasheet capacity read in GiB, because memory is sized in powers of two (an "80GB" H100 holds 80 × 2^30
-bytes, of which the driver keeps a little). Bandwidths are decimal (GB/s = 1e9 B/s). Compute is dense:
+bytes, of which the driver keeps a little); ``driver_memory_bytes`` is the total the driver reports
+(nvidia-smi's 81,559 MiB on an H100 SXM), and usable memory is computed from it where it is known. Bandwidths are decimal (GB/s = 1e9 B/s). Compute is dense:
 datasheets that headline 2:4-sparse figures are halved, and each row's notes say so. Link and PCIe
 bandwidths are per direction.
 """
@@ -22,6 +23,9 @@ from moeplan.docstrings import add_field_docstrings
 from moeplan.errors import SpecError, describe_validation
 from moeplan.spec.specfile import load_document
 from moeplan.units import GB, TB, GiB
+
+DEFAULT_NODE_GPUS = 8
+"""GPUs per node where the GPU has no NVSwitch domain of its own (PCIe cards, bridged pairs: 8-GPU servers)."""
 
 Interconnect = Literal["nvlink", "nvlink-bridge", "infinity-fabric", "pcie-only"]
 
@@ -59,6 +63,8 @@ class GPUSpec(BaseModel):
     """Other names that find this GPU (h100 → h100-sxm)."""
     memory_bytes: PositiveInt
     """Device memory: the datasheet capacity in GiB × 2^30."""
+    driver_memory_bytes: PositiveInt | None = None
+    """Total memory as the driver reports it (nvidia-smi memory.total, MiB × 2^20, ECC on); None where not known."""
     memory_type: str = ""
     """HBM3, GDDR6X, ..."""
     hbm_bytes_per_s: PositiveFloat
@@ -89,6 +95,17 @@ class GPUSpec(BaseModel):
     """The document (URL where there is one) and what it says."""
     notes: str = ""
     """Conversions made (sparse figures halved, per-board figures divided) and caveats."""
+
+    @property
+    def visible_memory_bytes(self) -> int:
+        """Memory a framework sees (torch.cuda.mem_get_info's total): the driver figure, else the datasheet one."""
+        return self.driver_memory_bytes or self.memory_bytes
+
+    @property
+    def node_gpus(self) -> int:
+        """GPUs one scale-up domain joins (GB200/GB300 NVL72: 72; HGX: 8); 8 for cards without one."""
+        scale_up = self.interconnect in ("nvlink", "infinity-fabric") and self.link_domain_gpus
+        return self.link_domain_gpus if scale_up else DEFAULT_NODE_GPUS
 
     @model_validator(mode="after")
     def _derive_links(self) -> "GPUSpec":
@@ -162,6 +179,8 @@ def apply_overrides(gpu: GPUSpec, overrides: Mapping[str, float | None]) -> GPUS
             raise SpecError(f"GPU override {key} must be a positive number, not {value!r}")
         field, scale = OVERRIDES[key]
         changes[field] = round(value * scale) if field == "memory_bytes" else value * scale
+        if field == "memory_bytes":
+            changes["driver_memory_bytes"] = None  # the override is the memory the user has
         applied.append(f"{key}={value:g}")
     if not changes:
         return gpu

@@ -6,7 +6,7 @@ deployments of a `moeplan check` plan file, so both accept exactly the same sett
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from moeplan.docstrings import add_field_docstrings
 from moeplan.units import parse_token_count
@@ -39,8 +39,9 @@ class Deployment(BaseModel):
     """Override the GPU's dense BF16 peak, TFLOP/s."""
     gpu_link_gb_s: float | None = Field(None, gt=0)
     """Override the GPU's NVLink/Infinity Fabric bandwidth, GB/s per direction."""
-    gpus_per_node: PositiveInt = 8
-    """GPUs per node (decides which traffic crosses nodes)."""
+    gpus_per_node: PositiveInt | None = None
+    """GPUs joined by the scale-up links (decides which traffic crosses the NIC); default: the GPU's NVLink domain
+    (GB200/GB300 NVL72: 72; HGX and others: 8)."""
     nic_gb_s: float = Field(50, gt=0)
     """Network bandwidth per GPU across nodes, GB/s per direction (400 Gb/s InfiniBand/RoCE = 50)."""
     dtype: str | None = None
@@ -59,6 +60,8 @@ class Deployment(BaseModel):
     """Inference (weights, KV cache, activations) or training (plus gradients, optimizer, activations)."""
     batch: PositiveInt = 1
     """Concurrent sequences (inference) or micro-batch size (training)."""
+    grad_accum: PositiveInt = 1
+    """Training: micro-batches accumulated per optimizer step (global batch = batch × grad_accum × dp sequences)."""
     context: PositiveInt = 4096
     """Tokens per sequence (accepts 32k, 128k)."""
     prefill_chunk: PositiveInt = 8192
@@ -92,3 +95,17 @@ class Deployment(BaseModel):
     @classmethod
     def _tokens(cls, value: object, info) -> int:
         return parse_token_count(value, f"--{info.field_name.replace('_', '-')}") if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _node_size(self) -> "Deployment":
+        """gpus_per_node defaults to the GPU's scale-up domain (left at 8 when the GPU cannot be read here)."""
+        if self.gpus_per_node is None:
+            from moeplan.errors import SpecError
+            from moeplan.hardware.catalogue import DEFAULT_NODE_GPUS, load_gpu
+
+            try:
+                self.gpus_per_node = load_gpu(self.gpu).node_gpus
+            except SpecError:
+                self.gpus_per_node = DEFAULT_NODE_GPUS  # the GPU's own error is raised where the GPU is loaded
+            self.__pydantic_fields_set__.discard("gpus_per_node")  # a default, not a setting the user gave
+        return self
