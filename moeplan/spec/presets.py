@@ -30,6 +30,9 @@ PRESET_ORIGINS = {
     "dbrx": "databricks/dbrx-instruct config.json",
     "olmoe-1b-7b": "allenai/OLMoE-1B-7B-0924, assembled from its published config fields",
     "jamba-v0.1": "ai21labs/Jamba-v0.1, assembled from its published config fields",
+    "llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct config.json (dense)",
+    "llama-3.1-70b": "meta-llama/Llama-3.1-70B config.json (dense)",
+    "qwen3-32b": "Qwen/Qwen3-32B config.json (dense)",
 }
 """Where each shipped Hugging Face config came from."""
 
