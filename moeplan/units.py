@@ -13,11 +13,12 @@ GiB = 2**30
 TB = 10**12
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
-_SUFFIX = {"": 1, "k": 1024, "m": 1024 * 1024}
+_SUFFIX = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2}
+"""As vLLM parses --max-model-len: k = 1000, K = 1024 (so 128k = 128,000 and 128K = 131,072); m = 10^6, M = 2^20."""
 
 
 def parse_token_count(text: str | int, what: str = "value") -> int:
-    """Parse a token count such as ``4096``, ``32k`` or ``1m`` (k = 1024 tokens, as in "128k context")."""
+    """Parse a token count such as ``4096``, ``32k`` (32,000) or ``32K`` (32,768), by _SUFFIX."""
     if isinstance(text, int):
         value = text
     else:
@@ -25,7 +26,7 @@ def parse_token_count(text: str | int, what: str = "value") -> int:
         if not match:
             raise SpecError(f"{what} must be a positive whole number such as 4096, 32k or 128k, not {text!r}")
         number, suffix = match.groups()
-        value = float(number) * _SUFFIX[suffix.lower()]
+        value = float(number) * _SUFFIX[suffix]
         if value != int(value):
             raise SpecError(f"{what} must be a whole number of tokens, not {text!r}")
         value = int(value)

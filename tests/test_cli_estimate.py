@@ -162,7 +162,7 @@ def test_json_has_every_documented_key(cli):
     (["--dtype", "int3"], "unknown weight format 'int3'"),
     (["--gpu", "h900"], "did you mean h800"),
     (["--tp", "3"], "tp=3 must divide the 32 query heads"),
-    (["--tp", "2", "--num-gpus", "4"], "does not match the layout"),
+    (["--tp", "4", "--dp", "4", "--num-gpus", "8"], "invalid deployment --tp 4 --dp 4 --num-gpus 8"),
     (["--zero", "5"], "--zero"),
     (["--gpu-util", "1.5"], "--gpu-util"),
     (["--gpu-memory-gib", "-1"], "--gpu-memory-gib"),
@@ -175,7 +175,7 @@ def test_bad_deployment_flags_exit_2(cli, args, message):
 
 
 def test_context_suffixes_and_training_mode(cli):
-    data = cli("estimate", "mixtral-8x7b", "--context", "32k", "--batch", "2", "--json").json()
+    data = cli("estimate", "mixtral-8x7b", "--context", "32K", "--batch", "2", "--json").json()
     assert data["deployment"]["context"] == 32768
     assert data["memory"]["kv_cache_bytes"] == 2 * 32768 * 131072  # 2 sequences × 32k tokens × 131,072 B
     training = cli("estimate", "mixtral-8x7b", "--mode", "training", "--num-gpus", "8", "--json").json()

@@ -10,7 +10,7 @@ from moeplan.accounting.params import count_params
 from moeplan.accounting.weights import weight_memory
 from moeplan.errors import SpecError
 from moeplan.hardware.catalogue import get_gpu
-from moeplan.layout import Layout, check_layout, default_layout, stage_layers
+from moeplan.layout import Layout, check_layout, implied_num_gpus, stage_layers
 from moeplan.layout.shard import model_parts, most_loaded_rank, rank_amounts
 from moeplan.spec.presets import load_preset, preset_names
 from moeplan.units import GiB
@@ -41,10 +41,9 @@ def test_layout_validation():
         Layout(tp=2, ep=4)
 
 
-def test_default_layout():
-    assert default_layout(load_preset("deepseek-v3"), 16) == Layout(tp=8, dp=2, ep=16)
-    assert default_layout(load_preset("mixtral-8x7b"), 16) == Layout(tp=8, dp=2, ep=8)  # 8 experts: 2 replicas
-    assert default_layout(load_preset("mixtral-8x7b"), 1) == Layout()
+def test_implied_num_gpus():
+    # EP GPUs are carved out of tp × dp: --ep 8 needs tp × dp = 8; --tp 2 --ep 4 needs tp × dp = 4; --tp 3 --ep 2: lcm 6
+    assert [implied_num_gpus(g) for g in ({"ep": 8}, {"tp": 2, "ep": 4}, {"tp": 3, "ep": 2}, {"ep": 4, "pp": 2})] == [8, 4, 6, 8]
     assert Layout(tp=8, dp=2, ep=8).expert_replicas == 2
     assert Layout(tp=4).expert_tp == 4 and Layout(tp=4, ep=4).expert_tp == 1
 

@@ -1,31 +1,67 @@
 """The moeplan command line: a thin typer layer over library functions.
 
-Each command module registers itself on ``app``; errors of the project's own types become one line on
-stderr and their exit code (see moeplan.errors), never a traceback.
+Each command is a function of its name in a module under moeplan.cli (COMMANDS); ``main`` imports and
+registers only the command being run (all of them for the top-level help and shell completion). Errors of
+the project's own types become one line on stderr and their exit code (see moeplan.errors), never a traceback.
 """
 
+import errno
+import importlib
+import os
+import sys
+import traceback
 import warnings
 
+import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 import moeplan
-from moeplan.errors import MoeplanError, describe_validation
+from moeplan.errors import EXIT_CODES, MoeplanError, describe_validation
 
 
-class _Group(TyperGroup):
+class _PlainHelp:
+    """Help as written: help strings are plain text (rich markup would eat `[plot]` or `[default: …]`), and
+    switches show no value type."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help = self.help and escape(self.help)
+        self.epilog = self.epilog and escape(self.epilog)
+
+    def get_params(self, ctx):
+        return [_plain(param) for param in super().get_params(ctx)]
+
+
+def _plain(param):
+    if getattr(param, "help", None) and not getattr(param, "_escaped", False):
+        param.help, param._escaped = escape(param.help), True
+    if (getattr(param, "is_flag", False) or getattr(getattr(param, "type", None), "name", "") == "boolean") and param.metavar is None:
+        param.metavar = ""
+    return param
+
+
+class _Group(_PlainHelp, TyperGroup):
     """Turns the project's errors into one line on stderr and their exit code."""
 
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
         except MoeplanError as error:
             _fail(str(error), error.exit_code)
         except ValidationError as error:
             _fail(f"invalid spec: {describe_validation(error)}", 2)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except OSError as error:
+            _os_error(error)
+        except Exception as error:  # the boundary: anything else is a bug of moeplan, never exit 1
+            _internal(error)
 
 
 def _fail(message: str, code: int) -> None:
@@ -33,12 +69,88 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+DEBUG = "--debug"
+"""Anywhere on the command line: an internal error prints its traceback."""
+
+_PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG, errno.ELOOP,
+                errno.EEXIST, errno.EROFS, errno.ENXIO}
+"""OSErrors that mean a path the user gave is wrong (exit 2); other OSErrors are the environment's (exit 3)."""
+
+
+def _os_error(error: OSError) -> None:
+    """An OSError that reached the boundary: a broken pipe ends quietly, a bad path is bad input, the rest environment."""
+    if isinstance(error, BrokenPipeError):
+        _quiet_stdout()
+        raise typer.Exit(0)
+    where = f"{error.filename}: " if error.filename else "cannot write the output: " if error.errno == errno.ENOSPC else ""
+    _fail(f"{where}{error.strerror or error}", 2 if error.errno in _PATH_ERRNOS else 3)
+
+
+def _internal(error: BaseException) -> None:
+    """One line for a bug (exit 4); with --debug the traceback as well."""
+    if DEBUG in sys.argv:
+        traceback.print_exception(error)
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    _fail(f"internal error: {text[:200]} - please report (run with {DEBUG} for the traceback)", 4)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush into a closed pipe or full disk is silent."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _tolerant_streams() -> None:
+    """Text the terminal's encoding cannot show (PYTHONIOENCODING=ascii) is escaped, never an error."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _flush_stdout(code: int | str | None) -> int | str | None:
+    """Flush stdout before exit: a closed pipe exits 0 silently, a full disk is one line (exit 3)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+    except OSError as error:
+        _quiet_stdout()
+        err_console.print(f"[bold red]error:[/] cannot write the output: {escape(error.strerror or str(error))}",
+                          highlight=False, soft_wrap=True)
+        return 3
+    return code
+
+
+class _Command(_PlainHelp, TyperCommand):
+    pass
+
+
+EXAMPLES = """Memory and throughput planner for Mixture-of-Experts language models.
+
+Examples:
+
+\b
+    moeplan estimate mixtral-8x7b --gpu h100 --num-gpus 2    # fits? how fast?
+    moeplan estimate deepseek-v3 --gpu h200 --brief          # only the verdict
+    moeplan plan deepseek-v3 --gpu h100-sxm                  # the layouts that fit
+    moeplan check examples/plan.yaml                         # CI checks: exit 1 on failure
+    moeplan presets; moeplan gpus                            # built-in models and GPUs
+"""
+
+COMMANDS = {"estimate": "estimate", "plan": "plan", "check": "check", "profile": "profile", "presets": "presets",
+            "spec": "presets", "gpus": "gpus", "schema": "schema"}
+"""Command → the module under moeplan.cli holding the function of that name (an optional EPILOG beside it)."""
+
 app = typer.Typer(
     cls=_Group,
     name="moeplan",
-    help="Memory and throughput planner for Mixture-of-Experts language models.",
+    help=EXAMPLES,
+    epilog=EXIT_CODES,
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
@@ -59,20 +171,39 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, DEBUG, help="On an internal error (exit 4), print the traceback; allowed after any command."),
 ) -> None:
     """Memory and throughput planner for Mixture-of-Experts language models."""
     warnings.showwarning = _show_warning
 
 
-def _register() -> None:
-    # Command modules import only the light core; torch stays inside the profile package.
-    from moeplan.cli import estimate, presets, schema  # noqa: F401
-    from moeplan.cli import check, gpus  # noqa: F401
-    from moeplan.cli import plan  # noqa: F401
-    from moeplan.cli import profile  # noqa: F401
+def _register(names=tuple(COMMANDS)) -> None:
+    """Import and register these commands (each once); torch stays inside the profile package."""
+    registered = {info.name for info in app.registered_commands}
+    for name in names:
+        if name not in registered:
+            module = importlib.import_module(f"moeplan.cli.{COMMANDS[name]}")
+            app.command(name, cls=_Command, epilog=getattr(module, "EPILOG", None))(getattr(module, name))
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The command a command line runs: its first word that is not an option (no root option takes a value)."""
+    word = next((w for w in argv if not w.startswith("-")), None)
+    return word if word in COMMANDS else None
 
 
 def main() -> None:
-    """Console entry point."""
-    _register()
-    app()
+    """Console entry point: registers only the command run (every command for help, typos and completion)."""
+    name = None if os.environ.get("_MOEPLAN_COMPLETE") else _command_in(sys.argv[1:])
+    _tolerant_streams()
+    try:
+        _register((name,) if name else tuple(COMMANDS))
+        app(args=[a for a in sys.argv[1:] if a != DEBUG])  # --debug is read from sys.argv, after any command
+    except SystemExit as done:
+        sys.exit(_flush_stdout(done.code))
+    except Exception as error:  # an import or registration failure
+        try:
+            _internal(error)
+        except typer.Exit as done:
+            sys.exit(_flush_stdout(done.exit_code))
+    sys.exit(_flush_stdout(0))

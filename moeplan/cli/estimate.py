@@ -1,33 +1,36 @@
 """`moeplan estimate`: parameters, memory, compute and traffic of a model."""
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from moeplan.cli.app import app
 from moeplan.cli.figures import CurveOpt, PlotOpt, check_figures, show_figures
-from moeplan.cli.options import JsonOpt, deployment_command, model_command
+from moeplan.cli.options import LAYOUT_FLAGS, JsonOpt, command_arguments, deployment_command, model_command
 from moeplan.report.console import print_json
 from moeplan.calibration import load_calibration
 from moeplan.report.estimate import build_estimate
-from moeplan.report.render_estimate import render_estimate
+from moeplan.report.render_estimate import render_estimate, render_verdict
+from moeplan.report.verdict import build_verdict
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.resolve import ResolvedSpec
 
 
-@app.command()
 @model_command
 @deployment_command
 def estimate(
+    ctx: typer.Context,
     resolved: ResolvedSpec,
     deployment: Deployment,
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Efficiencies measured by `moeplan profile --save`, used instead of catalogue peaks.")] = None,
+    brief: Annotated[bool, typer.Option("--brief", help="Print only the verdict: fit, headroom, and the fewest GPUs that fit when it does not.")] = False,
     json_: JsonOpt = False,
     plot: PlotOpt = None,
     curve: CurveOpt = False,
+    engine: Annotated[Optional[str], typer.Option("--engine", help="Also print the launch command for vllm, sglang, trtllm or llamacpp (optionally ==VERSION).")] = None,
 ) -> None:
-    """Estimate parameters and memory of a model.
+    """Estimate parameters, memory and speed of a model; the verdict (fits or not, and on how many GPUs it would) comes first.
 
     Examples:
 
@@ -39,9 +42,22 @@ def estimate(
         moeplan estimate mixtral-8x7b --num-gpus 2 --curve --plot mixtral.png
     """
     check_figures(plot, curve, json_)
-    report = build_estimate(resolved, deployment, *load_calibration(calibration, deployment.gpu))
+    efficiency, source = load_calibration(calibration, deployment.gpu)
+    report = build_estimate(resolved, deployment, efficiency, source)
+    plan_args = command_arguments(ctx.params, (*LAYOUT_FLAGS, "gpu"))
+    plan_args = plan_args.replace(" ", f" --gpu {shlex.quote(deployment.gpu)} ", 1) if " " in plan_args else f"{plan_args} --gpu {shlex.quote(deployment.gpu)}"
+    verdict = build_verdict(resolved, report, deployment.model_fields_set, efficiency, plan_args)
+    report = report.model_copy(update={"verdict": verdict})
+    if engine is not None:
+        from moeplan.engines.cli import estimate_launch_command
+
+        report.launch_command = estimate_launch_command(engine, report.layout, deployment, resolved.spec)
     if json_:
-        print_json(report)
+        print_json(verdict if brief else report)
+    elif brief:
+        render_verdict(report)
     else:
         render_estimate(report)
+        if report.launch_command:
+            print(f"launch command: {report.launch_command}")
     show_figures(report, plot, curve)

@@ -4,9 +4,10 @@ import re
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.table import Table
+from rich.text import Text
 
-from moeplan.cli.app import app
 from moeplan.cli.options import JsonOpt
 from moeplan.hardware.catalogue import GPUSpec, catalogue, load_gpu
 from moeplan.report.console import console, print_json
@@ -33,27 +34,41 @@ def _document(source: str) -> str:
     return re.split(r" \(|[:,]", source, maxsplit=1)[0].strip()
 
 
-def _render_list(gpus: list[GPUSpec]) -> None:
-    table = Table(title="GPU catalogue: dense peaks; link and PCIe GB/s per direction; GB = 1e9 B, GiB = 2^30 B")
-    columns = ("name", "memory GiB (GB)", "HBM TB/s", "BF16 TFLOP/s", "FP8 TFLOP/s", "link GB/s", "PCIe", "source")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("name", "source") else "right", overflow="fold", no_wrap=column == "name")
-    for gpu in gpus:
-        table.add_row(
-            gpu.name,
-            f"{gpu.memory_bytes / GiB:,.0f} ({gpu.memory_bytes / GB:,.1f})",
-            f"{gpu.hbm_bytes_per_s / 1e12:,.2f}",
-            _tera(gpu.bf16_flops_per_s),
-            _tera(gpu.fp8_flops_per_s),
-            f"{_giga(gpu.link_bytes_per_s_per_direction)} {gpu.interconnect}",
-            f"Gen{gpu.pcie_generation} x{gpu.pcie_lanes}" if gpu.pcie_generation else "-",
-            _document(gpu.source),
-        )
+def _render_list(gpus: list[GPUSpec], wide: bool) -> None:
+    """The catalogue with figures that never wrap or truncate; each row's source document as a numbered footnote
+    (a column with --wide)."""
+    table = Table(title="GPU catalogue: dense peaks; links and PCIe per direction; GB = 1e9 B, GiB = 2^30 B",
+                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
+    headers = ("name", "memory\nGiB (GB)", "HBM\nTB/s", "BF16\nTFLOP/s", "FP8\nTFLOP/s", "link\nGB/s", "via", "PCIe",
+               "source" if wide else "src")
+    rows = [[
+        gpu.name,
+        f"{gpu.memory_bytes / GiB:,.0f} ({gpu.memory_bytes / GB:,.1f})",
+        f"{gpu.hbm_bytes_per_s / 1e12:,.2f}",
+        _tera(gpu.bf16_flops_per_s),
+        _tera(gpu.fp8_flops_per_s),
+        _giga(gpu.link_bytes_per_s_per_direction),
+        gpu.interconnect,
+        f"Gen{gpu.pcie_generation} x{gpu.pcie_lanes}" if gpu.pcie_generation else "-",
+        _document(gpu.source),
+    ] for gpu in gpus]
+    documents = list(dict.fromkeys(row[-1] for row in rows))
+    if not wide:
+        rows = [[*row[:-1], str(documents.index(row[-1]) + 1)] for row in rows]
+    for i, header in enumerate(headers):
+        wraps = header == "source"
+        table.add_column(header, justify="left" if header in ("name", "via", "source") else "right", no_wrap=not wraps,
+                         min_width=None if wraps else max(len(row[i]) for row in rows))
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
     console.print(table)
+    if not wide:
+        for number, document in enumerate(documents, 1):
+            console.print(Text(f"{number:>2}. {document}"))
 
 
 def _render_one(gpu: GPUSpec) -> None:
-    table = Table(title=f"{gpu.display_name} ({gpu.name})", show_header=False)
+    table = Table(title=Text(f"{gpu.display_name} ({gpu.name})"), show_header=False)
     table.add_column("field")
     table.add_column("value", overflow="fold")
     rows = [
@@ -73,22 +88,23 @@ def _render_one(gpu: GPUSpec) -> None:
         ("notes", gpu.notes or "-"),
     ]
     for field, value in rows:
-        table.add_row(field, value)
+        table.add_row(field, Text(value))
     console.print(table)
 
 
-@app.command()
 def gpus(
     name: Annotated[
         Optional[str],
         typer.Argument(help="A GPU name or alias (h100, a100-80gb, mi300x...) or a custom GPU file (.json/.yaml). Omit to list all.", show_default=False),
     ] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Show each GPU's source in the table instead of as numbered footnotes.")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """List the GPU catalogue, or show one GPU with its source.
 
     Compute is dense (datasheets' sparse figures halved); link and PCIe bandwidths are per direction.
-    A custom GPU file holds the same fields as `moeplan gpus NAME --json` prints for one GPU.
+    A custom GPU file holds the fields `moeplan gpus NAME --json` prints for one GPU, and that output
+    loads back as it is: `moeplan gpus h100 --json > g.json; moeplan estimate MODEL --gpu g.json`.
 
     Examples:
 
@@ -102,6 +118,6 @@ def gpus(
     if json_:
         print_json(GPUList(gpus=shown))
     elif name is None:
-        _render_list(shown)
+        _render_list(shown, wide)
     else:
         _render_one(shown[0])

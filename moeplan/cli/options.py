@@ -7,7 +7,9 @@
 
 import functools
 import inspect
-from typing import Annotated, Literal, Optional, get_args, get_origin
+import shlex
+from types import UnionType
+from typing import Annotated, Literal, Optional, Union, get_args, get_origin
 
 import typer
 
@@ -38,6 +40,21 @@ SPEC_FLAGS = {
 }
 
 
+def complete_preset(incomplete: str) -> list[str]:
+    """Shell completion of the model argument: preset names (files complete as the shell does)."""
+    from moeplan.spec.presets import preset_names
+
+    return [name for name in preset_names() if name.startswith(incomplete.lower())]
+
+
+def complete_gpu(incomplete: str) -> list[str]:
+    """Shell completion of --gpu: catalogue names and aliases."""
+    from moeplan.hardware.catalogue import catalogue
+
+    names = [key for gpu in catalogue() for key in (gpu.name, *gpu.aliases)]
+    return [name for name in dict.fromkeys(names) if name.lower().startswith(incomplete.lower())]
+
+
 def _parameters() -> list[inspect.Parameter]:
     kw = inspect.Parameter.KEYWORD_ONLY
     params = [
@@ -48,8 +65,9 @@ def _parameters() -> list[inspect.Parameter]:
             annotation=Annotated[
                 Optional[str],
                 typer.Argument(
-                    help="A preset name (see `moeplan presets`), a Hugging Face config.json, a model directory, or a moeplan spec file (.yaml/.json). Omit to build the model from flags alone.",
+                    help="A preset name (see `moeplan presets`; any case), a Hugging Face config.json, a model directory, or a moeplan spec file (.yaml/.json). Omit to build the model from flags alone.",
                     show_default=False,
+                    autocompletion=complete_preset,
                 ),
             ],
         ),
@@ -103,13 +121,19 @@ model_command = _injecting(MODEL_PARAMETERS, "resolved", resolve_model_options)
 
 
 def _option_type(annotation) -> type:
-    """The click type of a Deployment field: int/float/bool as declared (Optional and Literal unwrapped), else str."""
-    first = annotation
-    if get_origin(first) is not Literal:
-        first = ([a for a in get_args(annotation) if a is not type(None)] or [annotation])[0]
-    if get_origin(first) is Literal:
-        first = type(get_args(first)[0])
-    return first if first in (int, float, bool) else str
+    """The flag type of a Deployment field: int/float/bool as declared (Optional and constraints unwrapped),
+    a Literal kept (typer lists its choices), else str."""
+    kinds = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) in (Union, UnionType) else [annotation]
+    kind = kinds[0]
+    if get_origin(kind) is Annotated:
+        kind = get_args(kind)[0]
+    if get_origin(kind) is Literal:
+        return kind
+    return kind if kind in (int, float, bool) else str
+
+
+METAVARS = {"batch": "<int>", "context": "<tokens>", "prefill_chunk": "<tokens>"}
+"""Flags read as text (they take 32k/32K) but shown as the number they are."""
 
 
 def _deployment_parameters() -> list[inspect.Parameter]:
@@ -117,11 +141,12 @@ def _deployment_parameters() -> list[inspect.Parameter]:
     for field, info in Deployment.model_fields.items():
         kind = _option_type(info.annotation)
         if field in ("batch", "context", "prefill_chunk"):
-            kind = str  # accepts 32k, 128k
+            kind = str  # accepts 32k (32,000) and 32K (32,768)
         help_text = attribute_docstrings(Deployment).get(field, "")
-        if info.default is not None:
+        if info.default is not None and kind is not bool:
             help_text += f" [default: {info.default}]"
-        option = typer.Option(f"--{field.replace('_', '-')}", help=help_text, rich_help_panel="Deployment", show_default=False)
+        option = typer.Option(f"--{field.replace('_', '-')}", help=help_text, rich_help_panel="Deployment", show_default=False,
+                              autocompletion=complete_gpu if field == "gpu" else None, metavar=METAVARS.get(field))
         params.append(inspect.Parameter(field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], option]))
     return params
 
@@ -138,6 +163,23 @@ def build_deployment(**values) -> Deployment:
 
 deployment_command = _injecting(_deployment_parameters(), "deployment", build_deployment)
 """The command gets one flag per Deployment field, and receives ``deployment: Deployment``."""
+
+
+LAYOUT_FLAGS = ("num_gpus", "tp", "ep", "pp", "dp", "etp")
+
+
+def command_arguments(params: dict, leave_out: tuple[str, ...] = ()) -> str:
+    """The model argument and the flags a command was given (its click parameters), as shell words again:
+    what a suggested follow-up command repeats. Deployment and spec flags only; ``leave_out`` names fields to drop."""
+    words = [shlex.quote(params["model"])] if params.get("model") else []
+    words += [f"--set {shlex.quote(text)}" for text in params.get("set_") or ()]
+    for name in [*SPEC_FLAGS, *Deployment.model_fields]:
+        value = params.get(name)
+        if value is None or value is False or name in leave_out:
+            continue
+        flag = "--" + name.replace("_", "-")
+        words.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
+    return " ".join(words)
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object (the report's model).")]

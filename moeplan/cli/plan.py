@@ -5,7 +5,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from moeplan.cli.app import app
 from moeplan.cli.figures import CurveOpt, PlotOpt, check_figures, show_figures
 from moeplan.cli.options import JsonOpt, deployment_command, model_command
 from moeplan.errors import CheckFailed
@@ -16,7 +15,6 @@ from moeplan.spec.deployment import Deployment
 from moeplan.spec.resolve import ResolvedSpec
 
 
-@app.command()
 @model_command
 @deployment_command
 def plan(
@@ -30,6 +28,7 @@ def plan(
     json_: JsonOpt = False,
     plot: PlotOpt = None,
     curve: CurveOpt = False,
+    engine: Annotated[Optional[str], typer.Option("--engine", help="Print each ranked layout's launch command for vllm, sglang or trtllm (optionally ==VERSION).")] = None,
 ) -> None:
     """Search parallel layouts (TP × EP × PP × DP, nodes × GPUs per node) and rank those that fit.
 
@@ -45,6 +44,7 @@ def plan(
         moeplan plan deepseek-v3 --gpu h200 --max-gpus 256 --objective throughput-per-gpu --batch 64
         moeplan plan qwen3-30b-a3b --gpu l40s --objective cost --gpu-hour-price 0.9 --context 32k
         moeplan plan deepseek-v3 --gpu h100-sxm --tp 8 --json
+        moeplan plan deepseek-v3 --gpu h200 --context 32k --engine vllm
     """
     from moeplan.plan.render import no_fit_message, render_plan  # numpy: loaded only when the command runs
     from moeplan.plan.search import best_estimate, search
@@ -52,10 +52,17 @@ def plan(
     check_figures(plot, curve, json_)
     efficiency, _ = load_calibration(calibration, deployment.gpu)
     report = search(resolved, deployment, max_gpus, objective, gpu_hour_price, efficiency, keep=None if json_ else top)
+    commands = None
+    if engine is not None:
+        from moeplan.engines.cli import plan_commands, render_plan_commands
+
+        commands = plan_commands(engine, report, resolved.spec)
     if json_:
-        print_json(report)
+        print_json(report if commands is None else commands)
     elif report.feasible:
         render_plan(report, top)
+        if commands is not None:
+            render_plan_commands(commands, top)
     if not report.feasible:
         raise CheckFailed(no_fit_message(report))
     if plot is not None or curve:

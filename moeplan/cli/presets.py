@@ -6,7 +6,6 @@ import typer
 from pydantic import BaseModel
 
 from moeplan.accounting.params import count_params
-from moeplan.cli.app import app
 from moeplan.cli.options import JsonOpt, model_command
 from moeplan.report.document import Document
 from moeplan.report.console import console, print_json
@@ -40,7 +39,6 @@ def list_presets() -> PresetList:
     return PresetList(presets=rows)
 
 
-@app.command()
 def presets(json_: JsonOpt = False) -> None:
     """List the built-in model presets with their total and active parameters."""
     result = list_presets()
@@ -57,7 +55,6 @@ def presets(json_: JsonOpt = False) -> None:
     console.print(table)
 
 
-@app.command()
 @model_command
 def spec(
     resolved: ResolvedSpec,

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from moeplan.cli.app import app
 from moeplan.cli.options import JsonOpt
 
 
@@ -18,7 +17,6 @@ class Device(str, Enum):
     cpu = "cpu"
 
 
-@app.command()
 def profile(
     model: Annotated[str, typer.Option("--model", "-m", help="Preset, config.json, model directory or spec file whose expert shapes (H, I, E, k) are measured.")] = "mixtral-8x7b",
     device: Annotated[Device, typer.Option("--device", help="cuda: the GPUs in --gpus; cpu: the same code on host tensors, all-to-all over --procs local processes (gloo).")] = Device.cuda,

@@ -5,7 +5,6 @@ from typing import Annotated
 
 import typer
 
-from moeplan.cli.app import app
 from moeplan.errors import SpecError
 
 
@@ -32,7 +31,6 @@ def _schemas() -> dict:
     }
 
 
-@app.command()
 def schema(name: Annotated[str, typer.Argument(help="spec, estimate, check, plan, profile, calibration, presets, gpus.")]) -> None:
     """Print the JSON Schema of a spec file or of a command's --json output."""
     schemas = _schemas()

@@ -149,6 +149,10 @@ def gpu_from_file(path: Path) -> GPUSpec:
     if not path.is_file():
         raise SpecError(f"no such GPU file: {path}")
     data = load_document(path)
+    if isinstance(data, dict) and isinstance(data.get("gpus"), list):  # what `moeplan gpus NAME --json` writes
+        if len(data["gpus"]) != 1:
+            raise SpecError(f"{path}: lists {len(data['gpus'])} GPUs; a GPU file holds one (write it with `moeplan gpus NAME --json`)")
+        data = data["gpus"][0]
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a GPU file must hold one mapping of GPUSpec fields")
     try:

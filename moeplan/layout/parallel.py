@@ -66,9 +66,13 @@ class Layout(BaseModel):
         replica holds its own experts, dp when EP spans all of them)."""
         return -(-self.ep * self.expert_tp // self.tp)
 
-    def describe(self) -> str:
+    def sizes(self) -> str:
+        """'tp=… ep=… pp=… dp=…' (and etp when experts are split)."""
         extra = f" etp={self.expert_tp}" if self.ep > 1 and self.expert_tp > 1 else ""
-        return f"tp={self.tp} ep={self.ep} pp={self.pp} dp={self.dp}{extra} ({self.num_gpus} GPU{'s' if self.num_gpus > 1 else ''})"
+        return f"tp={self.tp} ep={self.ep} pp={self.pp} dp={self.dp}{extra}"
+
+    def describe(self) -> str:
+        return f"{self.sizes()} ({self.num_gpus} GPU{'s' if self.num_gpus > 1 else ''})"
 
 
 def layout_problems(spec: ModelSpec, layout: Layout) -> list[str]:

@@ -18,7 +18,7 @@ WIDTH = 48
 
 
 def _context_label(tokens: int) -> str:
-    return f"{tokens // 1024}k" if tokens % 1024 == 0 else f"{tokens:,}"
+    return f"{tokens // 1024}K" if tokens % 1024 == 0 else f"{tokens:,}"  # K = 1024 tokens, as --context reads it
 
 
 def bar_cells(point: MemoryPoint, scale: float) -> list[tuple[str, str]]:

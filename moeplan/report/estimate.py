@@ -1,6 +1,6 @@
 """The report of ``moeplan estimate``: one pydantic model, printed as a rich report or as JSON."""
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from moeplan.accounting.flops import FlopsPerToken, flops_per_token
 from moeplan.accounting.memory import MemoryReport, memory_report
@@ -8,14 +8,17 @@ from moeplan.accounting.params import ParamCounts, count_params
 from moeplan.accounting.weights import WeightMemory, WeightPolicy, weight_memory
 from moeplan.errors import SpecError
 from moeplan.hardware.catalogue import GPUSpec, load_gpu
-from moeplan.layout.parallel import Layout, check_layout, default_layout
+from moeplan.layout.parallel import Layout, check_layout, implied_num_gpus
+from moeplan.perf.training import TrainingSpeed, training_speed
 from moeplan.report.document import Document
+from moeplan.report.verdict import Verdict
 from moeplan.spec.checkpoint import CheckpointSummary
 from moeplan.spec.count_check import stored_count_warning
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.resolve import ResolvedSpec
-from moeplan.throughput.roofline import Efficiency, Throughput, throughput
+from moeplan.perf.roofline import Efficiency
+from moeplan.perf.speed import Throughput, serving_shape, throughput
 from moeplan.traffic.alltoall import AllToAllTraffic, spec_all_to_all_traffic
 from moeplan.traffic.routing import RankTraffic, RoutingEstimate, routing_estimate, simulate_rank_traffic
 
@@ -42,6 +45,14 @@ class EstimateReport(Document):
     """Stored tensors of a model directory's safetensors files, beside the config-derived count."""
     calibration: str | None = None
     """The profile calibration file whose efficiencies replaced the catalogue peaks."""
+    layout_choice: str | None = None
+    """How a partial layout or a bare --num-gpus was completed (None when the layout was given whole)."""
+    training: TrainingSpeed | None = None
+    """Step time, tokens/s and MFU (training mode only)."""
+    verdict: Verdict | None = None
+    """Fit first: set by `moeplan estimate` (build_verdict)."""
+    launch_command: str | None = None
+    """`estimate --engine`: the engine's launch command for this deployment (moeplan.engines)."""
     notes: list[str] = Field(default_factory=list)
     """Assumptions and conventions worth reading next to the figures."""
     warnings: list[str] = Field(default_factory=list)
@@ -49,15 +60,36 @@ class EstimateReport(Document):
     count than the config reads as): shown first, before the verdict."""
 
 
-def resolve_layout(spec: ModelSpec, deployment: Deployment) -> Layout:
-    """The layout from --tp/--ep/--pp/--dp, or a default one for --num-gpus (1 GPU without either)."""
+def resolve_layout(spec: ModelSpec, deployment: Deployment, efficiency: Efficiency | None = None) -> tuple[Layout, str | None]:
+    """The layout of --tp/--ep/--pp/--dp/--etp and --num-gpus, and how it was completed (None when given whole).
+
+    Sizes that make a valid layout by themselves (unset ones 1) on --num-gpus GPUs are taken as given. Otherwise
+    `moeplan plan`'s search, on --num-gpus GPUs (else ``implied_num_gpus``: EP GPUs carved out of tp × dp) with
+    the given sizes held, picks the best layout by plan's default objective, or the one needing the least memory
+    when none fits. Without any size or GPU count: 1 GPU.
+    """
     given = {k: getattr(deployment, k) for k in ("tp", "ep", "pp", "dp", "etp") if getattr(deployment, k) is not None}
-    if not given:
-        return default_layout(spec, deployment.num_gpus or 1, deployment.gpus_per_node)
-    layout = Layout(**given)
-    if deployment.num_gpus is not None and deployment.num_gpus != layout.num_gpus:
-        raise SpecError(f"--num-gpus {deployment.num_gpus} does not match the layout {layout.describe()}: GPUs = tp × pp × dp")
-    return check_layout(spec, layout)
+    if not given and deployment.num_gpus in (None, 1):
+        return Layout(), None
+    try:
+        literal = Layout(**given)
+    except ValidationError:
+        literal = None
+    if given and literal is not None and deployment.num_gpus in (None, literal.num_gpus):
+        return check_layout(spec, literal), None
+    gpus = deployment.num_gpus or implied_num_gpus(given)
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in {**given, "num_gpus": deployment.num_gpus}.items() if v)
+    from moeplan.plan.search import search  # numpy: loaded only when a layout is searched
+
+    try:
+        plan = search(ResolvedSpec(spec=spec), deployment.model_copy(update={"num_gpus": gpus}), gpus, efficiency=efficiency, keep=1)
+    except SpecError:
+        raise SpecError(f"invalid deployment {flags}: no layout of {spec.name} on {gpus} GPUs holds these sizes "
+                        "(GPUs = tp × pp × dp; ep × etp must divide tp × dp; see `moeplan plan`)") from None
+    row = plan.layouts[0] if plan.layouts else plan.closest
+    layout = Layout(tp=row.tp, ep=row.ep, pp=row.pp, dp=row.dp, etp=None if row.etp == (row.tp if row.ep == 1 else 1) else row.etp)
+    chosen = "the highest tokens/s per GPU" if plan.layouts else "none fits, so the least memory per GPU"
+    return layout, f"{flags}: {layout.sizes()}, {chosen} of the {plan.evaluated} layouts on {gpus} GPUs (`moeplan plan`'s search)"
 
 
 def _gpu(deployment: Deployment) -> GPUSpec:
@@ -94,17 +126,21 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
     spec, d = resolved.spec, deployment or Deployment()
     params = count_params(spec)
     gpu = _gpu(d)
-    layout = resolve_layout(spec, d)
+    layout, layout_choice = resolve_layout(spec, d, efficiency)
     policy = WeightPolicy(dtype=d.dtype, expert_dtype=d.expert_dtype, attention_dtype=d.attention_dtype,
                           embedding_dtype=d.embedding_dtype, group_size=d.group_size)
-    weights = weight_memory(spec, policy)
-    memory = deployment_memory(spec, weights, gpu, layout, d, d.batch, d.context)
-    flops = flops_per_token(spec, d.context, d.context, d.recompute if d.mode == "training" else "none")
+    given = any(getattr(policy, f) is not None for f in ("dtype", "expert_dtype", "attention_dtype", "embedding_dtype"))
+    weights = resolved.weights if resolved.weights is not None and not given else weight_memory(spec, policy)
+    batch, context = serving_shape(d, layout)
+    memory = deployment_memory(spec, weights, gpu, layout, d, batch, context)
+    flops = flops_per_token(spec, context, context, d.recompute if d.mode == "training" else "none")
     traffic, skew, routing = _traffic(spec, d, layout)
-    speed = throughput(spec, d, layout, gpu, weights, memory, flops, d.nic_gb_s * 1e9, efficiency)
+    speed = throughput(spec, d, layout, gpu, weights, memory, flops, efficiency)
     return EstimateReport(spec=spec, deployment=d, gpu=gpu, layout=layout, params=params, weights=weights, memory=memory,
                           flops=flops, all_to_all=traffic, all_to_all_skew=skew, routing=routing, throughput=speed,
-                          checkpoint=resolved.checkpoint, calibration=calibration, notes=_notes(params, resolved),
+                          checkpoint=resolved.checkpoint, calibration=calibration, layout_choice=layout_choice,
+                          training=training_speed(spec, d, layout, gpu, weights, memory, flops, efficiency) if d.mode == "training" else None,
+                          notes=_notes(params, resolved),
                           warnings=_warnings(params, resolved))
 
 
@@ -114,7 +150,7 @@ def _warnings(params: ParamCounts, resolved: ResolvedSpec) -> list[str]:
 
 
 def _notes(params: ParamCounts, resolved: ResolvedSpec) -> list[str]:
-    notes = ["active = all non-routed parameters + top-k routed experts per MoE layer, embedding and lm_head included"]
+    notes = [*resolved.notes, "active = all non-routed parameters + top-k routed experts per MoE layer, embedding and lm_head included"]
     if params.mtp:
         notes.append(f"multi-token-prediction layers ({params.mtp:,} parameters as stored) are not part of total")
     if resolved.checkpoint is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from moeplan.errors import EnvError, SpecError
 from moeplan.report.estimate import EstimateReport
 from moeplan.report.sweep import COMPONENTS, MemoryPoint, batch_sweep, context_sweep
-from moeplan.throughput.roofline import StepTime, peak_flops
+from moeplan.perf.roofline import StepTime, peak_flops
 from moeplan.units import GiB
 
 FORMATS = (".png", ".svg")
@@ -86,7 +86,7 @@ def write_plot(report: EstimateReport, path: Path) -> Path:
     points = context_sweep(report)
     _stack(by_context, points, [p.context for p in points], d.context, usable, capacity)
     by_context.set_xscale("log", base=2)
-    by_context.xaxis.set_major_formatter(FuncFormatter(lambda tokens, _: f"{tokens / 1024:g}k"))
+    by_context.xaxis.set_major_formatter(FuncFormatter(lambda tokens, _: f"{tokens / 1024:g}K"))
     by_context.set_xlabel("context (tokens)")
     by_context.set_title(f"Memory vs context at batch {d.batch:,}")
     _roofline(roof, report)

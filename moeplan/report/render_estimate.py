@@ -1,7 +1,9 @@
 """Rich rendering of an EstimateReport. Memory in GiB (and GB), bandwidth in GB/s = 1e9 B/s."""
 
 from rich.markup import escape
+from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from moeplan.accounting.params import COMPONENTS
 from moeplan.report.console import console
@@ -18,8 +20,8 @@ def _kv_table(title: str) -> Table:
 
 def _spec_table(report: EstimateReport) -> Table:
     spec, attn = report.spec, report.spec.attention
-    table = _kv_table(f"{spec.name} — {spec.architecture}")
-    table.add_row("source", spec.source)
+    table = _kv_table(f"{escape(spec.name)} — {escape(spec.architecture)}")
+    table.add_row("source", escape(spec.source))
     table.add_row("layers / hidden / vocab", f"{spec.num_layers} / {spec.hidden_size} / {spec.vocab_size}")
     if attn.kind == "mla":
         table.add_row("attention", f"MLA, {attn.num_heads} heads, kv_lora_rank {attn.kv_lora_rank}, "
@@ -60,15 +62,18 @@ def _params_table(report: EstimateReport) -> Table:
 
 def _memory_table(report: EstimateReport) -> Table:
     m, w = report.memory, report.memory.most_loaded
-    table = _kv_table(f"Memory: {report.gpu.display_name} × {report.layout.num_gpus}, {report.layout.describe()}, "
+    table = _kv_table(f"Memory: {escape(report.gpu.display_name)} × {report.layout.num_gpus}, {report.layout.describe()}, "
                       f"{m.mode}, batch {m.batch}, context {m.context:,}")
     table.add_row("weights (whole model)", fmt_bytes(m.weights_bytes) + f", active {fmt_bytes(report.weights.active_bytes)}")
-    table.add_row("KV cache per token", f"{m.kv_cache_bytes_per_token:,} B ({m.kv_dtype}, one sequence, all layers)")
-    table.add_row("KV cache (whole batch)", fmt_bytes(m.kv_cache_bytes))
-    table.add_row(f"most-loaded GPU (stage {w.stage})", f"weights {w.weights_bytes / GiB:,.2f} + KV {w.kv_cache_bytes / GiB:,.2f} + "
-                  f"gradients {w.gradients_bytes / GiB:,.2f} + optimizer {w.optimizer_bytes / GiB:,.2f} + activations "
-                  f"{w.activation_bytes / GiB:,.2f} + CUDA context {w.cuda_context_bytes / GiB:,.2f} + reserve "
-                  f"{w.allocator_reserve_bytes / GiB:,.2f} = [bold]{w.total_bytes / GiB:,.2f} GiB[/]")
+    if m.mode == "inference":
+        table.add_row("KV cache per token", f"{m.kv_cache_bytes_per_token:,} B ({m.kv_dtype}, one sequence, all layers)")
+        table.add_row("KV cache (whole batch)", fmt_bytes(m.kv_cache_bytes))
+    state = ((("gradients", w.gradients_bytes), ("optimizer", w.optimizer_bytes)) if m.mode == "training"
+             else (("KV", w.kv_cache_bytes),))
+    parts = (("weights", w.weights_bytes), *state, ("activations", w.activation_bytes), ("CUDA context", w.cuda_context_bytes),
+             ("reserve", w.allocator_reserve_bytes))
+    table.add_row(f"most-loaded GPU (stage {w.stage})", " + ".join(f"{name} {value / GiB:,.2f}" for name, value in parts)
+                  + f" = [bold]{w.total_bytes / GiB:,.2f} GiB[/]")
     table.add_row("usable per GPU", f"{m.usable_bytes / GiB:,.2f} GiB ({m.gpu_util:.0%} of {m.gpu_memory_bytes / GiB:,.0f} GiB)")
     verdict = "[bold green]fits[/]" if m.fits else "[bold red]does not fit[/]"
     table.add_row("fit", f"{verdict}, headroom {m.headroom_bytes / GiB:+,.2f} GiB ({m.headroom_fraction:+.1%})")
@@ -79,7 +84,8 @@ def _memory_table(report: EstimateReport) -> Table:
 
 def _speed_table(report: EstimateReport) -> Table:
     t, f = report.throughput, report.flops
-    table = _kv_table("Compute, traffic and roofline throughput")
+    fits = "" if report.memory.fits else " (the deployment does not fit: for comparison only)"
+    table = _kv_table(f"Compute, traffic and roofline throughput{fits}")
     table.add_row("FLOPs per token", f"decode {f.decode_per_token / 1e9:,.2f} G at context {f.context_tokens:,}; "
                   f"prefill {f.prefill_per_token / 1e9:,.2f} G; training {f.training_per_token / 1e9:,.2f} G")
     a2a = report.all_to_all
@@ -115,16 +121,80 @@ def render_warnings(warnings: list[str]) -> None:
         console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
-def render_estimate(report: EstimateReport) -> None:
+def _headline(report: EstimateReport) -> str:
+    """The speed of a deployment that fits, in one line: training step or decode and prefill rates."""
+    if report.training is not None:
+        t = report.training
+        return (f"training step {t.step_s:,.3f} s for {t.global_batch:,} sequences (micro-batch {t.micro_batch} × grad accumulation "
+                f"{t.grad_accum} × dp {report.layout.dp}): {t.tokens_per_s:,.0f} tokens/s, MFU {t.mfu:.1%}, {t.bound}-bound")
+    t = report.throughput
+    return (f"decode {t.decode_tokens_per_s:,.1f} tokens/s ({t.time_per_output_token_s * 1e3:,.2f} ms per output token, "
+            f"{t.bound}-bound); prefill {t.prefill_tokens_per_s:,.0f} tokens/s, time to first token {t.ttft_s * 1e3:,.1f} ms")
+
+
+def verdict_panel(report: EstimateReport) -> Panel:
+    """The answer first: fit or not on N × GPU with headroom; if not, the fewest GPUs that fit and the command
+    that lists them; the speed only when it fits; the assumed GPU and count and how to change them."""
+    v, gpu = report.verdict, report.gpu.display_name
+    where = f"{v.num_gpus} × {gpu} ({v.layout})"
+    need = f"the most-loaded GPU needs {v.per_gpu_bytes / GiB:,.2f} GiB of {v.usable_bytes / GiB:,.2f} GiB usable"
+    headroom = f"headroom {v.headroom_bytes / GiB:+,.2f} GiB ({v.headroom_fraction:+.1%})"
+    text = Text()
+    if v.fits:
+        text.append("FITS", style="bold green")
+        text.append(f" on {where}: {need}, {headroom}.\n{_headline(report)}.\n")
+    else:
+        text.append("DOES NOT FIT", style="bold red")
+        text.append(f" on {where}: {need}, {headroom}.\n")
+        if v.fewest_gpus is not None:
+            text.append(f"Fewest {gpu} that fit: {v.fewest_gpus} ({v.fewest_layout}). See the layouts: ")
+        elif v.searched_max_gpus is not None:
+            text.append(f"No layout of up to {v.searched_max_gpus} {gpu} fits. Search further: ")
+        if v.plan_command:
+            text.append(v.plan_command, style="bold")
+            text.append("\n")
+    if report.layout_choice:
+        text.append(f"Layout for {report.layout_choice}.\n")
+    for item in v.assumed:
+        text.append(f"Assumed: {item}.\n")
+    text.rstrip()
+    return Panel(text, title=f"{report.spec.name}, {report.deployment.mode}", title_align="left", expand=False)
+
+
+def _training_table(report: EstimateReport) -> Table:
+    t, f = report.training, report.flops
+    table = _kv_table("Training speed (one optimizer step)")
+    table.add_row("FLOPs per token", f"training {f.training_per_token / 1e9:,.2f} G (recompute {f.recompute}); "
+                  f"model FLOPs {t.model_flops_per_step / t.tokens_per_step / 1e9:,.2f} G")
+    table.add_row("global batch", f"{t.global_batch:,} sequences = micro-batch {t.micro_batch} × grad accumulation {t.grad_accum} "
+                  f"× dp {report.layout.dp}; {t.tokens_per_step:,} tokens per step")
+    table.add_row("micro-batch on one stage", f"compute {t.micro_batch_compute_s * 1e3:,.1f} ms, memory {t.micro_batch_memory_s * 1e3:,.1f} ms, "
+                  f"communication {t.micro_batch_communication_s * 1e3:,.1f} ms → {t.micro_batch_s * 1e3:,.1f} ms")
+    table.add_row("step", f"{t.grad_accum} × {t.micro_batch_s * 1e3:,.1f} ms + bubble {t.bubble_s * 1e3:,.1f} ms + gradient all-reduce "
+                  f"{t.gradient_allreduce_s * 1e3:,.1f} ms + optimizer {t.optimizer_s * 1e3:,.1f} ms = [bold]{t.step_s:,.3f} s[/]")
+    table.add_row("throughput", f"[bold]{t.tokens_per_s:,.0f} tokens/s[/], MFU [bold]{t.mfu:.1%}[/] of {t.peak_flops_per_s / 1e12:,.0f} "
+                  f"TFLOP/s per GPU, [bold]{t.bound}-bound[/]")
+    return table
+
+
+def render_verdict(report: EstimateReport) -> None:
+    """`--brief`: the warnings and the verdict block only."""
     render_warnings(report.warnings)
+    console.print(verdict_panel(report))
+
+
+def render_estimate(report: EstimateReport) -> None:
+    """The verdict first, then the model, parameters, memory and speed; notes last."""
+    render_verdict(report)
     console.print(_spec_table(report))
     console.print(_params_table(report))
     if report.checkpoint is not None:
         console.print(_checkpoint_table(report))
     console.print(_memory_table(report))
-    console.print(_speed_table(report))
-    for note in [*report.notes, *report.weights.notes, *report.memory.assumptions, *report.throughput.assumptions]:
-        console.print(f"[dim]· {note}[/]")
+    console.print(_training_table(report) if report.training is not None else _speed_table(report))
+    assumptions = [] if report.training is not None else report.throughput.assumptions
+    for note in [*report.notes, *report.weights.notes, *report.memory.assumptions, *assumptions]:
+        console.print(Text(f"· {note}", style="dim"))
 
 
 def _checkpoint_table(report: EstimateReport) -> Table:

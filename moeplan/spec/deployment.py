@@ -12,15 +12,29 @@ from moeplan.docstrings import add_field_docstrings
 from moeplan.units import parse_token_count
 
 
+MAX_GPUS = 2**17
+"""Most GPUs in a deployment and in any parallel size (131,072; the largest clusters have ~100k)."""
+MAX_TOKENS = 2**27
+"""Most tokens per sequence, request or prefill step (134M; the longest released context is 10M)."""
+MAX_COUNT = 2**20
+"""Most of any other count (batch, concurrency, tokens per rank, group size...)."""
+LIMITS = {"num_gpus": MAX_GPUS, "tp": MAX_GPUS, "ep": MAX_GPUS, "pp": MAX_GPUS, "dp": MAX_GPUS, "etp": MAX_GPUS,
+          "gpus_per_node": MAX_GPUS, "context": MAX_TOKENS, "prefill_chunk": MAX_TOKENS, "isl": MAX_TOKENS, "osl": MAX_TOKENS}
+"""Upper bounds of integer fields by name (others: MAX_COUNT)."""
+FLOAT_RANGE = (1e-6, 1e9)
+"""Every non-zero real setting lies in this range (bandwidths, peaks, memory sizes, factors): finite and far from
+underflow or overflow, whatever unit it is in."""
+
+
 class Deployment(BaseModel):
     """Where and how a model runs."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings, strict=True, allow_inf_nan=False)
 
     gpu: str = "h100-sxm"
     """GPU from the catalogue (`moeplan gpus`) or a GPU spec file (.json/.yaml)."""
     num_gpus: PositiveInt | None = None
-    """GPUs in all; without --tp/--ep/--pp/--dp a default layout is chosen for this many."""
+    """GPUs in all. Alone: the layout `moeplan plan --num-gpus N` ranks first; with some of --tp/--ep/--pp/--dp, the others are completed the same way."""
     tp: PositiveInt | None = None
     """Tensor-parallel size (splits attention heads and dense MLPs)."""
     ep: PositiveInt | None = None
@@ -63,10 +77,22 @@ class Deployment(BaseModel):
     grad_accum: PositiveInt = 1
     """Training: micro-batches accumulated per optimizer step (global batch = batch × grad_accum × dp sequences)."""
     context: PositiveInt = 4096
-    """Tokens per sequence (accepts 32k, 128k)."""
+    """Tokens per sequence; k = 1000 and K = 1024, as vLLM reads them (128k = 128,000; 128K = 131,072)."""
     prefill_chunk: PositiveInt = 8192
     """Tokens processed in one prefill step (vLLM's max_num_batched_tokens)."""
-    gpu_util: float | None = Field(None, gt=0, le=1)
+    isl: PositiveInt | None = None
+    """Serving: input tokens per request (with --osl and --concurrency: continuous batching, as `vllm bench serve`)."""
+    osl: PositiveInt | None = None
+    """Serving: output tokens per request."""
+    concurrency: PositiveInt | None = None
+    """Serving: requests in flight over the whole deployment (concurrency / dp per data-parallel replica)."""
+    mtp: int = Field(0, ge=0, le=16)
+    """Draft tokens per step of multi-token prediction / speculative decoding (0: none)."""
+    acceptance: float = Field(0.85, gt=0, le=1)
+    """Probability a draft token is accepted given the ones before it (DeepSeek-V3 report §5.4.3: 85–90% for MTP)."""
+    cuda_graphs: bool = True
+    """Decode steps replay CUDA graphs (vLLM, SGLang and TensorRT-LLM do by default); off: every kernel is launched from the host."""
+    gpu_util: float | None = Field(None, ge=0.01, le=1)
     """Fraction of GPU memory usable: default 0.9 for inference (vLLM's gpu_memory_utilization), 1.0 for training."""
     tokens_per_rank: PositiveInt = 4096
     """Tokens each expert-parallel rank routes in the reported all-to-all (DeepEP's benchmark uses 4096)."""
@@ -76,7 +102,7 @@ class Deployment(BaseModel):
     """Payload of the dispatch all-to-all (combine is always bf16)."""
     routing: str = "uniform"
     """Expert load: uniform, or zipf:S for a skewed popularity (evaluated by a seeded simulation)."""
-    capacity_factor: float | None = Field(None, gt=0)
+    capacity_factor: float | None = Field(None, gt=0, le=1000)
     """Expert buffer = capacity_factor × T·k/E tokens; tokens beyond it are dropped."""
     offload_experts: bool = False
     """Keep routed experts in host RAM and run them on the CPU (llama.cpp --override-tensor exps=CPU)."""
@@ -91,10 +117,29 @@ class Deployment(BaseModel):
     grad_dtype: Literal["fp32", "bf16"] = "fp32"
     """Gradient element type for training (Megatron's default accumulates in fp32)."""
 
-    @field_validator("context", "batch", "prefill_chunk", mode="before")
+    @field_validator("context", "batch", "prefill_chunk", "isl", "osl", mode="before")
     @classmethod
     def _tokens(cls, value: object, info) -> int:
         return parse_token_count(value, f"--{info.field_name.replace('_', '-')}") if isinstance(value, str) else value
+
+    @field_validator("*")
+    @classmethod
+    def _bounded(cls, value, info):
+        """No size beyond its bound, no real number outside FLOAT_RANGE: time and memory stay bounded."""
+        if isinstance(value, int) and not isinstance(value, bool) and value > LIMITS.get(info.field_name, MAX_COUNT):
+            raise ValueError(f"must be at most {LIMITS.get(info.field_name, MAX_COUNT):,}, not {value:,}")
+        low, high = FLOAT_RANGE
+        if isinstance(value, float) and value and not low <= abs(value) <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}, not {value:g}")
+        return value
+
+    @model_validator(mode="after")
+    def _serving(self) -> "Deployment":
+        given = [name for name in ("isl", "osl", "concurrency") if getattr(self, name) is not None]
+        if given and len(given) < 3:
+            missing = ", ".join(f"--{name}" for name in ("isl", "osl", "concurrency") if name not in given)
+            raise ValueError(f"--isl, --osl and --concurrency go together (continuous batching); missing {missing}")
+        return self
 
     @model_validator(mode="after")
     def _node_size(self) -> "Deployment":

@@ -1,16 +1,21 @@
-"""Turn what the user typed (a preset name, a config or spec file, a model directory, flags) into a spec."""
+"""Turn what the user typed (a preset name, a config or spec file, a model directory, a Hugging Face id or
+cache folder, flags) into a spec."""
 
+import json
 import warnings
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from moeplan.accounting.weights import WeightMemory
 from moeplan.errors import SpecError
 from moeplan.spec.checkpoint import CheckpointSummary, summarize_checkpoint
+from moeplan.spec.gguf import StoredTensor, read_gguf
 from moeplan.spec.hf import read_hf_config, spec_from_hf_config
+from moeplan.spec.hub import HubConfig, cache_folder_repo, cached_snapshot, fetch_from_hub, is_offline, not_cached_error, parse_repo_id, read_cached
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.overrides import apply_overrides, spec_from_flags
-from moeplan.spec.presets import load_preset, preset_names
+from moeplan.spec.presets import load_preset, preset_for_repo, preset_names
 from moeplan.spec.specfile import is_spec_document, load_document, spec_from_document
 
 
@@ -22,9 +27,38 @@ class ResolvedSpec(BaseModel):
     """Stored tensors, when the source was a model directory holding safetensors files."""
     warnings: list[str] = []
     """Warnings raised while reading the model (an unknown model_type read as Llama): part of every result."""
+    notes: list[str] = []
+    """What the source says about itself (a preset used for a Hugging Face id, shards not cached)."""
+    weights: WeightMemory | None = None
+    """Weight memory the source itself fixes (a GGUF file: every tensor's stored bytes); used unless dtype flags are given."""
+    tensors: list[StoredTensor] | None = None
+    """The stored tensors by name (GGUF), for llama.cpp's tensor overrides."""
+
+_FILE_SUFFIXES = (".json", ".yaml", ".yml", ".gguf")
+
+
+def _with_modelopt_config(config: dict, directory: Path) -> dict:
+    """A ModelOpt export keeps its quantization in hf_quant_config.json when config.json has none."""
+    extra = directory / "hf_quant_config.json"
+    if "quantization_config" in config or not extra.is_file():
+        return config
+    try:
+        quantization = json.loads(extra.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpecError(f"{extra}: unreadable ({error})") from None
+    if not isinstance(quantization, dict):
+        raise SpecError(f"{extra}: must hold a JSON object")
+    return {**config, "quantization_config": {"quant_method": "modelopt", **quantization}}
+
+
+def _from_gguf(path: Path) -> ResolvedSpec:
+    model = read_gguf(path)
+    return ResolvedSpec(spec=model.spec, weights=model.weights, tensors=model.tensors)
 
 
 def _from_path(path: Path) -> ResolvedSpec:
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return _from_gguf(path)
     directory = path if path.is_dir() else None
     if directory is not None:
         spec_files = [p for p in (directory / "moeplan.yaml", directory / "moeplan.json") if p.is_file()]
@@ -38,12 +72,44 @@ def _from_path(path: Path) -> ResolvedSpec:
         document = load_document(config)
     else:
         document = read_hf_config(config)
+        if directory is not None and isinstance(document, dict):
+            document = _with_modelopt_config(document, directory)
     if is_spec_document(document):
         spec = spec_from_document(document, source=str(config))
     else:
         spec = spec_from_hf_config(document, name=name, source=str(config))
     checkpoint = summarize_checkpoint(directory, spec.num_layers) if directory is not None else None
     return ResolvedSpec(spec=spec, checkpoint=checkpoint)
+
+
+def _from_hub(repo_id: str, hub: HubConfig) -> ResolvedSpec:
+    """A spec titled by the repository id, with its stored tensors where they can be counted."""
+    config = _with_modelopt_config(hub.config, hub.snapshot) if hub.snapshot is not None else hub.config
+    spec = spec_from_hf_config(config, name=repo_id, source=hub.source)
+    checkpoint, notes = hub.checkpoint(spec.num_layers)
+    return ResolvedSpec(spec=spec, checkpoint=checkpoint, notes=notes)
+
+
+def _from_cache_folder(path: Path, repo_id: str, cache_dir: Path, commit: str | None) -> ResolvedSpec:
+    """A repository's cache folder (its main snapshot) or one snapshot folder of it."""
+    snapshot = path if commit is not None else cached_snapshot(repo_id, None, cache_dir)
+    if snapshot is None or not (snapshot / "config.json").is_file():
+        raise SpecError(f"{path}: no cached snapshot with config.json for {repo_id}; run `hf download {repo_id} config.json`")
+    return _from_hub(repo_id, read_cached(repo_id, snapshot))
+
+
+def _from_repo_id(repo_id: str, revision: str | None) -> ResolvedSpec:
+    """The cache first; then a preset built from that repository; then (unless offline) the Hub's metadata."""
+    snapshot = cached_snapshot(repo_id, revision)
+    if snapshot is not None:
+        return _from_hub(repo_id, read_cached(repo_id, snapshot))
+    preset = preset_for_repo(repo_id) if revision is None else None
+    if preset is not None:
+        return ResolvedSpec(spec=load_preset(preset), notes=[
+            f"{repo_id} is not in the Hugging Face cache; using preset {preset}, built from that repository's config.json"])
+    if is_offline():
+        raise not_cached_error(repo_id)
+    return _from_hub(repo_id, fetch_from_hub(repo_id, revision))
 
 
 def resolve_spec(model: str | None, overrides: dict[str, object] | None = None) -> ResolvedSpec:
@@ -63,13 +129,20 @@ def _resolve(model: str | None, overrides: dict[str, object] | None) -> Resolved
     if model is None:
         return ResolvedSpec(spec=spec_from_flags(overrides))
     path = Path(model).expanduser()
-    if model in preset_names() and not path.exists():
-        resolved = ResolvedSpec(spec=load_preset(model))
+    if model.lower() in preset_names() and not path.exists():
+        resolved = ResolvedSpec(spec=load_preset(model.lower()))  # preset names are case-insensitive, as GPU names
     elif path.exists():
-        resolved = _from_path(path)
-    elif "/" in model or path.suffix.lower() in (".json", ".yaml", ".yml"):
+        folder = cache_folder_repo(path) if path.is_dir() else None
+        resolved = _from_cache_folder(path, *folder) if folder else _from_path(path)
+    elif path.suffix.lower() not in _FILE_SUFFIXES and (repo := parse_repo_id(model)):
+        resolved = _from_repo_id(*repo)
+    elif "/" in model or path.suffix.lower() in _FILE_SUFFIXES:
         raise SpecError(f"no such file or directory: {model}")
     else:
         resolved = ResolvedSpec(spec=load_preset(model))  # raises with the nearest preset names
-    resolved.spec = apply_overrides(resolved.spec, overrides)
+    changed = apply_overrides(resolved.spec, overrides)
+    if resolved.weights is not None and changed != resolved.spec:
+        resolved.weights, resolved.tensors = None, None
+        resolved.notes.append("spec overrides given: weights are computed from the changed spec, not the file's tensors")
+    resolved.spec = changed
     return resolved

@@ -1,0 +1,144 @@
+"""The first ten minutes of a new user, through the CLI at 100 columns: the verdict first, flags that complete a
+partial layout, training speed, context suffixes."""
+
+import pytest
+
+from moeplan.accounting.flops import training_flops_per_token
+from moeplan.report.console import console
+from moeplan.spec.presets import load_preset
+
+WIDTH = 100
+
+
+@pytest.fixture(autouse=True)
+def narrow(monkeypatch):
+    """Every rich console and typer's help at WIDTH columns."""
+    monkeypatch.setenv("COLUMNS", str(WIDTH))
+    monkeypatch.setattr(console, "width", WIDTH)
+
+
+def lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def flowing(text: str) -> str:
+    """Rich panels' text as one line: box borders dropped, wrapped lines joined, spaces collapsed."""
+    return " ".join(" ".join(line.strip(" │╭╮╰╯─") for line in lines(text)).split())
+
+
+def test_verdict_opens_the_report_and_names_the_fewest_gpus(cli):
+    result = cli("estimate", "mixtral-8x7b")
+    assert result.exit_code == 0, result.stderr
+    out = lines(result.stdout)
+    assert all(len(line) <= WIDTH for line in out)
+    block = out[:out.index(next(line for line in out if line.startswith("╰"))) + 1]
+    text = " ".join(line.strip("│╭╮╰╯─ ") for line in block)
+    assert "DOES NOT FIT on 1 × NVIDIA H100 SXM5 80GB (tp=1 ep=1 pp=1 dp=1)" in text
+    # the same search as `moeplan plan mixtral-8x7b --gpu h100-sxm`: 2 GPUs is the fewest that fit
+    assert "Fewest NVIDIA H100 SXM5 80GB that fit: 2" in text and "moeplan plan mixtral-8x7b --gpu h100-sxm" in text
+    assert "Assumed: GPU h100-sxm (the default; change with --gpu" in text
+    assert "Assumed: 1 GPU (the default; change with --num-gpus N" in text
+    assert "tokens/s" not in text  # no speed headline for a deployment that does not fit
+    assert next(i for i, line in enumerate(out) if line.startswith("Parameters and weights")) > len(block)
+    assert "does not fit: for comparison only" in result.stdout
+    assert out[-1].startswith("·")  # notes last
+
+
+def test_brief_prints_only_the_verdict(cli):
+    result = cli("estimate", "mixtral-8x7b", "--gpu", "h200", "--brief")
+    assert result.exit_code == 0, result.stderr
+    out = lines(result.stdout)
+    assert out[0].startswith("╭─ mixtral-8x7b, inference") and out[-1].startswith("╰")
+    text = " ".join(out)
+    assert "FITS on 1 × NVIDIA H200" in text and "decode" in text and "tokens/s" in text
+    assert "Assumed: GPU" not in text and "Assumed: 1 GPU" in text
+
+
+def test_brief_json_is_the_verdict(cli):
+    verdict = cli("estimate", "mixtral-8x7b", "--brief", "--json").json()
+    plan = cli("plan", "mixtral-8x7b", "--gpu", "h100-sxm", "--json").json()
+    assert verdict["fits"] is False and verdict["fewest_gpus"] == plan["layouts"][0]["gpus"] == 2
+    assert verdict["headroom_bytes"] == verdict["usable_bytes"] - verdict["per_gpu_bytes"] < 0
+    assert verdict["plan_command"] == "moeplan plan mixtral-8x7b --gpu h100-sxm"
+    full = cli("estimate", "mixtral-8x7b", "--dtype", "fp8", "--json").json()
+    assert full["verdict"]["fits"] is True and full["verdict"]["fewest_gpus"] is None
+
+
+def test_plan_command_repeats_the_settings_given(cli):
+    verdict = cli("estimate", "deepseek-v3", "--gpu", "h100", "--context", "32K", "--num-gpus", "8", "--brief", "--json").json()
+    assert verdict["fits"] is False
+    assert verdict["plan_command"] == "moeplan plan deepseek-v3 --gpu h100 --context 32K"
+    assert verdict["fewest_gpus"] > 8
+
+
+@pytest.mark.parametrize("args, fixed, gpus", [
+    (["--ep", "8"], {"ep": 8}, 8),
+    (["--num-gpus", "8", "--ep", "8"], {"ep": 8}, 8),
+    (["--tp", "2", "--ep", "4"], {"tp": 2, "ep": 4, "dp": 2}, 4),
+    (["--num-gpus", "8", "--tp", "2"], {"tp": 2}, 8),
+])
+def test_partial_layouts_are_completed(cli, args, fixed, gpus):
+    data = cli("estimate", "mixtral-8x7b", *args, "--json").json()
+    layout = data["layout"]
+    assert layout["tp"] * layout["pp"] * layout["dp"] == gpus
+    assert {k: layout[k] for k in fixed} == fixed
+    assert (layout["tp"] * layout["dp"]) % layout["ep"] == 0  # EP GPUs carved out of tp × dp
+    assert data["layout_choice"].startswith(" ".join(args[i] for i in _flag_order(args)))
+    result = cli("estimate", "mixtral-8x7b", *args, "--brief")
+    assert result.exit_code == 0 and "Layout for " in result.stdout and "`moeplan plan`'s search" in result.stdout.replace("\n", " ")
+
+
+def _flag_order(args: list[str]) -> list[int]:
+    """Indices of args in the order the layout note names them: tp, ep, pp, dp, etp, then num-gpus."""
+    order = ["--tp", "--ep", "--pp", "--dp", "--etp", "--num-gpus"]
+    pairs = sorted(range(0, len(args), 2), key=lambda i: order.index(args[i]))
+    return [j for i in pairs for j in (i, i + 1)]
+
+
+def test_num_gpus_alone_is_plans_best_layout(cli):
+    plan = cli("plan", "mixtral-8x7b", "--num-gpus", "3", "--json").json()["layouts"][0]
+    data = cli("estimate", "mixtral-8x7b", "--num-gpus", "3", "--json").json()
+    assert {k: data["layout"][k] for k in ("tp", "ep", "pp", "dp")} == {k: plan[k] for k in ("tp", "ep", "pp", "dp")}
+    assert data["memory"]["fits"] is True and data["memory"]["per_gpu_bytes"] == plan["per_gpu_bytes"]
+
+
+def test_impossible_layout_is_a_deployment_error(cli):
+    result = cli("estimate", "mixtral-8x7b", "--tp", "4", "--dp", "4", "--num-gpus", "8")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "invalid deployment --tp 4 --dp 4 --num-gpus 8" in result.stderr
+    assert "spec" not in result.stderr
+
+
+def test_training_reports_step_time_tokens_and_mfu(cli):
+    args = ["estimate", "mixtral-8x7b", "--mode", "training", "--tp", "8", "--dp", "2", "--batch", "2", "--grad-accum", "4",
+            "--context", "4096"]
+    data = cli(*args, "--json").json()
+    t = data["training"]
+    assert t["global_batch"] == 2 * 4 * 2 and t["tokens_per_step"] == 16 * 4096
+    model_flops = training_flops_per_token(load_preset("mixtral-8x7b"), 4096, "none") * 16 * 4096
+    assert t["model_flops_per_step"] == pytest.approx(model_flops)
+    assert t["mfu"] == pytest.approx(model_flops / (t["step_s"] * 16 * t["peak_flops_per_s"]))
+    assert t["step_s"] == pytest.approx(4 * t["micro_batch_s"] + t["bubble_s"] + t["gradient_allreduce_s"] + t["optimizer_s"])
+    assert t["tokens_per_s"] == pytest.approx(16 * 4096 / t["step_s"])
+    # one micro-batch on one GPU: training FLOPs of its 2 × 4096 tokens over tp = 8, at the dense BF16 peak
+    assert t["micro_batch_compute_s"] == pytest.approx(data["flops"]["training_per_token"] * 2 * 4096 / 8 / t["peak_flops_per_s"])
+    assert 0 < t["mfu"] < 1 and t["bubble_s"] == 0  # pp = 1: no pipeline bubble
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert "Training speed" in result.stdout and "MFU" in result.stdout and "global batch" in result.stdout
+    for absent in ("KV cache", "time to first token", "decode", "prefill"):
+        assert absent not in result.stdout
+    assert "training step" in result.stdout.split("╰")[0]  # the verdict's headline
+
+
+def test_pipeline_bubble(cli):
+    t = cli("estimate", "mixtral-8x7b", "--mode", "training", "--tp", "8", "--pp", "4", "--grad-accum", "8", "--json").json()["training"]
+    assert t["bubble_s"] == pytest.approx(3 * t["micro_batch_s"])  # (pp − 1) idle slots of 1F1B
+
+
+def test_context_suffixes_follow_vllm(cli):
+    contexts = [cli("estimate", "mixtral-8x7b", "--context", text, "--json").json()["deployment"]["context"]
+                for text in ("128k", "128K", "32000", "1m")]
+    assert contexts == [128_000, 131_072, 32_000, 1_000_000]
+    help_text = flowing(cli("estimate", "--help").stdout)
+    assert "k = 1000 and K = 1024, as vLLM reads them (128k = 128,000; 128K = 131,072)" in help_text
