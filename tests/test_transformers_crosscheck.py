@@ -38,7 +38,7 @@ COMPONENT_PATTERNS = [
     ("mamba", r"\.mamba\."),
     ("shared_experts", r"\.(shared_experts?|shared_expert_gate|shared_mlp)\."),
     ("routed_experts", r"\.experts\.|\.block_sparse_moe\.(input|output)_linear\."),
-    ("router", r"\.(gate|router)\.(weight|bias|layer\.weight|e_score_correction_bias)$"),
+    ("router", r"\.(gate|router)\.(weight|bias|layer\.weight|e_score_correction_bias|wg\.weight|moe_statics\.e_score_correction_bias)$"),
     ("dense_mlp", r"\.(mlp|feed_forward)\.(gate_proj|up_proj|down_proj)\.(weight|bias)$"),
     ("norms", r"(norm|norm_\d|norm_f|layernorm)\.(weight|bias)$"),
 ]

@@ -110,7 +110,8 @@ def shared_expert_params(moe: MoESpec, hidden: int) -> int:
     """The fused shared-expert MLP of one layer, with its output gate if any."""
     if not moe.shared_size:
         return 0
-    return mlp_params(hidden, moe.shared_size, moe.gated, moe.expert_bias) + hidden * moe.shared_expert_gate
+    bias = moe.expert_bias or moe.shared_expert_bias
+    return mlp_params(hidden, moe.shared_size, moe.gated, bias) + hidden * moe.shared_expert_gate
 
 
 def layer_params(spec: ModelSpec, layer: int) -> dict[str, int]:

@@ -304,6 +304,8 @@ def _shortest_cycle(pattern: list[str]) -> list[str]:
     return pattern
 
 
+from moeplan.spec.readers import moe_decoders  # noqa: E402  (it uses the helpers above)
+
 READERS: dict[str, Callable[[_Keys], dict]] = {
     "llama": _llama,
     "mistral": _llama,
@@ -325,6 +327,7 @@ READERS: dict[str, Callable[[_Keys], dict]] = {
     "granitemoe": _granitemoe,
     "granitemoeshared": _granitemoe,
     "jamba": _jamba,
+    **moe_decoders.READERS,
 }
 """Supported Hugging Face model_type values."""
 
@@ -345,6 +348,7 @@ TRANSFORMERS_DEFAULTS: dict[str, Config] = {
     "llama4_text": _LLAMA4_TEXT_DEFAULTS,
     "phimoe": {"num_key_value_heads": 8},
     "jamba": {"num_key_value_heads": 8},
+    **moe_decoders.TRANSFORMERS_DEFAULTS,
 }
 """transformers' config-class defaults (5.x) for keys a config.json may leave out, where they differ from the
 readers' own defaults: a key left out reads as transformers reads it. Only keys absent from the file are filled

@@ -97,6 +97,8 @@ class MoESpec(_Spec):
     """Always-active shared experts, fused into one MLP of num_shared_experts × shared_intermediate_size."""
     shared_intermediate_size: PositiveInt | None = None
     """Intermediate size of one shared expert; defaults to expert_intermediate_size."""
+    shared_expert_bias: bool = False
+    """Biases on the shared expert's projections although the routed experts have none (Ernie-4.5's use_bias)."""
     shared_expert_gate: bool = False
     """A learned sigmoid gate (H → 1) on the shared expert's output (Qwen-MoE)."""
     router_bias: bool = False

@@ -13,6 +13,14 @@ import json
 from pathlib import Path
 
 from transformers import (
+    Dots1Config,
+    Ernie4_5_MoeConfig,
+    ExaoneMoeConfig,
+    FlexOlmoConfig,
+    Glm4MoeLiteConfig,
+    HunYuanMoEV1Config,
+    MiniMaxM2Config,
+    SarvamMoEConfig,
     DbrxConfig,
     DeepseekV2Config,
     DeepseekV3Config,
@@ -127,6 +135,43 @@ CONFIGS = {
     "qwen3": Qwen3Config(
         vocab_size=1181, hidden_size=108, intermediate_size=196, num_hidden_layers=2, num_attention_heads=6,
         num_key_value_heads=3, head_dim=26, attention_bias=True,
+    ),
+    "ernie4_5_moe": Ernie4_5_MoeConfig(
+        vocab_size=1187, hidden_size=84, intermediate_size=148, num_hidden_layers=6, num_attention_heads=6,
+        num_key_value_heads=2, moe_intermediate_size=36, moe_k=2, moe_num_experts=7, moe_num_shared_experts=2,
+        moe_layer_start_index=1, moe_layer_end_index=4, moe_layer_interval=2, use_bias=True, tie_word_embeddings=False,
+    ),
+    "dots1": Dots1Config(
+        vocab_size=1193, hidden_size=96, intermediate_size=176, moe_intermediate_size=28, num_hidden_layers=4,
+        num_attention_heads=6, num_key_value_heads=2, n_routed_experts=9, n_shared_experts=2, num_experts_per_tok=3,
+        first_k_dense_replace=1, attention_bias=True, sliding_window=64, max_window_layers=2,
+    ),
+    "hunyuan_v1_moe": HunYuanMoEV1Config(
+        vocab_size=1201, hidden_size=88, intermediate_size=60, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=26, num_experts=5, moe_topk=2, attention_bias=True,
+    ),
+    "minimax_m2": MiniMaxM2Config(
+        vocab_size=1213, hidden_size=80, intermediate_size=44, num_hidden_layers=3, num_attention_heads=8,
+        num_key_value_heads=2, head_dim=12, num_local_experts=6, num_experts_per_tok=2,
+    ),
+    "flex_olmo": FlexOlmoConfig(
+        vocab_size=100361, hidden_size=72, intermediate_size=52, num_hidden_layers=3, num_attention_heads=6,
+        num_key_value_heads=3, num_experts=5, num_experts_per_tok=2, attention_bias=True,
+    ),
+    "exaone_moe": ExaoneMoeConfig(
+        vocab_size=1223, hidden_size=104, intermediate_size=188, num_hidden_layers=6, num_attention_heads=8,
+        num_key_value_heads=2, moe_intermediate_size=32, num_experts=8, num_experts_per_tok=2, num_shared_experts=1,
+        first_k_dense_replace=2, sliding_window=32, sliding_window_pattern=3,
+    ),
+    "glm4_moe_lite": Glm4MoeLiteConfig(
+        vocab_size=1229, hidden_size=112, intermediate_size=204, moe_intermediate_size=40, num_hidden_layers=4,
+        num_attention_heads=4, n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2, kv_lora_rank=24,
+        q_lora_rank=44, qk_rope_head_dim=8, qk_nope_head_dim=20, v_head_dim=18, attention_bias=True,
+    ),
+    "sarvam_moe": SarvamMoEConfig(
+        vocab_size=1231, hidden_size=116, intermediate_size=212, moe_intermediate_size=36, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=22, n_routed_experts=6, n_shared_experts=1,
+        num_experts_per_tok=2, first_k_dense_replace=1, use_qk_norm=True, attention_bias=True,
     ),
 }
 """File stem -> config object."""

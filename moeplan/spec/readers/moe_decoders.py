@@ -1,0 +1,188 @@
+"""Readers of MoE decoders whose layers are a softmax attention and a (shared-expert) MoE block: Ernie-4.5-MoE,
+dots.llm1, Hunyuan-A13B, MiniMax-M2, FlexOlmo, EXAONE-MoE, GLM-4.7-Flash (glm4_moe_lite) and Sarvam-MoE.
+
+Each maps its family's key names onto the spec as transformers 5 builds the model (the modeling file of
+the same name): where transformers ignores a key (Hunyuan's moe_intermediate_size, MiniMax-M2's MTP and
+shared-expert keys), so does the reader, since the count is what transformers instantiates.
+"""
+
+from moeplan.errors import SpecError
+from moeplan.spec.hf import _base, _deepseek, _glm4_moe, _gqa_attention, _Keys, _shortest_cycle
+
+_KINDS = {"full_attention": "full", "sliding_attention": "sliding"}
+
+
+def _layer_types(k: _Keys, default: list[str] | None = None) -> dict:
+    """Attention fields from a per-layer layer_types list (full/sliding; ``default`` when the config has none),
+    with the sliding window the sliding layers need."""
+    layer_types = k("layer_types", default=None) or default
+    if not layer_types:
+        return {}
+    unknown = sorted(set(layer_types) - _KINDS.keys())
+    if unknown:
+        raise SpecError(f"{k.where}: layer_types {', '.join(map(repr, unknown))} are not attention types moeplan reads")
+    pattern = [_KINDS[kind] for kind in layer_types[: k("num_hidden_layers")]]
+    window = k("sliding_window") if "sliding" in pattern else None
+    return {"layer_pattern": _shortest_cycle(pattern), "sliding_window": window}
+
+
+def _sparse_layers(k: _Keys, first_dense: int) -> list[int]:
+    """MoE layers from mlp_layer_types, a per-layer list of 'dense'/'sparse' (transformers' default when the
+    config has none: the first ``first_dense`` layers dense, the rest sparse)."""
+    layers = k("num_hidden_layers")
+    kinds = (k("mlp_layer_types", default=None) or ["dense"] * first_dense + ["sparse"] * layers)[:layers]
+    unknown = sorted(set(kinds) - {"dense", "sparse"})
+    if unknown:
+        raise SpecError(f"{k.where}: mlp_layer_types {', '.join(map(repr, unknown))} are not 'dense' or 'sparse'")
+    return [i for i, kind in enumerate(kinds) if kind == "sparse"]
+
+
+def _aliases(k: _Keys, aliases: dict[str, str], defaults: dict | None = None) -> None:
+    """Read each alias (a config class's attribute_map name) as its canonical key when only the alias is given,
+    then transformers' ``defaults`` for canonical keys given under neither name (aliased keys cannot take their
+    default from TRANSFORMERS_DEFAULTS, which would shadow the alias)."""
+    for alias, canonical in aliases.items():
+        if k.has(alias) and not k.has(canonical):
+            k.config[canonical] = k.config[alias]
+    for canonical, value in (defaults or {}).items():
+        if not k.has(canonical):
+            k.config[canonical] = value
+
+
+def _same_in_every_layer(k: _Keys, *names: str, default):
+    """A key that may be one value or one per layer (Hunyuan); moeplan reads it when every layer agrees."""
+    value = k(*names, default=default)
+    if isinstance(value, list):
+        if len(set(value)) != 1:
+            raise SpecError(f"{k.where}: {names[0]} differs between layers ({value}); moeplan reads one value for all layers")
+        return value[0]
+    return value
+
+
+def ernie4_5_moe(k: _Keys) -> dict:
+    """Ernie-4.5-MoE: MoE in layers start..end (inclusive) every moe_layer_interval-th; shared experts; the
+    router's correction term is a parameter; use_bias puts biases on attention, dense and shared MLPs, lm_head."""
+    layers, bias = k("num_hidden_layers"), bool(k("use_bias", default=False))
+    start, end, interval = k("moe_layer_start_index"), k("moe_layer_end_index"), k("moe_layer_interval")
+    end = layers - 1 if end == -1 else end
+    moe = {
+        "num_experts": k("moe_num_experts", "num_experts", default=64),
+        "top_k": k("moe_k", "num_experts_per_tok", default=6),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "num_shared_experts": k("moe_num_shared_experts", default=0),
+        "shared_expert_bias": bias,
+        "router_correction_bias": True,
+        "router_correction_is_parameter": True,
+        "moe_layers": [i for i in range(layers) if (i + 1) % interval == 0 and start <= i <= end],
+    }
+    return _base(k, attention=_gqa_attention(k, qkv_bias=bias, o_bias=bias), moe=moe, mlp_bias=bias, lm_head_bias=bias)
+
+
+def dots1(k: _Keys) -> dict:
+    """dots.llm1: DeepSeek-V3's MoE (shared experts, first-k dense, correction bias) with GQA, per-head q/k norms,
+    biases on all four projections, optional sliding layers."""
+    _aliases(k, {"num_local_experts": "n_routed_experts"})
+    fields = _glm4_moe(k)
+    layers, window, dense_window = k("num_hidden_layers"), k("sliding_window", default=None), k("max_window_layers", default=0)
+    default = ["sliding_attention" if window and i >= dense_window else "full_attention" for i in range(layers)]
+    fields["attention"] = _gqa_attention(k, qk_norm="per_head", **_layer_types(k, default))
+    return fields
+
+
+def hunyuan_v1_moe(k: _Keys) -> dict:
+    """Hunyuan-A13B: every layer MoE plus one always-on MLP (shared_mlp), both of intermediate_size; per-head q/k
+    norms. moe_topk and num_experts may be per-layer lists (read when every layer agrees)."""
+    moe = {
+        "num_experts": _same_in_every_layer(k, "num_experts", "num_local_experts", default=1),
+        "top_k": _same_in_every_layer(k, "moe_topk", "num_experts_per_tok", default=1),
+        "expert_intermediate_size": k("intermediate_size"),
+        "num_shared_experts": 1,
+    }
+    return _base(k, attention=_gqa_attention(k, qk_norm="per_head"), moe=moe, intermediate_size=None)
+
+
+def minimax_m2(k: _Keys) -> dict:
+    """MiniMax-M2: Mixtral-style experts with sigmoid routing and a correction bias (a buffer), q/k norms over all
+    heads, no biases. Its MTP modules are not part of transformers' model, and not counted."""
+    moe = {
+        "num_experts": k("num_local_experts", "num_experts", default=256),
+        "top_k": k("num_experts_per_tok", default=8),
+        "expert_intermediate_size": k("intermediate_size"),
+        "router_correction_bias": True,
+    }
+    attention = _gqa_attention(k, qk_norm="full", qkv_bias=False, o_bias=False)
+    return _base(k, attention=attention, moe=moe, intermediate_size=None)
+
+
+def flex_olmo(k: _Keys) -> dict:
+    """FlexOlmo: OLMo-2 layers (norms after attention and MoE, q/k norms over all heads) with a plain MoE."""
+    moe = {
+        "num_experts": k("num_experts", "num_local_experts", default=7),
+        "top_k": k("num_experts_per_tok", default=5),
+        "expert_intermediate_size": k("intermediate_size"),
+    }
+    return _base(k, attention=_gqa_attention(k, qk_norm="full"), moe=moe, intermediate_size=None)
+
+
+def exaone_moe(k: _Keys) -> dict:
+    """EXAONE-MoE: per-layer dense/sparse MLPs, shared experts, per-head q/k norms, sliding/full layers."""
+    moe = {
+        "num_experts": k("num_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "num_shared_experts": k("num_shared_experts", default=0),
+        "router_correction_bias": True,
+        "num_expert_groups": k("n_group", default=1),
+        "topk_groups": k("topk_group", default=1),
+        "moe_layers": _sparse_layers(k, k("first_k_dense_replace", default=1)),
+    }
+    period = k("sliding_window_pattern", default=4) if k("sliding_window", default=None) else 0
+    default = ["sliding_attention" if period and (i + 1) % period else "full_attention" for i in range(k("num_hidden_layers"))]
+    attention = _gqa_attention(k, qk_norm="per_head", qkv_bias=False, o_bias=False, **_layer_types(k, default))
+    return _base(k, attention=attention, moe=moe)
+
+
+def glm4_moe_lite(k: _Keys) -> dict:
+    """GLM-4.7-Flash: DeepSeek's MLA and MoE, dense/sparse layers from mlp_layer_types."""
+    _aliases(k, {"num_local_experts": "n_routed_experts", "head_dim": "qk_rope_head_dim"},
+             defaults={"n_routed_experts": 64, "qk_rope_head_dim": 64})
+    fields = _deepseek(k)
+    fields["moe"] |= {"moe_layers": _sparse_layers(k, first_dense=1), "first_dense_layers": 0, "router_correction_bias": True}
+    return fields
+
+
+def sarvam_moe(k: _Keys) -> dict:
+    """Sarvam-MoE: GLM-4.5's architecture (transformers builds Glm4MoeForCausalLM for it), under its own key aliases."""
+    _aliases(k, {"num_experts": "n_routed_experts", "num_local_experts": "n_routed_experts",
+                 "num_shared_experts": "n_shared_experts", "use_qkv_bias": "attention_bias",
+                 "num_mtp_layers": "num_nextn_predict_layers"}, defaults={"n_routed_experts": 128, "n_shared_experts": 1})
+    return _glm4_moe(k)
+
+
+READERS = {
+    "ernie4_5_moe": ernie4_5_moe,
+    "dots1": dots1,
+    "hunyuan_v1_moe": hunyuan_v1_moe,
+    "minimax_m2": minimax_m2,
+    "flex_olmo": flex_olmo,
+    "exaone_moe": exaone_moe,
+    "glm4_moe_lite": glm4_moe_lite,
+    "sarvam_moe": sarvam_moe,
+}
+"""model_type → reader."""
+
+TRANSFORMERS_DEFAULTS = {
+    "ernie4_5_moe": {"moe_intermediate_size": 1536, "moe_layer_end_index": -1, "moe_layer_interval": 1,
+                     "moe_layer_start_index": 1, "moe_num_shared_experts": 2, "num_key_value_heads": 4,
+                     "tie_word_embeddings": True, "use_bias": False},
+    "dots1": {"first_k_dense_replace": 0, "max_window_layers": 62, "moe_intermediate_size": 1408, "num_key_value_heads": 32,
+              "sliding_window": 4096},
+    "minimax_m2": {"head_dim": 128, "num_key_value_heads": 8},
+    "exaone_moe": {"first_k_dense_replace": 1, "moe_intermediate_size": 1024, "num_experts": 64, "num_experts_per_tok": 8,
+                   "num_key_value_heads": 32, "num_shared_experts": 1, "sliding_window": 4096, "sliding_window_pattern": 4},
+    "glm4_moe_lite": {"kv_lora_rank": 512, "moe_intermediate_size": 1536, "n_shared_experts": 1, "num_experts_per_tok": 4,
+                      "q_lora_rank": 768, "qk_nope_head_dim": 192, "v_head_dim": 256},
+    "sarvam_moe": {"first_k_dense_replace": 1, "head_dim": 64, "moe_intermediate_size": 1024, "num_experts_per_tok": 6,
+                   "num_key_value_heads": 4, "use_qk_norm": True},
+}
+"""transformers 5.24's config-class defaults for the keys these readers read (see hf.TRANSFORMERS_DEFAULTS)."""
