@@ -1,0 +1,64 @@
+"""Rich rendering of an EngineReport: the verdict first, then the engine's figures, its budget and notes."""
+
+from rich.markup import escape
+from rich.table import Table
+
+from moeplan.engines.report import EngineReport
+from moeplan.report.console import console
+from moeplan.units import GiB
+
+
+def _verdict(report: EngineReport) -> str:
+    s = report.startup
+    where = f"{escape(report.model)} on {report.layout.num_gpus} × {report.gpu} ({report.layout.describe()})"
+    if not s.starts:
+        return (f"[bold red]{report.engine} will not start[/]: {escape(s.failure or '')} — short by "
+                f"{s.shortfall_bytes / GiB:,.2f} GiB per GPU. {where}")
+    failed = [a.name for a in report.assertions if not a.passed]
+    tail = f"; [bold red]assertions fail[/]: {', '.join(failed)}" if failed else ""
+    return f"[bold green]{report.engine} starts[/]: {where}{tail}"
+
+
+def figures_table(report: EngineReport) -> Table:
+    s, d = report.startup, report.deployment
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    replicas = f" per replica; {s.replicas} replicas" if s.replicas > 1 else ""
+    rows = [
+        ("weights per GPU", f"{s.weights_per_gpu_bytes / GiB:,.2f} GiB"),
+        ("KV pool", f"{s.kv_pool_bytes / GiB:,.2f} GiB per GPU ({s.kv_bytes_per_token:,} B per token)"),
+        ("KV tokens", f"{s.kv_tokens:,} in {s.kv_blocks:,} blocks of {s.block_size}{replicas}"),
+        ("max concurrency", f"{s.max_concurrency:,.2f} requests of {s.max_model_len:,} tokens{replicas}"),
+        ("TPOT / TTFT", f"{report.time_per_output_token_s * 1e3:,.2f} ms / {report.ttft_s * 1e3:,.1f} ms at batch "
+                        f"{d.batch:,}, context {d.context:,} (moeplan's speed model)"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def budget_table(report: EngineReport) -> Table:
+    table = Table(title="How the engine divides the most constrained GPU", title_justify="left")
+    for column in ("allocation", "GiB", "basis"):
+        table.add_column(column, justify="right" if column == "GiB" else "left")
+    for line in report.startup.budget:
+        table.add_row(escape(line.name), f"{line.bytes / GiB:,.2f}", escape(line.basis))
+    return table
+
+
+def render_engine_report(report: EngineReport) -> None:
+    console.print(_verdict(report), soft_wrap=True)
+    console.print(figures_table(report))
+    console.print(budget_table(report))
+    if report.assertions:
+        table = Table(title="Assertions", title_justify="left")
+        for column in ("assertion", "required", "actual", "result"):
+            table.add_column(column)
+        for a in report.assertions:
+            table.add_row(a.name, escape(a.required), a.actual, "[green]pass[/]" if a.passed else "[red]FAIL[/]")
+        console.print(table)
+    if report.command.ignored:
+        console.print(f"ignored (not modelled): {escape(' '.join(report.command.ignored))}", soft_wrap=True)
+    for note in report.startup.notes:
+        console.print(f"· {escape(note)}", soft_wrap=True)

@@ -1,0 +1,164 @@
+"""`moeplan check -- <engine command>`: read the command, evaluate moeplan's deployment through the estimate
+facade, apply the engine's start-up semantics and the assertions.
+
+The model argument may be a moeplan preset, a path, or a Hugging Face id; until the id resolver of
+spec/resolve.py handles ids, an id maps to the preset taken from that repository (spec.presets.PRESET_ORIGINS).
+"""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from moeplan.engines.command import EngineCommand, EngineVersion, engine_module, parse_command
+from moeplan.engines.startup import EngineStartup, StartupInputs
+from moeplan.errors import SpecError
+from moeplan.layout.parallel import Layout
+from moeplan.report.document import Document
+from moeplan.report.estimate import build_estimate
+from moeplan.spec.deployment import Deployment
+from moeplan.spec.presets import PRESET_ORIGINS, preset_names
+from moeplan.spec.resolve import ResolvedSpec, resolve_spec
+from moeplan.units import GiB
+
+ENGINE_FIELDS = ("tp", "ep", "pp", "dp", "etp", "num_gpus", "kv_dtype", "dtype", "gpu_util", "prefill_chunk")
+"""Deployment settings an engine command decides; with `check --` they come from the command, not moeplan flags."""
+
+ASSERTIONS = {
+    "min_kv_tokens": ("KV tokens", lambda r: r.startup.kv_tokens, ">="),
+    "min_concurrency": ("max concurrency at max_model_len", lambda r: r.startup.max_concurrency, ">="),
+    "min_kv_pool_gib": ("KV pool GiB", lambda r: r.startup.kv_pool_bytes / GiB, ">="),
+    "max_tpot_ms": ("time per output token, ms", lambda r: r.time_per_output_token_s * 1e3, "<="),
+    "max_ttft_ms": ("time to first token, ms", lambda r: r.ttft_s * 1e3, "<="),
+}
+"""`--assert NAME=VALUE` names: what each checks and how."""
+
+
+def _origin_id(origin: str) -> str:
+    return origin.split()[0].rstrip(",;")
+
+
+def preset_for_id(model_id: str) -> str | None:
+    """The preset shipped from a Hugging Face repository id (case-insensitive), if any."""
+    wanted = model_id.lower()
+    return next((name for name, origin in PRESET_ORIGINS.items() if _origin_id(origin).lower() == wanted), None)
+
+
+def model_argument(spec) -> str:
+    """What a launch command names for a spec: a preset's Hugging Face id, a config's directory, else its name."""
+    origin = PRESET_ORIGINS.get(spec.name)
+    if spec.source.startswith("preset") and origin and "/" in _origin_id(origin):
+        return _origin_id(origin)
+    path = Path(spec.source)
+    if path.name == "config.json":
+        return str(path.parent)
+    return spec.source if path.exists() else spec.name
+
+
+def resolve_model(model: str) -> ResolvedSpec:
+    """A preset, a path, or a Hugging Face id (the preset from that repository, else spec.resolve's own reading)."""
+    if model in preset_names() or Path(model).expanduser().exists():
+        return resolve_spec(model)
+    preset = preset_for_id(model)
+    return resolve_spec(preset if preset else model)
+
+
+class Assertion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    required: str
+    actual: str
+    passed: bool
+
+
+class EngineReport(Document):
+    """The result of `moeplan check -- <engine command>`; `--json` prints this model."""
+
+    engine: str
+    """Engine and version whose semantics were applied (vllm==0.19; no version: the newest moeplan knows)."""
+    command: EngineCommand
+    model: str
+    """The spec's name."""
+    gpu: str
+    layout: Layout
+    deployment: Deployment
+    """moeplan's deployment for the command (what `moeplan estimate` would be given)."""
+    startup: EngineStartup
+    time_per_output_token_s: float
+    ttft_s: float
+    decode_tokens_per_s: float
+    """From the estimate facade at the deployment's batch and context."""
+    assertions: list[Assertion]
+    passed: bool
+    """Starts and meets every assertion (exit code 0)."""
+
+
+def parse_assertions(texts: list[str]) -> dict[str, float]:
+    """`--assert NAME=VALUE` texts → {name: value}; SpecError naming a bad one."""
+    out = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in ASSERTIONS:
+            raise SpecError(f"--assert {text!r}: expected NAME=VALUE with NAME one of {', '.join(ASSERTIONS)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise SpecError(f"--assert {text!r}: {value!r} is not a number") from None
+    return out
+
+
+def engine_deployment(command: EngineCommand, resolved: ResolvedSpec, base: Deployment, gpu) -> tuple[Deployment, int]:
+    """(moeplan's deployment, max_model_len) for a command; ``base`` carries the hardware and workload flags."""
+    given = sorted(set(base.model_fields_set) & set(ENGINE_FIELDS))
+    if given:
+        flags = ", ".join(f"--{f.replace('_', '-')}" for f in given)
+        raise SpecError(f"{flags}: with `check -- <engine command>` the layout and formats come from the command; set them there")
+    spec = resolved.spec
+    max_model_len = command.max_model_len or spec.max_position_embeddings
+    if max_model_len is None:
+        raise SpecError(f"{resolved.spec.name}: the config gives no max_position_embeddings; set the engine's max model length flag")
+    fields = engine_module(command.engine).deployment_fields(command, spec, gpu)
+    values = base.model_dump(exclude_unset=True)
+    values.setdefault("context", max_model_len)
+    values.update({k: v for k, v in fields.items() if v is not None})
+    return Deployment(**values), max_model_len
+
+
+def check_engine_command(argv: list[str], base: Deployment, engine: EngineVersion | None = None,
+                         assertions: dict[str, float] | None = None) -> EngineReport:
+    """Everything `moeplan check -- <engine command>` prints."""
+    from moeplan.hardware.catalogue import load_gpu
+
+    command = parse_command(argv)
+    if engine is not None and engine.engine != command.engine:
+        raise SpecError(f"--engine {engine.describe()}: the command starts {command.engine}")
+    version = engine or EngineVersion(engine=command.engine)
+    resolved = resolve_model(command.model)
+    gpu = load_gpu(base.gpu, {"memory_gib": base.gpu_memory_gib, "hbm_tb_s": base.gpu_hbm_tb_s,
+                              "bf16_tflops": base.gpu_bf16_tflops, "link_gb_s": base.gpu_link_gb_s})
+    deployment, max_model_len = engine_deployment(command, resolved, base, gpu)
+    estimate = build_estimate(resolved, deployment)
+    inputs = StartupInputs(spec=resolved.spec, command=command, version=version, gpu=estimate.gpu, layout=estimate.layout,
+                           memory=estimate.memory, deployment=deployment, max_model_len=max_model_len)
+    startup = engine_module(command.engine).startup(inputs)
+    speed = estimate.throughput
+    report = EngineReport(engine=version.describe(), command=command, model=resolved.spec.name, gpu=estimate.gpu.name,
+                          layout=estimate.layout, deployment=deployment, startup=startup,
+                          time_per_output_token_s=speed.time_per_output_token_s, ttft_s=speed.ttft_s,
+                          decode_tokens_per_s=speed.decode_tokens_per_s, assertions=[], passed=False)
+    report.assertions = [_assertion(name, value, report) for name, value in (assertions or {}).items()]
+    report.passed = startup.starts and all(a.passed for a in report.assertions)
+    return report
+
+
+def _assertion(name: str, need: float, report: EngineReport) -> Assertion:
+    what, read, sense = ASSERTIONS[name]
+    have = read(report)
+    ok = have >= need if sense == ">=" else have <= need
+    return Assertion(name=name, required=f"{what} {'≥' if sense == '>=' else '≤'} {need:,g}", actual=f"{have:,.2f}", passed=ok)
+
+
+def launch_command(engine: EngineVersion, layout: Layout, deployment: Deployment, spec) -> list[str]:
+    """The engine's launch command realising a layout for a spec (SpecError when the engine cannot express it)."""
+    return engine_module(engine.engine).launch_argv(model_argument(spec), layout, deployment, spec)

@@ -1,0 +1,135 @@
+"""What an engine reports at start-up, and the pieces every engine's memory semantics share: the memory the
+framework sees, one pipeline stage's KV cache per token, blocks and concurrency.
+
+Bytes throughout; GiB = 2^30 B in every engine log this mirrors (vLLM's "GiB", SGLang's "GB" are both 2^30).
+"""
+
+import math
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from moeplan.accounting.kv_cache import SequenceKV, sequence_kv
+from moeplan.accounting.memory import MemoryReport
+from moeplan.docstrings import add_field_docstrings
+from moeplan.engines.command import EngineCommand, EngineVersion
+from moeplan.hardware.catalogue import GPUSpec
+from moeplan.layout.parallel import Layout, stage_layers
+from moeplan.spec.deployment import Deployment
+from moeplan.spec.model import ModelSpec
+from moeplan.units import GiB
+
+TORCH_TOTAL_BYTES = {"h100-sxm": round(79.19 * GiB)}
+"""Total memory torch.cuda.mem_get_info reports, measured: H100 80GB SXM 79.19 GiB (llm-d-planner,
+docs/accuracy/vllm-v0.19.0-accuracy-report.md: "catalog memory = 80 GiB, actual = ~79.19 GiB"; vLLM's own
+log shows total_gpu_memory 79.22GiB in vllm-project/vllm#10511). Other GPUs: the driver-reported total."""
+
+
+def torch_total_bytes(gpu: GPUSpec) -> int:
+    """The total memory an engine divides: measured where known, else what the driver reports, else the datasheet."""
+    if gpu.name in TORCH_TOTAL_BYTES:
+        return TORCH_TOTAL_BYTES[gpu.name]
+    visible = getattr(gpu, "visible_memory_bytes", None)
+    return visible() if callable(visible) else gpu.memory_bytes
+
+
+class Allocation(BaseModel):
+    """One line of an engine's memory budget on the most constrained GPU."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    bytes: int
+    basis: str
+    """How the engine (and moeplan) arrives at it."""
+
+
+class EngineStartup(BaseModel):
+    """What the engine will say at start-up, in its own terms, for the most constrained GPU."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
+
+    starts: bool
+    failure: str | None = None
+    """Which allocation or check fails, in the engine's words."""
+    shortfall_bytes: int = 0
+    """How much memory that allocation lacks (0 when it starts)."""
+    total_bytes: int
+    """Memory the engine sees per GPU (torch's total)."""
+    budget: list[Allocation]
+    """The engine's division of one GPU, in the order it makes it."""
+    weights_per_gpu_bytes: int
+    """vLLM's "Model loading took"; the most-loaded GPU."""
+    kv_pool_bytes: int
+    """vLLM's "Available KV cache memory", SGLang's K + V size, TensorRT-LLM's KV pool (0 when negative)."""
+    kv_bytes_per_token: int
+    """Cache of one token over the GPU's attention layers (all layers as full attention: the pool's page size)."""
+    block_size: int
+    """Tokens per KV block (page)."""
+    kv_blocks: int
+    """vLLM's "# GPU blocks"; pool blocks."""
+    kv_tokens: int
+    """vLLM's "GPU KV cache size: N tokens", SGLang's max_total_num_tokens, per engine replica."""
+    max_model_len: int
+    max_concurrency: float
+    """vLLM's "Maximum concurrency for max_model_len tokens per request": requests of max_model_len at once, per replica."""
+    replicas: int = 1
+    """Engine replicas each holding their own pool (DP ranks, DP-attention ranks)."""
+    notes: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StartupInputs:
+    """What an engine's memory semantics read: the model, the parsed command, the hardware and moeplan's memory."""
+
+    spec: ModelSpec
+    command: EngineCommand
+    version: EngineVersion
+    gpu: GPUSpec
+    layout: Layout
+    memory: MemoryReport
+    """moeplan's memory report for the deployment (per-stage weights of the most-loaded rank)."""
+    deployment: Deployment
+    max_model_len: int
+
+
+def stage_sequences(spec: ModelSpec, kv_dtype: str, layout: Layout) -> list[SequenceKV]:
+    """One sequence's cache on one GPU of each pipeline stage (KV heads split over TP; MLA latent replicated)."""
+    return [sequence_kv(spec, kv_dtype, layers, layout.tp) for layers in stage_layers(spec.num_layers, layout.pp)]
+
+
+def page_bytes_per_token(sequence: SequenceKV) -> int:
+    """Per-token bytes of every attention layer of the GPU: the unit a block pool is sized in (windowed layers
+    draw pages from the same pool)."""
+    return sequence.full_bytes_per_token + sum(per_token for _, per_token in sequence.capped)
+
+
+def request_bytes(sequence: SequenceKV, max_model_len: int, block_size: int) -> int:
+    """Cache one request of max_model_len tokens holds, whole blocks per layer (window layers: the window)."""
+    def blocks(tokens: int) -> int:
+        return math.ceil(tokens / block_size) * block_size
+
+    capped = sum(per_token * blocks(min(max_model_len, cap)) for cap, per_token in sequence.capped)
+    return sequence.full_bytes_per_token * blocks(max_model_len) + capped + sequence.state_bytes
+
+
+def pool_figures(pool_bytes: int, sequence: SequenceKV, block_size: int, max_model_len: int) -> tuple[int, int, float]:
+    """(blocks, tokens, concurrency at max_model_len) of a pool of ``pool_bytes``."""
+    per_token = page_bytes_per_token(sequence)
+    if pool_bytes <= 0 or per_token == 0:
+        return 0, 0, 0.0
+    blocks = pool_bytes // (per_token * block_size)
+    usable = blocks * block_size * per_token
+    return blocks, blocks * block_size, usable / request_bytes(sequence, max_model_len, block_size)
+
+
+def fail_first(checks: list[tuple[bool, str, int]]) -> tuple[str | None, int]:
+    """(failure, shortfall) of the first failing (failed, message, shortfall) check; (None, 0) when all pass."""
+    for failed, message, shortfall in checks:
+        if failed:
+            return message, max(shortfall, 0)
+    return None, 0
+
+
+def gib(n: float) -> str:
+    return f"{n / GiB:,.2f} GiB"

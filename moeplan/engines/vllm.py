@@ -1,0 +1,219 @@
+"""vLLM (V1 engine): its flags, how it divides a GPU, and the launch command of a layout.
+
+Start-up (vllm/v1/worker/gpu_worker.py, ``Worker.determine_available_memory``, v0.19): each worker loads its
+weights ("Model loading took X GiB"), runs one profiling step of ``max_num_batched_tokens`` tokens and a
+sampler warm-up of ``max_num_seqs`` rows, and sizes the KV cache as
+
+    available KV = gpu_memory_utilization × total − weights − peak activation − non-torch memory
+
+where total is torch's view of the device and non-torch memory is what grew outside torch's allocator (CUDA
+context, cuBLAS workspace, NCCL and custom all-reduce buffers). CUDA graphs are captured after the KV cache is
+allocated, from the 1 − utilisation slack, so they are not subtracted (llm-d-planner's v0.19 accuracy report
+finds the logged pool equals the formula without them). The pool is cut into blocks of ``block_size`` tokens
+over every attention layer of the GPU; the engine takes the smallest pool of its workers. MLA's latent cache is
+replicated on every TP rank; each DP rank (and DP-attention rank) holds its own pool.
+"""
+
+from moeplan.accounting.activations import inference_activations
+from moeplan.engines.command import EngineCommand
+from moeplan.engines.flags import Flag, choice, fraction, json_object, text, tokens, whole
+from moeplan.engines.startup import (
+    Allocation,
+    EngineStartup,
+    StartupInputs,
+    fail_first,
+    gib,
+    pool_figures,
+    request_bytes,
+    stage_sequences,
+    torch_total_bytes,
+)
+from moeplan.errors import SpecError
+from moeplan.hardware.catalogue import GPUSpec
+from moeplan.layout.parallel import Layout, stage_layers
+from moeplan.spec.deployment import Deployment
+from moeplan.spec.model import ModelSpec
+from moeplan.units import GiB
+
+KV_DTYPES = {"auto": None, "bfloat16": "bf16", "float16": "fp16", "fp8": "fp8", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8",
+             "fp8_inc": "fp8"}
+QUANTIZATIONS = {"fp8": "fp8", "mxfp4": "mxfp4", "awq": "int4-awq", "awq_marlin": "int4-awq", "gptq": "int4-gptq",
+                 "gptq_marlin": "int4-gptq", "modelopt_fp4": "nvfp4", "compressed-tensors": None, "bitsandbytes": "int8"}
+DTYPES = {"auto": None, "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
+
+FLAGS = [
+    Flag(("--model",), "model", text),
+    Flag(("--tensor-parallel-size", "-tp"), "tp", whole),
+    Flag(("--pipeline-parallel-size", "-pp"), "pp", whole),
+    Flag(("--data-parallel-size", "-dp"), "dp", whole),
+    Flag(("--enable-expert-parallel", "-ep"), "expert_parallel"),
+    Flag(("--max-model-len",), "max_model_len", tokens),
+    Flag(("--gpu-memory-utilization",), "memory_fraction", fraction),
+    Flag(("--kv-cache-dtype",), "kv_dtype", choice(KV_DTYPES)),
+    Flag(("--max-num-seqs",), "max_num_seqs", whole),
+    Flag(("--max-num-batched-tokens",), "max_num_batched_tokens", tokens),
+    Flag(("--quantization", "-q"), "quantization", choice(QUANTIZATIONS)),
+    Flag(("--dtype",), "dtype", choice(DTYPES)),
+    Flag(("--enforce-eager",), "enforce_eager"),
+    Flag(("--speculative-config",), "speculative", json_object),
+    Flag(("--block-size",), "block_size", whole),
+]
+"""vLLM's engine arguments that move memory or the layout (vllm/engine/arg_utils.py, v0.19)."""
+IGNORED_SWITCHES = frozenset({"--trust-remote-code", "--enable-prefix-caching", "--no-enable-prefix-caching",
+                              "--enable-chunked-prefill", "--disable-log-requests", "--enable-log-requests",
+                              "--disable-log-stats", "--enable-auto-tool-choice", "--async-scheduling",
+                              "--enable-sleep-mode", "--disable-custom-all-reduce"})
+POSITIONAL_MODEL = True
+MODEL_HINT = "vllm serve MODEL"
+
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+"""vLLM's --gpu-memory-utilization default (vllm/config/cache.py, v0.19)."""
+LARGE_GPU_BYTES = 70 * GiB
+"""vLLM raises its serving defaults on GPUs of at least 70 GiB other than A100 (arg_utils._set_default_args, v0.19)."""
+SERVE_DEFAULTS = {True: (8192, 1024), False: (2048, 256)}
+"""(max_num_batched_tokens, max_num_seqs) for `vllm serve` on a large GPU / otherwise (arg_utils, v0.19)."""
+BLOCK_SIZE = 16
+"""Default KV block size (vllm/config/cache.py); CUDA attention backends."""
+MLA_BLOCK_SIZE = 64
+"""FlashMLA, vLLM's MLA backend on Hopper, needs 64-token blocks; vLLM switches to them for MLA models."""
+NON_TORCH_BYTES = {"single": round(0.27 * GiB), "pipeline": round(0.07 * GiB), "collective": round(2.10 * GiB)}
+"""Non-torch memory per GPU measured on H100 with vLLM 0.19: one GPU 0.27 GiB, TP 1 with PP > 1 0.07 GiB, TP ≥ 2
+2.10 GiB (NCCL and custom all-reduce buffers). llm-d-incubation/llm-d-planner,
+data/configuration/vllm_memory_constants.json (non_torch_overhead_gib). DP with expert parallelism is taken
+as the TP ≥ 2 case (its all-to-all buffers are NCCL's too)."""
+SAMPLER_LOGIT_COPIES = 2.2
+"""The sampler warm-up holds about 2.2 fp32 copies of the [max_num_seqs, vocab] logits on top of the profiling
+step's forward peak: fitted to vLLM 0.19's profiled activation of Llama-3.1-8B (1.89 GiB) and Qwen2.5-7B
+(2.21 GiB) at 8,192 tokens and 1,024 sequences on H100 (llm-d-planner vllm_memory_constants.json
+activation_profiles), with the forward peak from moeplan's activation model."""
+PRE_0_17_ACTIVATION_FACTOR = 2.5
+"""Before v0.17 the profiled activation was about 2.5 × today's: llm-d-planner's constants from older vLLM
+(4.8 GiB for Llama at 16k context) against v0.19's measured 1.89 GiB (its accuracy report, "Activation memory")."""
+CUDA_GRAPH_BYTES_MAX = round(1.85 * GiB)
+"""Largest CUDA-graph pool llm-d-planner observed with vLLM 0.19 on H100 (0.51–1.85 GiB); it comes out of the
+1 − gpu_memory_utilization slack."""
+
+
+def _large_gpu(gpu: GPUSpec) -> bool:
+    return gpu.memory_bytes >= LARGE_GPU_BYTES and not gpu.name.startswith("a100")
+
+
+def serve_defaults(gpu: GPUSpec) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) `vllm serve` uses on this GPU."""
+    return SERVE_DEFAULTS[_large_gpu(gpu)]
+
+
+def block_size(spec: ModelSpec, command: EngineCommand) -> int:
+    return command.block_size or (MLA_BLOCK_SIZE if spec.attention.kind == "mla" else BLOCK_SIZE)
+
+
+def deployment_fields(command: EngineCommand, spec: ModelSpec, gpu: GPUSpec) -> dict:
+    """The moeplan Deployment settings this command implies (layout, formats, utilisation, step size)."""
+    expert = command.expert_parallel and spec.moe is not None
+    fields = {"tp": command.tp, "pp": command.pp, "dp": command.dp,
+              "ep": command.tp * command.dp if expert else None, "etp": 1 if expert else None,
+              "gpu_util": command.memory_fraction or DEFAULT_GPU_MEMORY_UTILIZATION,
+              "prefill_chunk": command.max_num_batched_tokens or serve_defaults(gpu)[0],
+              "dtype": command.quantization or command.dtype}
+    if command.kv_dtype:
+        fields["kv_dtype"] = command.kv_dtype
+    return fields
+
+
+def non_torch_bytes(layout: Layout) -> int:
+    """Non-torch memory of one worker (NON_TORCH_BYTES)."""
+    if layout.tp > 1 or (layout.dp > 1 and layout.ep > 1):
+        return NON_TORCH_BYTES["collective"]
+    return NON_TORCH_BYTES["pipeline" if layout.pp > 1 else "single"]
+
+
+def profile_activation_bytes(spec: ModelSpec, layout: Layout, layers: range, last_stage: bool, batched_tokens: int,
+                             max_num_seqs: int, version: tuple[int, ...] | None) -> int:
+    """Peak activation of vLLM's profiling run on one GPU: the forward step of ``batched_tokens`` (moeplan's
+    activation model) plus, on the last stage, the sampler warm-up of ``max_num_seqs`` fp32 logit rows."""
+    forward = inference_activations(spec, layout, layers, 1, batched_tokens, last_stage=False).peak_bytes
+    sampler = round(SAMPLER_LOGIT_COPIES * max_num_seqs * spec.vocab_size * 4) if last_stage else 0
+    factor = PRE_0_17_ACTIVATION_FACTOR if version is not None and version < (0, 17) else 1.0
+    return round(factor * (forward + sampler))
+
+
+def startup(inputs: StartupInputs) -> EngineStartup:
+    """vLLM's start-up on the most constrained GPU (the worker with the smallest KV pool)."""
+    spec, cmd, layout = inputs.spec, inputs.command, inputs.layout
+    total = torch_total_bytes(inputs.gpu)
+    util = cmd.memory_fraction or DEFAULT_GPU_MEMORY_UTILIZATION
+    budget = int(util * total)
+    default_tokens, default_seqs = serve_defaults(inputs.gpu)
+    batched, seqs = cmd.max_num_batched_tokens or default_tokens, cmd.max_num_seqs or default_seqs
+    size = block_size(spec, cmd)
+    non_torch = non_torch_bytes(layout)
+    sequences = stage_sequences(spec, inputs.deployment.kv_dtype, layout)
+    stages = []
+    for s, layers in enumerate(stage_layers(spec.num_layers, layout.pp)):
+        weights = inputs.memory.stages[s].weights_bytes
+        activation = profile_activation_bytes(spec, layout, layers, s == layout.pp - 1, batched, seqs, inputs.version.version)
+        stages.append((budget - weights - activation - non_torch, weights, activation, sequences[s]))
+    pool, weights, activation, sequence = min(stages, key=lambda st: st[0])
+    need = request_bytes(sequence, inputs.max_model_len, size)
+    blocks, tokens_, concurrency = pool_figures(pool, sequence, size, inputs.max_model_len)
+    heaviest = max(st[1] for st in stages)
+    failure, shortfall = fail_first([
+        (heaviest + non_torch > total, "model loading: CUDA out of memory (weights exceed the GPU)", heaviest + non_torch - total),
+        (pool <= 0, "No available memory for the cache blocks (increase --gpu-memory-utilization)", -pool),
+        (need > pool, f"KV cache: one request of max_model_len {inputs.max_model_len:,} needs {gib(need)}, more than the "
+                      f"available KV cache memory {gib(max(pool, 0))} (increase --gpu-memory-utilization or decrease "
+                      "--max-model-len)", need - pool),
+    ])
+    notes = [f"profiling run: {batched:,} batched tokens, sampler warm-up of {seqs:,} sequences; block size {size}"]
+    slack = total - budget
+    if not cmd.enforce_eager and slack < CUDA_GRAPH_BYTES_MAX:
+        notes.append(f"CUDA-graph capture takes up to {gib(CUDA_GRAPH_BYTES_MAX)} from the {gib(slack)} left outside "
+                     "--gpu-memory-utilization; it may run out of memory after the KV cache is allocated (--enforce-eager avoids it)")
+    if inputs.version.version is not None and inputs.version.version < (0, 17):
+        notes.append(f"vLLM {'.'.join(map(str, inputs.version.version))}: profiled activation × {PRE_0_17_ACTIVATION_FACTOR} "
+                     "(before v0.17 the profiling run reserved about 2.5 × as much)")
+    if cmd.speculative:
+        notes.append("speculative decoding's draft weights and cache are not counted")
+    if spec.attention.kind == "mla" and layout.tp > 1:
+        notes.append("MLA: the latent cache is replicated on every TP rank (use DP attention to partition it)")
+    return EngineStartup(
+        starts=failure is None, failure=failure, shortfall_bytes=shortfall, total_bytes=total,
+        budget=[Allocation(name="gpu_memory_utilization × total", bytes=budget, basis=f"{util:g} × {gib(total)}"),
+                Allocation(name="weights (Model loading took)", bytes=weights, basis="moeplan's weights of the most-loaded GPU"),
+                Allocation(name="peak activation (profiling run)", bytes=activation,
+                           basis=f"forward at {batched:,} tokens + {SAMPLER_LOGIT_COPIES} × {seqs:,} fp32 logit rows"),
+                Allocation(name="non-torch memory", bytes=non_torch, basis="measured on H100, vLLM 0.19 (llm-d-planner)"),
+                Allocation(name="Available KV cache memory", bytes=max(pool, 0), basis="the remainder")],
+        weights_per_gpu_bytes=heaviest, kv_pool_bytes=max(pool, 0), kv_bytes_per_token=sequence.full_bytes_per_token
+        + sum(p for _, p in sequence.capped), block_size=size, kv_blocks=blocks, kv_tokens=tokens_,
+        max_model_len=inputs.max_model_len, max_concurrency=concurrency, replicas=layout.dp, notes=notes)
+
+
+def launch_argv(model: str, layout: Layout, deployment: Deployment, spec: ModelSpec) -> list[str]:
+    """`vllm serve` realising a layout; SpecError when vLLM cannot express it."""
+    if layout.ep > 1 and (layout.ep != layout.tp * layout.dp or layout.expert_tp != 1):
+        raise SpecError(f"vLLM cannot express {layout.describe()}: its expert parallelism is EP = TP × DP with whole experts")
+    if layout.ep == 1 and layout.expert_tp != layout.tp:
+        raise SpecError(f"vLLM cannot express {layout.describe()}: without EP its experts are split over TP")
+    argv = ["vllm", "serve", model, "--tensor-parallel-size", str(layout.tp)]
+    if layout.pp > 1:
+        argv += ["--pipeline-parallel-size", str(layout.pp)]
+    if layout.dp > 1:
+        argv += ["--data-parallel-size", str(layout.dp)]
+    if layout.ep > 1:
+        argv.append("--enable-expert-parallel")
+    argv += ["--max-model-len", str(deployment.context),
+             "--gpu-memory-utilization", f"{deployment.gpu_util or DEFAULT_GPU_MEMORY_UTILIZATION:g}"]
+    if deployment.kv_dtype != "bf16":
+        argv += ["--kv-cache-dtype", {"fp8": "fp8", "fp16": "float16"}.get(deployment.kv_dtype, deployment.kv_dtype)]
+    if deployment.dtype:
+        argv += _format_flags(deployment.dtype)
+    return argv
+
+
+def _format_flags(dtype: str) -> list[str]:
+    for table, flag in ((DTYPES, "--dtype"), (QUANTIZATIONS, "--quantization")):
+        spelling = next((k for k, v in table.items() if v == dtype), None)
+        if spelling:
+            return [flag, spelling]
+    raise SpecError(f"vLLM has no --quantization or --dtype for the weight format {dtype!r}; it reads the checkpoint's")
