@@ -1,7 +1,7 @@
 """The MoE decoders of moeplan/spec/readers/moe_decoders.py against transformers on the meta device: a config
-built from each config class's defaults (completed where the defaults alone build no MoE) and the published
-MiniMax-M2 preset must count exactly as transformers instantiates them, by component. The reduced synthetic
-configs of these families live in tests/data/hf-configs and run through test_transformers_crosscheck.py."""
+built from each config class's defaults (completed where the defaults alone build no MoE) must count exactly as
+transformers instantiates it, by component. The reduced synthetic configs of these families (tests/data/hf-configs)
+and the published MiniMax-M2 config (the minimax-m2 preset) run through test_transformers_crosscheck.py."""
 
 import pytest
 

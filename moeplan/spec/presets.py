@@ -33,6 +33,8 @@ PRESET_ORIGINS = {
     "llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct config.json (dense)",
     "llama-3.1-70b": "meta-llama/Llama-3.1-70B config.json (dense)",
     "qwen3-32b": "Qwen/Qwen3-32B config.json (dense)",
+    "minimax-m2": "MiniMaxAI/MiniMax-M2 config.json (fields as reproduced in a public MiniMax-M2.5 quantization guide, "
+                  "which shares the architecture; the Hub file's fp8 quantization_config, e4m3 in 128×128 blocks, kept)",
 }
 """Where each shipped Hugging Face config came from."""
 
