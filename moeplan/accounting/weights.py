@@ -31,7 +31,7 @@ from moeplan.docstrings import add_field_docstrings
 from moeplan.errors import SpecError
 from moeplan.spec.model import ModelSpec
 
-LINEAR_COMPONENTS = ("attention", "routed_experts", "shared_experts", "dense_mlp", "mamba")
+LINEAR_COMPONENTS = ("attention", "routed_experts", "shared_experts", "dense_mlp", "mamba", "linear_attention", "short_conv")
 """Components whose matrices ``dtype`` sets."""
 
 DEFAULT = "bf16"
@@ -80,6 +80,8 @@ class WeightMemory(BaseModel):
     """One routed expert of one layer, biases included (0 for a dense model)."""
     layer_bytes: list[int]
     """Bytes of each decoder layer; total_bytes minus their sum is the embedding, lm_head and final norm."""
+    layer_component_bytes: list[dict[str, int]]
+    """Bytes of each decoder layer by component (what llama.cpp's -ngl and --n-cpu-moe move layer by layer)."""
     scale_bytes: int
     """The part of total_bytes that is scales, zero-points and indices."""
     mtp_bytes: int
@@ -354,6 +356,7 @@ def weight_memory(spec: ModelSpec, policy: WeightPolicy | None = None) -> Weight
         active_bytes=total - by_component["routed_experts"] + spec.moe_layer_count * spec.top_k * per_expert,
         per_expert_bytes=per_expert,
         layer_bytes=[layer.total for layer in layers],
+        layer_component_bytes=[{c: layer.by_component.get(c, 0) for c in COMPONENTS} for layer in layers],
         scale_bytes=sum(part.scale_bytes for part in parts),
         mtp_bytes=mtp.total,
         formats={c: f.name for c, f in formats.items() if c in with_matrices},

@@ -77,8 +77,9 @@ def _checks(d: PlannedDeployment, r: EstimateReport) -> list[tuple[str, str, str
 def evaluate_deployment(d: PlannedDeployment, base: Path, calibration: Path | None = None) -> DeploymentResult:
     """Estimate one deployment and check its assertions."""
     model = d.model
-    if ("/" in model or model.endswith((".json", ".yaml", ".yml"))) and not Path(model).is_absolute():
-        model = str(base / model)
+    local = base / model  # a path in a plan file is relative to the file; org/name with no such path is a Hub id
+    if not Path(model).is_absolute() and (local.exists() or model.endswith((".json", ".yaml", ".yml", ".gguf"))):
+        model = str(local)
     overrides = {ALIASES.get(k, k): v for k, v in d.set.items()}
     deployment = Deployment(**d.model_dump(include=set(Deployment.model_fields)))
     report = build_estimate(resolve_spec(model, overrides), deployment, *load_calibration(calibration, deployment.gpu))

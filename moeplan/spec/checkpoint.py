@@ -62,10 +62,15 @@ def summarize_checkpoint(directory: Path, num_layers: int | None = None) -> Chec
     paths = sorted(directory.glob("*.safetensors"))
     if not paths:
         return None
+    return summarize_headers({str(path): read_header(path) for path in paths}, num_layers)
+
+
+def summarize_headers(headers: dict[str, dict], num_layers: int | None = None) -> CheckpointSummary:
+    """Totals over safetensors headers (file name → header without __metadata__), wherever they were read."""
     by_dtype: dict[str, DtypeTotal] = {}
     tensors = mtp = 0
-    for path in paths:
-        for name, info in read_header(path).items():
+    for path, header in headers.items():
+        for name, info in header.items():
             try:
                 elements = math.prod(info["shape"])
                 start, end = info["data_offsets"]
@@ -79,7 +84,7 @@ def summarize_checkpoint(directory: Path, num_layers: int | None = None) -> Chec
             if num_layers is not None and _layer_index(name) is not None and _layer_index(name) >= num_layers:
                 mtp += elements
     return CheckpointSummary(
-        files=len(paths),
+        files=len(headers),
         tensors=tensors,
         elements=sum(t.elements for t in by_dtype.values()),
         bytes=sum(t.bytes for t in by_dtype.values()),

@@ -39,6 +39,12 @@ PRESET_ORIGINS = {
 """Where each shipped Hugging Face config came from."""
 
 
+def preset_for_repo(repo_id: str) -> str | None:
+    """The preset built from a Hugging Face repository's config.json (case-insensitive id), if any."""
+    wanted = repo_id.lower()
+    return next((name for name, origin in PRESET_ORIGINS.items() if origin.split()[0].lower() == wanted), None)
+
+
 def _config_files() -> dict[str, object]:
     return {p.name.removesuffix(".json"): p for p in (_DATA / "configs").iterdir() if p.name.endswith(".json")}
 

@@ -1,0 +1,257 @@
+"""GGUF files (llama.cpp): the spec from the header's metadata, and weight memory from each tensor's stored type.
+
+Only the header is read, with the ``gguf`` package llama.cpp publishes (imported here, only for .gguf files):
+its reader maps the file and parses the key/value metadata and the tensor table; tensor data is never
+touched. A split model (``name-00001-of-00003.gguf``) is read from all its parts. The metadata is turned into
+the Hugging Face config of the same architecture (llama.cpp's convert_hf_to_gguf.py writes it from that
+config), so one reader per architecture builds the spec; memory comes from the file's own bytes, so llama.cpp's
+``_M``/``_S`` mixes (attn_v or ffn_down at a higher type) count exactly.
+"""
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import NamedTuple
+
+from moeplan.accounting.params import COMPONENTS, count_params
+from moeplan.accounting.weights import WeightMemory
+from moeplan.errors import SpecError
+from moeplan.spec.model import ModelSpec
+
+SPLIT = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$")
+"""llama.cpp's gguf-split file names."""
+
+
+class StoredTensor(NamedTuple):
+    """One tensor of a GGUF file: its name, stored type, elements and bytes."""
+
+    name: str
+    type: str
+    """ggml type, lower case (q4_k, q6_k, f32, ...)."""
+    elements: int
+    bytes: int
+    layer: int | None
+    """The block (decoder layer) it belongs to; None for token_embd, output and output_norm."""
+    component: str
+    """params.COMPONENTS entry it counts under."""
+
+
+_COMPONENT_RULES = (
+    (re.compile(r"_(exps|exp)(\.|$)"), "routed_experts"),
+    (re.compile(r"_(shexp)(\.|$)"), "shared_experts"),
+    (re.compile(r"^(ffn_gate_inp|exp_probs_b)(\.|$)"), "router"),
+    (re.compile(r"^(ffn_gate|ffn_up|ffn_down)(\.|$)"), "dense_mlp"),
+    (re.compile(r"^attn_(norm|post_norm)(\.|$)|^(ffn_norm|post_attention_norm|post_ffw_norm|layer_output_norm)(\.|$)"), "norms"),
+    (re.compile(r"^attn_"), "attention"),
+    (re.compile(r"^ssm_"), "mamba"),
+)
+"""Tensor name inside a block (after 'blk.N.') → component, first match wins (llama.cpp's tensor names)."""
+_TOP = {"token_embd": "embedding", "output": "lm_head", "output_norm": "norms"}
+
+
+def classify(name: str) -> tuple[int | None, str | None]:
+    """(block, component) of a GGUF tensor name; component None when the name is not one moeplan knows."""
+    if name.startswith("blk."):
+        _, layer, rest = name.split(".", 2)
+        component = next((c for rule, c in _COMPONENT_RULES if rule.search(rest)), None)
+        return (int(layer) if layer.isdigit() else None), component
+    return None, _TOP.get(name.rsplit(".", 1)[0])
+
+
+def split_parts(path: Path) -> list[Path]:
+    """All files of a split model given any of them (the file itself when it is not split)."""
+    match = SPLIT.match(path.name)
+    if not match:
+        return [path]
+    count = int(match["count"])
+    parts = [path.with_name(f"{match['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+    missing = [p.name for p in parts if not p.is_file()]
+    if missing:
+        raise SpecError(f"{path}: split GGUF model is missing {', '.join(missing)}")
+    return parts
+
+
+class GGUFHeader(NamedTuple):
+    """What the header of a (split) GGUF file holds."""
+
+    metadata: dict[str, object]
+    """Key/value metadata of the first part (scalars and short arrays; long arrays as their length)."""
+    tensors: list[tuple[str, str, int, int, list[int]]]
+    """(name, ggml type, elements, bytes, shape) of every tensor in every part."""
+
+
+_LONG_ARRAY = 64
+"""Metadata arrays longer than this (the tokenizer's vocabulary) are kept as their length only."""
+
+
+def read_header(path: Path) -> GGUFHeader:
+    """Metadata and tensor table of a GGUF file (all parts of a split one), reading no tensor data."""
+    from gguf import GGUFReader, GGUFValueType
+
+    metadata: dict[str, object] = {}
+    tensors = []
+    for index, part in enumerate(split_parts(path)):
+        try:
+            reader = GGUFReader(part, "r")
+        except (ValueError, OSError, KeyError, IndexError) as error:
+            raise SpecError(f"{part}: not a readable GGUF file ({error})") from None
+        for tensor in reader.tensors:
+            tensors.append((tensor.name, tensor.tensor_type.name.lower(), int(tensor.n_elements), int(tensor.n_bytes),
+                            [int(n) for n in tensor.shape]))
+        if index:
+            continue
+        for key, field in reader.fields.items():
+            if not field.types:
+                continue
+            if field.types[0] == GGUFValueType.ARRAY:
+                metadata[key] = len(field.data) if len(field.data) > _LONG_ARRAY else field.contents()
+            else:
+                metadata[key] = field.contents()
+    return GGUFHeader(metadata, tensors)
+
+
+def _hf_config(metadata: dict[str, object], tensors: dict[str, list[int]], source: str) -> dict:
+    """The Hugging Face config of the file's architecture, from llama.cpp's metadata keys."""
+    arch = str(metadata.get("general.architecture", ""))
+
+    def get(key: str, default=None):
+        return metadata.get(f"{arch}.{key}", default)
+
+    if get("block_count") is None or get("embedding_length") is None:
+        raise SpecError(f"{source}: GGUF metadata has no {arch}.block_count / {arch}.embedding_length")
+    embedding = tensors.get("token_embd.weight")
+    vocab = get("vocab_size") or metadata.get("tokenizer.ggml.tokens") or (embedding[1] if embedding else None)
+    experts = get("expert_count") or 0
+    config = {
+        "num_hidden_layers": get("block_count"),
+        "hidden_size": get("embedding_length"),
+        "intermediate_size": get("feed_forward_length"),
+        "num_attention_heads": get("attention.head_count"),
+        "num_key_value_heads": get("attention.head_count_kv"),
+        "max_position_embeddings": get("context_length"),
+        "vocab_size": vocab,
+        "rms_norm_eps": get("attention.layer_norm_rms_epsilon", 1e-6),
+        "tie_word_embeddings": "output.weight" not in tensors,
+    }
+    if get("attention.key_length"):
+        config["head_dim"] = get("attention.key_length")
+    moe = {"num_experts_per_tok": get("expert_used_count"), "moe_intermediate_size": get("expert_feed_forward_length")}
+    if arch == "llama":
+        return {**config, "model_type": "mixtral", "num_local_experts": experts, **moe} if experts else {**config, "model_type": "llama"}
+    if arch in ("qwen2", "qwen3"):
+        return {**config, "model_type": arch}
+    if arch == "qwen3moe":
+        return {**config, "model_type": "qwen3_moe", "num_experts": experts, "decoder_sparse_step": 1, "mlp_only_layers": [], **moe}
+    if arch == "qwen2moe":
+        return {**config, "model_type": "qwen2_moe", "num_experts": experts, "decoder_sparse_step": 1, "mlp_only_layers": [],
+                "shared_expert_intermediate_size": get("expert_shared_feed_forward_length"), **moe}
+    if arch == "olmoe":
+        return {**config, "model_type": "olmoe", "num_experts": experts, **moe}
+    if arch == "deepseek2":
+        rope = get("rope.dimension_count")
+        key = get("attention.key_length_mla") or get("attention.key_length")
+        value = get("attention.value_length_mla") or get("attention.value_length")
+        config.pop("head_dim", None)
+        return {
+            **config, "model_type": "deepseek_v3" if get("expert_gating_func") == 2 else "deepseek_v2",
+            "q_lora_rank": get("attention.q_lora_rank") or None, "kv_lora_rank": get("attention.kv_lora_rank"),
+            "qk_rope_head_dim": rope, "qk_nope_head_dim": key - rope, "v_head_dim": value,
+            "n_routed_experts": experts, "n_shared_experts": get("expert_shared_count", 0),
+            "first_k_dense_replace": get("leading_dense_block_count", 0), "n_group": get("expert_group_count", 1),
+            "topk_group": get("expert_group_used_count", 1), "num_experts_per_tok": get("expert_used_count"),
+            "moe_intermediate_size": get("expert_feed_forward_length"), "moe_layer_freq": 1,
+            "num_nextn_predict_layers": get("nextn_predict_layers", 0),
+        }
+    raise SpecError(f"{source}: GGUF architecture {arch!r} is not modelled "
+                    "(known: llama, qwen2, qwen3, qwen2moe, qwen3moe, olmoe, deepseek2); write a moeplan.yaml spec instead")
+
+
+def _stored(header: GGUFHeader) -> list[StoredTensor]:
+    rows = []
+    for name, kind, elements, size, _ in header.tensors:
+        layer, component = classify(name)
+        rows.append(StoredTensor(name, kind, elements, size, layer, component or "other"))
+    return rows
+
+
+def _dominant(tensors: list[StoredTensor]) -> str:
+    by_type = Counter()
+    for t in tensors:
+        by_type[t.type] += t.bytes
+    return by_type.most_common(1)[0][0]
+
+
+def weight_memory_from_tensors(spec: ModelSpec, tensors: list[StoredTensor], origin: str) -> WeightMemory:
+    """Weight memory from stored tensors: each tensor's own bytes, by component and layer (MTP blocks apart)."""
+    from moeplan.accounting.formats import FORMATS
+
+    main = [t for t in tensors if t.layer is None or t.layer < spec.num_layers]
+    mtp = [t for t in tensors if t.layer is not None and t.layer >= spec.num_layers]
+    unknown = [t.name for t in main if t.component == "other"]
+    by_component = dict.fromkeys(COMPONENTS, 0)
+    for t in main:
+        by_component["norms" if t.component == "other" else t.component] += t.bytes
+    layer_component = [dict.fromkeys(COMPONENTS, 0) for _ in range(spec.num_layers)]
+    for t in main:
+        if t.layer is not None:
+            layer_component[t.layer]["norms" if t.component == "other" else t.component] += t.bytes
+    routed = by_component["routed_experts"]
+    per_expert = routed // max(spec.num_experts * spec.moe_layer_count, 1) if spec.moe else 0
+    scales = sum(t.bytes - -(-t.elements * FORMATS[t.type].value_bits // 8) for t in main
+                 if t.type in FORMATS and not FORMATS[t.type].is_plain_float)
+    formats, notes = {}, []
+    for component in COMPONENTS:
+        matrices = [t for t in main if t.component == component and not t.name.endswith(".bias")]
+        if not matrices or component == "norms":
+            continue
+        formats[component] = _dominant(matrices)
+        mix = Counter()
+        for t in matrices:
+            mix[t.type] += t.bytes
+        if len(mix) > 1:
+            total = sum(mix.values())
+            notes.append(f"{component}: " + ", ".join(f"{k} {v / total:.0%}" for k, v in mix.most_common()) + " of bytes")
+    if unknown:
+        notes.append(f"{len(unknown)} tensors of unknown role counted with norms: {', '.join(unknown[:5])}")
+    vectors = [t for t in main if t.component == "norms"]
+    stored_params = sum(t.elements for t in main)
+    expected = count_params(spec).total
+    if stored_params != expected:
+        notes.append(f"the file stores {stored_params:,} weights; the spec built from its metadata has {expected:,}")
+    total = sum(by_component.values())
+    return WeightMemory(
+        total_bytes=total,
+        by_component_bytes=by_component,
+        active_bytes=total - routed + (spec.top_k * routed // spec.num_experts if spec.moe else 0),
+        per_expert_bytes=per_expert,
+        layer_bytes=[sum(layer.values()) for layer in layer_component],
+        layer_component_bytes=layer_component,
+        scale_bytes=scales,
+        mtp_bytes=sum(t.bytes for t in mtp),
+        formats=formats,
+        vector_format=_dominant(vectors) if vectors else "f32",
+        origin=origin,
+        bits_per_param=8 * total / expected,
+        notes=notes,
+    )
+
+
+class GGUFModel(NamedTuple):
+    spec: ModelSpec
+    weights: WeightMemory
+    tensors: list[StoredTensor]
+
+
+def read_gguf(path: Path) -> GGUFModel:
+    """The spec, exact weight memory and tensor table of a GGUF file."""
+    from moeplan.spec.hf import spec_from_hf_config
+
+    header = read_header(path)
+    shapes = {name: shape for name, _, _, _, shape in header.tensors}
+    config = _hf_config(header.metadata, shapes, str(path))
+    stem = SPLIT.match(path.name)["stem"] if SPLIT.match(path.name) else path.stem
+    name = str(header.metadata.get("general.name") or stem)
+    spec = spec_from_hf_config(config, name=name, source=f"GGUF {path}")
+    tensors = _stored(header)
+    weights = weight_memory_from_tensors(spec, tensors, f"GGUF {path.name}: each tensor's stored type and bytes")
+    return GGUFModel(spec, weights, tensors)

@@ -1,0 +1,181 @@
+"""Hugging Face model ids (``org/name[@revision]``): the local cache first, then the Hub's metadata, never weights.
+
+The cache is the one huggingface_hub writes (``HF_HUB_CACHE``, else ``HF_HOME``/hub, else
+~/.cache/huggingface/hub: ``models--org--name/refs/<branch>`` and ``snapshots/<commit>/``), read through
+huggingface_hub's own cache API. Online (unless ``HF_HUB_OFFLINE``), only config.json is downloaded (into that
+cache) and the safetensors headers are read by byte range (``get_safetensors_metadata``); ``HF_TOKEN`` and
+``HF_ENDPOINT`` are honoured. huggingface_hub is imported only here, and only when an id is resolved.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from moeplan.errors import EnvError, SpecError
+from moeplan.spec.checkpoint import CheckpointSummary, summarize_checkpoint, summarize_headers
+
+REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?$")
+"""org/name with an optional @revision (branch, tag or commit)."""
+CACHE_FOLDER = re.compile(r"^models--(?P<org>[^/]+?)--(?P<name>[^/]+)$")
+"""A repository's folder in the cache."""
+_TRUE = ("1", "ON", "YES", "TRUE")
+
+
+class HubConfig(NamedTuple):
+    """A model's config.json and where its stored tensors can be counted, from the cache or the Hub."""
+
+    config: dict
+    source: str
+    """Where it came from: 'Hugging Face cache <path>' or 'Hugging Face Hub <endpoint>', with the commit."""
+    snapshot: Path | None = None
+    """The cached snapshot folder (cache only)."""
+    headers: dict[str, dict] | None = None
+    """Safetensors headers by file name (Hub only; None when the repository has none)."""
+    notes: list[str] = []
+
+    def checkpoint(self, num_layers: int) -> tuple[CheckpointSummary | None, list[str]]:
+        """Stored tensors and notes; MTP layers are those from ``num_layers`` on."""
+        if self.headers is not None:
+            return summarize_headers(self.headers, num_layers), self.notes
+        if self.snapshot is not None:
+            checkpoint, notes = _snapshot_checkpoint(self.snapshot, num_layers)
+            return checkpoint, self.notes + notes
+        return None, self.notes
+
+
+def parse_repo_id(text: str) -> tuple[str, str | None] | None:
+    """(repo id, revision) when ``text`` reads as org/name[@revision], else None."""
+    match = REPO_ID.match(text)
+    return (match["repo"], match["revision"]) if match else None
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub (read at each call)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def is_offline() -> bool:
+    """HF_HUB_OFFLINE is set to a true value."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
+
+
+def cache_folder_repo(path: Path) -> tuple[str, Path, str | None] | None:
+    """(repo id, cache dir, snapshot commit or None) when ``path`` is a repository's cache folder
+    (models--org--name) or one of its snapshots (models--org--name/snapshots/<commit>), else None."""
+    path = path.expanduser().resolve()
+    if path.parent.name == "snapshots" and (match := CACHE_FOLDER.match(path.parent.parent.name)):
+        return f"{match['org']}/{match['name']}", path.parent.parent.parent, path.name
+    if match := CACHE_FOLDER.match(path.name):
+        return f"{match['org']}/{match['name']}", path.parent, None
+    return None
+
+
+def cached_snapshot(repo_id: str, revision: str | None = None, cache_dir: Path | None = None) -> Path | None:
+    """The cached snapshot folder holding ``repo_id``'s config.json at ``revision`` (default main), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir or hub_cache_dir(), revision=revision)
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _snapshot_checkpoint(snapshot: Path, num_layers: int | None) -> tuple[CheckpointSummary | None, list[str]]:
+    """Stored tensors of a cached snapshot: every shard its index lists must be there, or none is counted."""
+    index = snapshot / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None, [f"{index}: unreadable safetensors index; stored tensors not counted"]
+        present = {s for s in shards if (snapshot / s).is_file()}
+        if present != shards:
+            return None, [f"{len(present)} of {len(shards)} safetensors shards are cached; stored tensors not counted"]
+    return summarize_checkpoint(snapshot, num_layers), []
+
+
+def read_cached(repo_id: str, snapshot: Path) -> HubConfig:
+    """config.json of a cached snapshot."""
+    config_path = snapshot / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpecError(f"{config_path}: unreadable config.json ({error})") from None
+    if not isinstance(config, dict):
+        raise SpecError(f"{config_path}: config.json must hold a JSON object")
+    return HubConfig(config, f"Hugging Face cache {snapshot} ({repo_id}@{snapshot.name[:12]})", snapshot=snapshot)
+
+
+def _offline_hint(repo_id: str) -> str:
+    return f"offline alternative: `hf download {repo_id} config.json` where there is network, then run again"
+
+
+def _hub_error(error: Exception, repo_id: str, revision: str | None, endpoint: str) -> Exception:
+    """One line naming the repository for each way the Hub can refuse."""
+    from huggingface_hub import errors
+
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(error, errors.LocalEntryNotFoundError):  # the Hub could not be reached (and nothing is cached)
+        return EnvError(f"{where}: cannot reach {endpoint}; {_offline_hint(repo_id)}")
+    if isinstance(error, errors.GatedRepoError) or status == 403:
+        return EnvError(f"{where}: gated or forbidden on {endpoint} (HTTP {status}); accept its terms on the model page "
+                        f"and set HF_TOKEN to a token that may read it; {_offline_hint(repo_id)}")
+    if isinstance(error, errors.RevisionNotFoundError):
+        return SpecError(f"{where}: no such revision on {endpoint}")
+    if isinstance(error, errors.RepositoryNotFoundError) or status == 401:
+        return SpecError(f"{where}: no such model on {endpoint} (HTTP {status}; a private repository needs HF_TOKEN); "
+                         "check the id, or give a local directory or preset")
+    if isinstance(error, errors.EntryNotFoundError) or status == 404:
+        return SpecError(f"{where}: the repository has no config.json on {endpoint}")
+    return EnvError(f"{where}: cannot reach {endpoint} ({type(error).__name__}); {_offline_hint(repo_id)}")
+
+
+def _is_transport_error(error: Exception, errors) -> bool:
+    """An HTTP status, a missing file or a failed connection (huggingface_hub's HTTP client raises its own types)."""
+    known = (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, OSError)
+    return isinstance(error, known) or type(error).__module__.split(".")[0].startswith("httpx")
+
+
+def fetch_from_hub(repo_id: str, revision: str | None) -> HubConfig:
+    """config.json (downloaded into the cache) and the safetensors headers (byte ranges) of ``repo_id``."""
+    from huggingface_hub import HfApi, constants, errors, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import disable_progress_bars, logging
+
+    constants.HF_HUB_OFFLINE = is_offline()  # huggingface_hub reads it once at import; moeplan at each call
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    api = HfApi(endpoint=endpoint, token=os.environ.get("HF_TOKEN") or None)
+    disable_progress_bars()
+    logging.set_verbosity_error()  # its retry warnings would break the one-line error
+    try:  # one HEAD without retries first: huggingface_hub retries a failing download for up to a minute
+        get_hf_file_metadata(hf_hub_url(repo_id, "config.json", revision=revision, endpoint=endpoint), token=api.token,
+                             endpoint=endpoint)
+        path = Path(api.hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=hub_cache_dir()))
+    except Exception as error:
+        if not _is_transport_error(error, errors):
+            raise
+        raise _hub_error(error, repo_id, revision, endpoint) from None
+    config = read_cached(repo_id, path.parent).config
+    notes: list[str] = []
+    try:
+        metadata = api.get_safetensors_metadata(repo_id, revision=revision)
+    except errors.NotASafetensorsRepoError:
+        metadata, notes = None, ["the repository holds no safetensors files; stored tensors not counted"]
+    except Exception as error:
+        if not (isinstance(error, errors.SafetensorsParsingError) or _is_transport_error(error, errors)):
+            raise
+        metadata, notes = None, [f"safetensors headers unreadable ({type(error).__name__}); stored tensors not counted"]
+    headers = None if metadata is None else {
+        name: {tensor: {"dtype": info.dtype, "shape": info.shape, "data_offsets": info.data_offsets} for tensor, info in file.tensors.items()}
+        for name, file in metadata.files_metadata.items()
+    }
+    return HubConfig(config, f"Hugging Face Hub {endpoint} ({repo_id}@{path.parent.name[:12]})", headers=headers, notes=notes)
+
+
+def not_cached_error(repo_id: str) -> EnvError:
+    """The error for an id that is neither cached nor fetchable because HF_HUB_OFFLINE is set."""
+    return EnvError(f"{repo_id}: not in the Hugging Face cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is set; "
+                    f"{_offline_hint(repo_id)}")
