@@ -18,6 +18,7 @@ REFUSED: dict[str, str] = {
     "openai_privacy_filter": f"{_NOT_A_DECODER} (a token classifier)",
     "dots3_note_vision_encoder": f"{_NOT_A_DECODER} (a vision encoder)",
     "qwen3_omni_moe_talker_text": f"{_NOT_A_DECODER} of text (Qwen3-Omni's speech talker)",
+    "gemma4_assistant": "a speculative-decoding draft model attached to a Gemma-4 target, not a model to plan on its own",
     # hybrid architectures (issue 17, part B)
     "nemotron_h": _HYBRID,
     "qwen3_next": _HYBRID,
