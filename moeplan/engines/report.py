@@ -140,7 +140,7 @@ def check_engine_command(argv: list[str], base: Deployment, engine: EngineVersio
     deployment, max_model_len = engine_deployment(command, resolved, base, gpu)
     estimate = build_estimate(resolved, deployment)
     inputs = StartupInputs(spec=resolved.spec, command=command, version=version, gpu=estimate.gpu, layout=estimate.layout,
-                           memory=estimate.memory, deployment=deployment, max_model_len=max_model_len)
+                           memory=estimate.memory, weights=estimate.weights, deployment=deployment, max_model_len=max_model_len)
     startup = engine_module(command.engine).startup(inputs)
     speed = estimate.throughput
     report = EngineReport(engine=version.describe(), command=command, model=resolved.spec.name, gpu=estimate.gpu.name,

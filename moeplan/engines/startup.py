@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moeplan.accounting.kv_cache import SequenceKV, sequence_kv
 from moeplan.accounting.memory import MemoryReport
+from moeplan.accounting.weights import WeightMemory
 from moeplan.docstrings import add_field_docstrings
 from moeplan.engines.command import EngineCommand, EngineVersion
 from moeplan.hardware.catalogue import GPUSpec
@@ -89,6 +90,8 @@ class StartupInputs:
     layout: Layout
     memory: MemoryReport
     """moeplan's memory report for the deployment (per-stage weights of the most-loaded rank)."""
+    weights: WeightMemory
+    """The formats and bytes of the whole model."""
     deployment: Deployment
     max_model_len: int
 

@@ -86,9 +86,17 @@ SAMPLER_LOGIT_COPIES = 2.2
 step's forward peak: fitted to vLLM 0.19's profiled activation of Llama-3.1-8B (1.89 GiB) and Qwen2.5-7B
 (2.21 GiB) at 8,192 tokens and 1,024 sequences on H100 (llm-d-planner vllm_memory_constants.json
 activation_profiles), with the forward peak from moeplan's activation model."""
-PRE_0_17_ACTIVATION_FACTOR = 2.5
-"""Before v0.17 the profiled activation was about 2.5 × today's: llm-d-planner's constants from older vLLM
-(4.8 GiB for Llama at 16k context) against v0.19's measured 1.89 GiB (its accuracy report, "Activation memory")."""
+SAMPLER_LOGIT_COPIES_BEFORE_0_17 = 8.5
+"""Before v0.17 the sampler warm-up held about 8.5 fp32 logit copies: fitted to gpt-oss-120b on one H100 with
+v0.10.1 (weights 65.97 GiB, "Available KV cache memory: -2.14 GiB" at util 0.9: 7.2 GiB of activation,
+vllm-project/vllm#23278). It also gives llm-d-planner's older Llama constant (4.8 GiB against 4.96 here) and
+the ~60% cut to v0.19's 1.89 GiB (issue 15)."""
+OLDEST_VERSION = (0, 8)
+"""vLLM before 0.8 ran the V0 engine, whose profiling differs; not modelled."""
+MXFP4_INTERMEDIATE_ALIGN = 256
+"""vLLM's MXFP4 MoE (vllm/model_executor/layers/quantization/mxfp4.py) pads each expert's intermediate size per
+partition up to a multiple of 256 for its Triton kernel; with it gpt-oss-120b loads as 64.4 GiB on one H100
+("Model loading took 64.38 GiB", vllm-project/vllm#33155, v0.14.1) against 60.8 GiB stored."""
 CUDA_GRAPH_BYTES_MAX = round(1.85 * GiB)
 """Largest CUDA-graph pool llm-d-planner observed with vLLM 0.19 on H100 (0.51–1.85 GiB); it comes out of the
 1 − gpu_memory_utilization slack."""
@@ -120,6 +128,16 @@ def deployment_fields(command: EngineCommand, spec: ModelSpec, gpu: GPUSpec) -> 
     return fields
 
 
+def loaded_weight_bytes(spec: ModelSpec, layout: Layout, held: dict[str, int], expert_format: str) -> int:
+    """Weights one worker holds after loading: moeplan's bytes, MXFP4 experts padded (MXFP4_INTERMEDIATE_ALIGN)."""
+    total = sum(held.values())
+    if spec.moe is not None and expert_format == "mxfp4":
+        inner = spec.moe.expert_intermediate_size // layout.expert_tp
+        padded = -(-inner // MXFP4_INTERMEDIATE_ALIGN) * MXFP4_INTERMEDIATE_ALIGN
+        total += held.get("routed_experts", 0) * (padded - inner) // inner
+    return total
+
+
 def non_torch_bytes(layout: Layout) -> int:
     """Non-torch memory of one worker (NON_TORCH_BYTES)."""
     if layout.tp > 1 or (layout.dp > 1 and layout.ep > 1):
@@ -130,11 +148,12 @@ def non_torch_bytes(layout: Layout) -> int:
 def profile_activation_bytes(spec: ModelSpec, layout: Layout, layers: range, last_stage: bool, batched_tokens: int,
                              max_num_seqs: int, version: tuple[int, ...] | None) -> int:
     """Peak activation of vLLM's profiling run on one GPU: the forward step of ``batched_tokens`` (moeplan's
-    activation model) plus, on the last stage, the sampler warm-up of ``max_num_seqs`` fp32 logit rows."""
+    activation model) plus, on the last stage, the sampler warm-up's fp32 logit rows of ``max_num_seqs``."""
+    if version is not None and version < OLDEST_VERSION:
+        raise SpecError(f"--engine vllm=={'.'.join(map(str, version))}: vLLM before 0.8 (the V0 engine) is not modelled")
     forward = inference_activations(spec, layout, layers, 1, batched_tokens, last_stage=False).peak_bytes
-    sampler = round(SAMPLER_LOGIT_COPIES * max_num_seqs * spec.vocab_size * 4) if last_stage else 0
-    factor = PRE_0_17_ACTIVATION_FACTOR if version is not None and version < (0, 17) else 1.0
-    return round(factor * (forward + sampler))
+    copies = SAMPLER_LOGIT_COPIES_BEFORE_0_17 if version is not None and version < (0, 17) else SAMPLER_LOGIT_COPIES
+    return forward + (round(copies * max_num_seqs * spec.vocab_size * 4) if last_stage else 0)
 
 
 def startup(inputs: StartupInputs) -> EngineStartup:
@@ -150,7 +169,8 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     sequences = stage_sequences(spec, inputs.deployment.kv_dtype, layout)
     stages = []
     for s, layers in enumerate(stage_layers(spec.num_layers, layout.pp)):
-        weights = inputs.memory.stages[s].weights_bytes
+        weights = loaded_weight_bytes(spec, layout, inputs.memory.stages[s].weights_by_component_bytes,
+                                      inputs.weights.formats.get("routed_experts", ""))
         activation = profile_activation_bytes(spec, layout, layers, s == layout.pp - 1, batched, seqs, inputs.version.version)
         stages.append((budget - weights - activation - non_torch, weights, activation, sequences[s]))
     pool, weights, activation, sequence = min(stages, key=lambda st: st[0])
@@ -169,9 +189,11 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     if not cmd.enforce_eager and slack < CUDA_GRAPH_BYTES_MAX:
         notes.append(f"CUDA-graph capture takes up to {gib(CUDA_GRAPH_BYTES_MAX)} from the {gib(slack)} left outside "
                      "--gpu-memory-utilization; it may run out of memory after the KV cache is allocated (--enforce-eager avoids it)")
+    copies = SAMPLER_LOGIT_COPIES
     if inputs.version.version is not None and inputs.version.version < (0, 17):
-        notes.append(f"vLLM {'.'.join(map(str, inputs.version.version))}: profiled activation × {PRE_0_17_ACTIVATION_FACTOR} "
-                     "(before v0.17 the profiling run reserved about 2.5 × as much)")
+        copies = SAMPLER_LOGIT_COPIES_BEFORE_0_17
+        notes.append(f"vLLM {'.'.join(map(str, inputs.version.version))}: before v0.17 the sampler warm-up held about "
+                     f"{copies} fp32 logit copies (today {SAMPLER_LOGIT_COPIES})")
     if cmd.speculative:
         notes.append("speculative decoding's draft weights and cache are not counted")
     if spec.attention.kind == "mla" and layout.tp > 1:
@@ -181,7 +203,7 @@ def startup(inputs: StartupInputs) -> EngineStartup:
         budget=[Allocation(name="gpu_memory_utilization × total", bytes=budget, basis=f"{util:g} × {gib(total)}"),
                 Allocation(name="weights (Model loading took)", bytes=weights, basis="moeplan's weights of the most-loaded GPU"),
                 Allocation(name="peak activation (profiling run)", bytes=activation,
-                           basis=f"forward at {batched:,} tokens + {SAMPLER_LOGIT_COPIES} × {seqs:,} fp32 logit rows"),
+                           basis=f"forward at {batched:,} tokens + {copies} × {seqs:,} fp32 logit rows"),
                 Allocation(name="non-torch memory", bytes=non_torch, basis="measured on H100, vLLM 0.19 (llm-d-planner)"),
                 Allocation(name="Available KV cache memory", bytes=max(pool, 0), basis="the remainder")],
         weights_per_gpu_bytes=heaviest, kv_pool_bytes=max(pool, 0), kv_bytes_per_token=sequence.full_bytes_per_token
