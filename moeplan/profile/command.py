@@ -1,29 +1,76 @@
-"""The body of `moeplan profile`: run, then print (rich or JSON), save the calibration, set the exit code."""
+"""The body of `moeplan profile`: check the options and output paths (no torch), run, print (rich or JSON),
+then write the calibration, and set the exit code."""
 
+import os
 import sys
 from pathlib import Path
 
-from moeplan.errors import EnvError
-from moeplan.profile.calibrate import calibration_from_report, save_calibration
+from moeplan.errors import EnvError, SpecError
+from moeplan.profile.gpus import gpu_selector
 from moeplan.profile.options import ProfileOptions
-from moeplan.profile.output import Recorder
-from moeplan.profile.render import render_report
-from moeplan.profile.runner import run_profile
-from moeplan.report.console import print_json
+from moeplan.profile.stopping import Stopped, stop_on_signals
+
+
+def check_writable(option: str, path: Path | None) -> None:
+    """SpecError unless ``path`` can be written: an existing writable file, or a new name in a writable folder."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"{option} {path}: is a folder; name a file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise SpecError(f"{option} {path}: the file is not writable")
+    elif not folder.is_dir():
+        raise SpecError(f"{option} {path}: folder {folder} does not exist")
+    elif not os.access(folder, os.W_OK):
+        raise SpecError(f"{option} {path}: folder {folder} is not writable")
+
+
+def preflight(options: ProfileOptions, out: Path | None, save: Path | None) -> None:
+    """Everything that can be checked before torch is imported: --gpus, the model and --ep, the output paths."""
+    from moeplan.profile.runner import model_shape
+
+    if options.device == "cuda":
+        gpu_selector(options.gpus)
+    model_shape(options.model, options.ep, options.ep or 1)
+    paths = {"--out": out, "--save": save, "--nvml-record": options.nvml_record}
+    for option, path in paths.items():
+        check_writable(option, path)
+    given = [Path(p).resolve() for p in paths.values() if p is not None]
+    if len(set(given)) < len(given):
+        raise SpecError("--out, --save and --nvml-record must name different files")
+    if options.nvml_file is not None and Path(options.nvml_file).resolve() in given:
+        raise SpecError(f"--nvml-file {options.nvml_file} is an input: do not write to it")
 
 
 def profile_command(options: ProfileOptions, out: Path | None, save: Path | None, as_json: bool) -> None:
     """Run the profile; a progress bar only on a terminal and never with --json; EnvError if a section failed."""
+    from moeplan.profile.calibrate import calibration_from_report, save_calibration
+    from moeplan.profile.output import Recorder
+    from moeplan.profile.render import render_report
+    from moeplan.profile.runner import run_profile
+    from moeplan.report.console import print_json
+
+    preflight(options, out, save)
     progress = not as_json and sys.stdout.isatty()
-    report, setup = run_profile(options, lambda report: Recorder(report, out, progress))
+    with stop_on_signals():
+        report, setup = run_profile(options, lambda report: Recorder(report, out, progress))
     if setup.torchrun_rank not in (None, 0):
         return
-    if save:
-        save_calibration(calibration_from_report(report, setup.device_name, len(setup.ctx.targets), setup.gpu), save)
     if as_json:
         print_json(report)
     else:
         render_report(report)
+    if save:
+        calibration = calibration_from_report(report, setup.device_name, len(setup.ctx.targets), setup.gpu)
+        try:
+            save_calibration(calibration, save)
+        except OSError as error:
+            raise SpecError(f"--save {save}: cannot write: {error.strerror or error}") from error
+    if report.stopped:
+        raise Stopped(report.stopped)
     failed = [s for s in report.sections if s.status == "failed"]
     if failed:
         raise EnvError("; ".join(f"{s.section} failed: {s.reason}" for s in failed))

@@ -101,7 +101,12 @@ class RunContext:
             samples = []
             for i in indices:
                 clocks, reasons, link = nvml.clocks(i), nvml.throttle_reasons(i), nvml.pcie(i)
-                samples.append(ClockSample(gpu=i, sm_mhz=clocks.sm_mhz, mem_mhz=clocks.mem_mhz, clock_reasons=clock_reason_names(reasons), pcie_gen=link.cur_gen, pcie_width=link.cur_width))
+                if clocks is None and reasons is None and link is None:
+                    continue  # every query refused: nothing to sample
+                samples.append(ClockSample(
+                    gpu=i, sm_mhz=clocks.sm_mhz if clocks else None, mem_mhz=clocks.mem_mhz if clocks else None,
+                    clock_reasons=clock_reason_names(reasons or 0), pcie_gen=link.cur_gen if link else None, pcie_width=link.cur_width if link else None,
+                ))
             return samples
 
         return read

@@ -22,7 +22,7 @@ from moeplan.profile.predict import apply_verdict, ffn_activation_bytes
 from moeplan.profile.results import Measurement
 from moeplan.profile.routing import LOAD_PATTERNS, LoadPattern, expert_loads
 from moeplan.profile.stats import summarize
-from moeplan.profile.timing import is_out_of_memory, l2_flusher, time_samples, try_allocate
+from moeplan.profile.timing import is_out_of_memory, is_sticky_cuda_error, l2_flusher, time_samples, try_allocate
 
 KernelPath = Literal["grouped_mm", "bmm_padded", "loop"]
 KERNEL_PATHS: tuple[KernelPath, ...] = ("grouped_mm", "bmm_padded", "loop")
@@ -160,6 +160,8 @@ def measure_gemm(ctx: RunContext, target: Target, weights: ExpertWeights, tokens
     try:
         timed = time_samples(call, target.device, ctx.sweeps.warmup, ctx.sweeps.iters, before=l2_flusher(target.device), during=ctx.clock_reader([target]))
     except RuntimeError as error:  # a kernel refusing these shapes (or memory running out mid-call) skips the point
+        if is_sticky_cuda_error(error):
+            raise  # the context is gone: the runner stops the run
         base.skipped = "out of memory" if is_out_of_memory(error) else f"{path} failed: {str(error).strip().splitlines()[0]}"
         return base
     stats = summarize(timed.samples_s)

@@ -89,6 +89,8 @@ def measure_host_copy(ctx: RunContext, targets: list[Target], nbytes: int, direc
     base.hints = ctx.hints([t.nvml_index for t in targets], ("pcie_downtrained", "pcie_gen_below_max", "vm")) + clock_hints(base.clocks)
     for sample in base.clocks:
         top = ctx.nvml.pcie(sample.gpu)
+        if top is None or sample.pcie_gen is None:
+            continue
         if sample.pcie_gen < top.max_gen or sample.pcie_width < top.max_width:
             base.hints.append(f"GPU {sample.gpu}: PCIe Gen{sample.pcie_gen} x{sample.pcie_width} under load, of Gen{top.max_gen} x{top.max_width}")
     if memory == "pageable":

@@ -1,7 +1,9 @@
 """NVML behind one small interface: a live implementation on pynvml (nvidia-ml-py) and a recorded one.
 
 ``NvmlApi`` is every question the profiler asks about the GPUs (indexed in NVML order, which is PCI order
-and ignores CUDA_VISIBLE_DEVICES) plus one about the host (does the CPU report a hypervisor?).
+and ignores CUDA_VISIBLE_DEVICES) plus one about the host (does the CPU report a hypervisor?). Every per-GPU
+answer may be None: VMs, vGPU guests and cgroup device limits refuse queries one by one, and one refusal must
+not end the run (the snapshot lists what was refused).
 ``record(api)`` captures all the answers as a ``RecordedBox`` (JSON), and ``RecordedNvml`` replays one, so
 tests and offline reviews see exactly what a real box said. pynvml is imported only by ``PynvmlApi``.
 """
@@ -57,38 +59,43 @@ class NvLink(BaseModel):
 
 
 class NvmlApi(Protocol):
-    """The queries the profiler makes; ``i``, ``j`` are NVML device indices."""
+    """The queries the profiler makes; ``i``, ``j`` are NVML device indices; None: the driver refused the query."""
 
     def device_count(self) -> int: ...
-    def driver_version(self) -> str: ...
-    def name(self, i: int) -> str: ...
-    def uuid(self, i: int) -> str: ...
-    def bus_id(self, i: int) -> str: ...
-    def memory(self, i: int) -> MemoryInfo: ...
+    def driver_version(self) -> str | None: ...
+    def name(self, i: int) -> str | None: ...
+    def uuid(self, i: int) -> str | None: ...
+    def bus_id(self, i: int) -> str | None: ...
+    def memory(self, i: int) -> MemoryInfo | None: ...
     def sm_count(self, i: int) -> int | None: ...
-    def clocks(self, i: int) -> Clocks: ...
-    def throttle_reasons(self, i: int) -> int: ...
-    def pcie(self, i: int) -> PcieLink: ...
+    def clocks(self, i: int) -> Clocks | None: ...
+    def throttle_reasons(self, i: int) -> int | None: ...
+    def pcie(self, i: int) -> PcieLink | None: ...
     def numa_node(self, i: int) -> int | None: ...
-    def nvlinks(self, i: int) -> list[NvLink]: ...
-    def virtualization_mode(self, i: int) -> int: ...
-    def p2p_status(self, i: int, j: int, capability: P2PCapability) -> int: ...
-    def topology_level(self, i: int, j: int) -> int: ...
+    def nvlinks(self, i: int) -> list[NvLink] | None: ...
+    def virtualization_mode(self, i: int) -> int | None: ...
+    def compute_mode(self, i: int) -> int | None: ...
+    def p2p_status(self, i: int, j: int, capability: P2PCapability) -> int | None: ...
+    def topology_level(self, i: int, j: int) -> int | None: ...
     def hypervisor(self) -> bool: ...
 
 
 class RecordedDevice(BaseModel):
-    name: str
-    uuid: str
-    bus_id: str
-    memory: MemoryInfo
+    """One GPU's answers; None where the driver refused the query."""
+
+    name: str | None
+    uuid: str | None
+    bus_id: str | None
+    memory: MemoryInfo | None
     sm_count: int | None
-    clocks: Clocks
-    throttle_reasons: int
-    pcie: PcieLink
+    clocks: Clocks | None
+    throttle_reasons: int | None
+    pcie: PcieLink | None
     numa_node: int | None
-    nvlinks: list[NvLink]
-    virtualization_mode: int
+    nvlinks: list[NvLink] | None
+    virtualization_mode: int | None
+    compute_mode: int | None = 0
+    """nvmlComputeMode_t: 0 default, 2 prohibited, 3 exclusive process."""
 
 
 class RecordedBox(BaseModel):
@@ -96,12 +103,12 @@ class RecordedBox(BaseModel):
 
     description: str = ""
     """Where the recording came from."""
-    driver_version: str
+    driver_version: str | None
     hypervisor: bool
     devices: list[RecordedDevice]
-    p2p: dict[P2PCapability, list[list[int]]]
+    p2p: dict[P2PCapability, list[list[int | None]]]
     """NVML P2P status (0 = OK) per capability; the diagonal is 0."""
-    topology_level: list[list[int]]
+    topology_level: list[list[int | None]]
     """nvmlDeviceGetTopologyCommonAncestor per pair (PCIe path only); the diagonal is 0."""
 
 
@@ -123,46 +130,49 @@ class RecordedNvml:
     def device_count(self) -> int:
         return len(self.box.devices)
 
-    def driver_version(self) -> str:
+    def driver_version(self) -> str | None:
         return self.box.driver_version
 
-    def name(self, i: int) -> str:
+    def name(self, i: int) -> str | None:
         return self.box.devices[i].name
 
-    def uuid(self, i: int) -> str:
+    def uuid(self, i: int) -> str | None:
         return self.box.devices[i].uuid
 
-    def bus_id(self, i: int) -> str:
+    def bus_id(self, i: int) -> str | None:
         return self.box.devices[i].bus_id
 
-    def memory(self, i: int) -> MemoryInfo:
+    def memory(self, i: int) -> MemoryInfo | None:
         return self.box.devices[i].memory
 
     def sm_count(self, i: int) -> int | None:
         return self.box.devices[i].sm_count
 
-    def clocks(self, i: int) -> Clocks:
+    def clocks(self, i: int) -> Clocks | None:
         return self.box.devices[i].clocks
 
-    def throttle_reasons(self, i: int) -> int:
+    def throttle_reasons(self, i: int) -> int | None:
         return self.box.devices[i].throttle_reasons
 
-    def pcie(self, i: int) -> PcieLink:
+    def pcie(self, i: int) -> PcieLink | None:
         return self.box.devices[i].pcie
 
     def numa_node(self, i: int) -> int | None:
         return self.box.devices[i].numa_node
 
-    def nvlinks(self, i: int) -> list[NvLink]:
+    def nvlinks(self, i: int) -> list[NvLink] | None:
         return self.box.devices[i].nvlinks
 
-    def virtualization_mode(self, i: int) -> int:
+    def virtualization_mode(self, i: int) -> int | None:
         return self.box.devices[i].virtualization_mode
 
-    def p2p_status(self, i: int, j: int, capability: P2PCapability) -> int:
+    def compute_mode(self, i: int) -> int | None:
+        return self.box.devices[i].compute_mode
+
+    def p2p_status(self, i: int, j: int, capability: P2PCapability) -> int | None:
         return self.box.p2p[capability][i][j]
 
-    def topology_level(self, i: int, j: int) -> int:
+    def topology_level(self, i: int, j: int) -> int | None:
         return self.box.topology_level[i][j]
 
     def hypervisor(self) -> bool:
@@ -185,12 +195,13 @@ def record(api: NvmlApi, description: str = "") -> RecordedBox:
             numa_node=api.numa_node(i),
             nvlinks=api.nvlinks(i),
             virtualization_mode=api.virtualization_mode(i),
+            compute_mode=api.compute_mode(i),
         )
         for i in range(count)
     ]
     pairs = [(i, j) for i in range(count) for j in range(count)]
 
-    def table(answer) -> list[list[int]]:
+    def table(answer) -> list[list[int | None]]:
         flat = [0 if i == j else answer(i, j) for i, j in pairs]
         return [flat[i * count : (i + 1) * count] for i in range(count)]
 
@@ -214,7 +225,8 @@ def cpu_reports_hypervisor(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 class PynvmlApi:
-    """The live ``NvmlApi`` on pynvml (package nvidia-ml-py). Optional queries the driver refuses return None."""
+    """The live ``NvmlApi`` on pynvml (package nvidia-ml-py). Only NVML start-up and the device count are
+    required; every other query the driver refuses (NVMLError) answers None."""
 
     _REMOTE_TYPES = {0: "gpu", 1: "ibmnpu", 2: "switch"}
 
@@ -225,89 +237,100 @@ class PynvmlApi:
             raise EnvError(f"NVML bindings are not installed: {PROFILE_EXTRA}") from error
         try:
             pynvml.nvmlInit()
+            count = pynvml.nvmlDeviceGetCount()
         except pynvml.NVMLError as error:
             raise EnvError(f"NVML did not start ({error}); is the NVIDIA driver loaded? check with: nvidia-smi") from error
         self.nvml = pynvml
-        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        self._handles = [self._ask(pynvml.nvmlDeviceGetHandleByIndex, i) for i in range(count)]
 
-    def _optional(self, query, *args):
+    def _ask(self, query, *args):
         try:
             return query(*args)
         except self.nvml.NVMLError:
             return None
 
+    def _device(self, i: int, query, *args):
+        """query(handle of GPU i, *args), None when there is no handle or the driver refuses."""
+        handle = self._handles[i]
+        return None if handle is None else self._ask(query, handle, *args)
+
     def device_count(self) -> int:
         return len(self._handles)
 
-    def driver_version(self) -> str:
-        return self.nvml.nvmlSystemGetDriverVersion()
+    def driver_version(self) -> str | None:
+        return self._ask(self.nvml.nvmlSystemGetDriverVersion)
 
-    def name(self, i: int) -> str:
-        return self.nvml.nvmlDeviceGetName(self._handles[i])
+    def name(self, i: int) -> str | None:
+        return self._device(i, self.nvml.nvmlDeviceGetName)
 
-    def uuid(self, i: int) -> str:
-        return self.nvml.nvmlDeviceGetUUID(self._handles[i])
+    def uuid(self, i: int) -> str | None:
+        return self._device(i, self.nvml.nvmlDeviceGetUUID)
 
-    def bus_id(self, i: int) -> str:
-        return _text(self.nvml.nvmlDeviceGetPciInfo(self._handles[i]).busId)
+    def bus_id(self, i: int) -> str | None:
+        info = self._device(i, self.nvml.nvmlDeviceGetPciInfo)
+        return _text(info.busId) if info is not None else None
 
-    def memory(self, i: int) -> MemoryInfo:
-        info = self.nvml.nvmlDeviceGetMemoryInfo(self._handles[i], version=self.nvml.nvmlMemory_v2)
-        return MemoryInfo(total_bytes=info.total, free_bytes=info.free, used_bytes=info.used, reserved_bytes=info.reserved)
+    def memory(self, i: int) -> MemoryInfo | None:
+        info = self._device(i, lambda h: self.nvml.nvmlDeviceGetMemoryInfo(h, version=self.nvml.nvmlMemory_v2))
+        return MemoryInfo(total_bytes=info.total, free_bytes=info.free, used_bytes=info.used, reserved_bytes=info.reserved) if info is not None else None
 
     def sm_count(self, i: int) -> int | None:
-        attributes = self._optional(self.nvml.nvmlDeviceGetAttributes_v2, self._handles[i])
+        attributes = self._device(i, self.nvml.nvmlDeviceGetAttributes_v2)
         return attributes.multiprocessorCount if attributes is not None else None
 
-    def clocks(self, i: int) -> Clocks:
-        h, n = self._handles[i], self.nvml
-        return Clocks(
-            sm_mhz=n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM),
-            sm_max_mhz=n.nvmlDeviceGetMaxClockInfo(h, n.NVML_CLOCK_SM),
-            mem_mhz=n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM),
-            mem_max_mhz=n.nvmlDeviceGetMaxClockInfo(h, n.NVML_CLOCK_MEM),
-        )
+    def clocks(self, i: int) -> Clocks | None:
+        n = self.nvml
+        values = [self._device(i, query, kind) for query in (n.nvmlDeviceGetClockInfo, n.nvmlDeviceGetMaxClockInfo) for kind in (n.NVML_CLOCK_SM, n.NVML_CLOCK_MEM)]
+        if None in values:
+            return None
+        sm, mem, sm_max, mem_max = values
+        return Clocks(sm_mhz=sm, sm_max_mhz=sm_max, mem_mhz=mem, mem_max_mhz=mem_max)
 
-    def throttle_reasons(self, i: int) -> int:
-        try:
-            return self.nvml.nvmlDeviceGetCurrentClocksEventReasons(self._handles[i])
-        except self.nvml.NVMLError:  # drivers older than the "event reasons" name
-            return self.nvml.nvmlDeviceGetCurrentClocksThrottleReasons(self._handles[i])
+    def throttle_reasons(self, i: int) -> int | None:
+        reasons = self._device(i, self.nvml.nvmlDeviceGetCurrentClocksEventReasons)
+        if reasons is None:  # drivers older than the "event reasons" name
+            reasons = self._device(i, self.nvml.nvmlDeviceGetCurrentClocksThrottleReasons)
+        return reasons
 
-    def pcie(self, i: int) -> PcieLink:
-        h, n = self._handles[i], self.nvml
-        return PcieLink(
-            max_gen=n.nvmlDeviceGetMaxPcieLinkGeneration(h),
-            max_width=n.nvmlDeviceGetMaxPcieLinkWidth(h),
-            cur_gen=n.nvmlDeviceGetCurrPcieLinkGeneration(h),
-            cur_width=n.nvmlDeviceGetCurrPcieLinkWidth(h),
-        )
+    def pcie(self, i: int) -> PcieLink | None:
+        n = self.nvml
+        queries = (n.nvmlDeviceGetMaxPcieLinkGeneration, n.nvmlDeviceGetMaxPcieLinkWidth, n.nvmlDeviceGetCurrPcieLinkGeneration, n.nvmlDeviceGetCurrPcieLinkWidth)
+        values = [self._device(i, q) for q in queries]
+        if None in values:
+            return None
+        return PcieLink(max_gen=values[0], max_width=values[1], cur_gen=values[2], cur_width=values[3])
 
     def numa_node(self, i: int) -> int | None:
-        node = self._optional(self.nvml.nvmlDeviceGetNumaNodeId, self._handles[i])
+        node = self._device(i, self.nvml.nvmlDeviceGetNumaNodeId)
         return node if node is not None and node >= 0 else None
 
-    def nvlinks(self, i: int) -> list[NvLink]:
-        h, links = self._handles[i], []
+    def nvlinks(self, i: int) -> list[NvLink] | None:
+        if self._handles[i] is None:
+            return None
+        links = []
         for link in range(self.nvml.NVML_NVLINK_MAX_LINKS):
-            if not self._optional(self.nvml.nvmlDeviceGetNvLinkState, h, link):
+            if not self._device(i, self.nvml.nvmlDeviceGetNvLinkState, link):
                 continue
-            remote = self._optional(self.nvml.nvmlDeviceGetNvLinkRemotePciInfo, h, link)
-            kind = self._optional(self.nvml.nvmlDeviceGetNvLinkRemoteDeviceType, h, link)
-            links.append(
-                NvLink(link=link, remote_bus_id=_text(remote.busId) if remote else "", remote_type=self._REMOTE_TYPES.get(kind, "unknown"))
-            )
+            remote = self._device(i, self.nvml.nvmlDeviceGetNvLinkRemotePciInfo, link)
+            kind = self._device(i, self.nvml.nvmlDeviceGetNvLinkRemoteDeviceType, link)
+            links.append(NvLink(link=link, remote_bus_id=_text(remote.busId) if remote else "", remote_type=self._REMOTE_TYPES.get(kind, "unknown")))
         return links
 
-    def virtualization_mode(self, i: int) -> int:
-        mode = self._optional(self.nvml.nvmlDeviceGetVirtualizationMode, self._handles[i])
-        return mode or 0
+    def virtualization_mode(self, i: int) -> int | None:
+        return self._device(i, self.nvml.nvmlDeviceGetVirtualizationMode)
 
-    def p2p_status(self, i: int, j: int, capability: P2PCapability) -> int:
-        return self.nvml.nvmlDeviceGetP2PStatus(self._handles[i], self._handles[j], _P2P_CAPS_INDEX[capability])
+    def compute_mode(self, i: int) -> int | None:
+        return self._device(i, self.nvml.nvmlDeviceGetComputeMode)
 
-    def topology_level(self, i: int, j: int) -> int:
-        return self.nvml.nvmlDeviceGetTopologyCommonAncestor(self._handles[i], self._handles[j])
+    def p2p_status(self, i: int, j: int, capability: P2PCapability) -> int | None:
+        if self._handles[j] is None:
+            return None
+        return self._device(i, self.nvml.nvmlDeviceGetP2PStatus, self._handles[j], _P2P_CAPS_INDEX[capability])
+
+    def topology_level(self, i: int, j: int) -> int | None:
+        if self._handles[j] is None:
+            return None
+        return self._device(i, self.nvml.nvmlDeviceGetTopologyCommonAncestor, self._handles[j])
 
     def hypervisor(self) -> bool:
         return cpu_reports_hypervisor()

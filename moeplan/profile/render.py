@@ -2,13 +2,17 @@
 samples and per-point notes are in --json and --out).
 
 Display units: time in µs or ms, rates in GB/s (1e9 B/s) or TFLOP/s, sizes in KiB/MiB/GiB (2^10 B ...).
+Numbers are never cut: a table too wide for the terminal is split into parts that repeat its first column,
+number columns keep their full width, and only text wraps.
 """
 
+import os
 import sys
 from collections.abc import Callable
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from moeplan.profile.results import Measurement, ProfileReport
@@ -16,7 +20,11 @@ from moeplan.profile.topology import TopologySnapshot
 
 Column = tuple[str, Callable[[Measurement], str]]
 WIDE = 160
-"""Table width when stdout is not a terminal."""
+"""Table width when stdout is not a terminal and COLUMNS is not set."""
+TEXT_COLUMNS = {"device", "load", "kernel path", "copy", "memory", "GPUs", "pair", "via", "phase", "mode", "routing", "link"}
+"""Columns whose cells may wrap; every other column holds numbers and keeps its full width."""
+TEXT_MIN = 10
+"""Width a wrapping text column is planned with."""
 
 
 def _time(seconds: float | None) -> str:
@@ -112,13 +120,42 @@ MOE: list[Column] = [
 ]
 
 
+def _needed(header: str, cells: list[str]) -> int:
+    """Planned width of a column: numbers at full length (the header may wrap at spaces), text at TEXT_MIN."""
+    longest = max((len(c) for c in cells if not c.startswith("skipped")), default=1)
+    words = max(len(w) for w in header.split())
+    return max(min(longest, TEXT_MIN), words) if header in TEXT_COLUMNS else max(longest, words)
+
+
+def column_parts(headers: list[str], rows: list[list[str]], width: int) -> list[list[int]]:
+    """Column indices of each part of a table that fits ``width``; every part after the first repeats column 0.
+    A column takes its content, 2 of padding and 1 divider; the table 1 more for its edges."""
+    needed = [_needed(h, [r[i] for r in rows]) + 3 for i, h in enumerate(headers)]
+    parts, current, used = [], [0], 1 + needed[0]
+    for i in range(1, len(headers)):
+        if used + needed[i] > width and len(current) > 1:
+            parts.append(current)
+            current, used = [0], 1 + needed[0]
+        current.append(i)
+        used += needed[i]
+    parts.append(current)
+    return parts
+
+
 def _table(console: Console, title: str, measurements: list[Measurement], columns: list[Column]) -> None:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for header, _ in columns + TAIL:
-        table.add_column(header, justify="left" if header in ("device", "load", "kernel path", "copy", "memory", "GPUs", "pair", "via", "phase", "mode", "routing") else "right")
-    for m in measurements:
-        table.add_row(*(cell(m) for _, cell in columns + TAIL))
-    console.print(table)
+    headers = [header for header, _ in columns + TAIL]
+    rows = [[cell(m) for _, cell in columns + TAIL] for m in measurements]
+    parts = column_parts(headers, rows, console.width)
+    for number, part in enumerate(parts):
+        suffix = f" (part {number + 1} of {len(parts)})" if len(parts) > 1 else ""
+        table = Table(title=title + suffix, title_justify="left", box=box.SIMPLE_HEAD)
+        for i in part:
+            text = headers[i] in TEXT_COLUMNS
+            table.add_column(headers[i], justify="left" if text else "right", overflow="fold",
+                             min_width=None if text else _needed(headers[i], [r[i] for r in rows]))
+        for row in rows:
+            table.add_row(*(row[i] for i in part))
+        console.print(table)
     notes = dict.fromkeys(h for m in measurements for h in m.hints)
     unavailable = dict.fromkeys(m.prediction.unavailable for m in measurements if m.prediction.unavailable)
     for line in [*notes, *(f"no prediction: {u}" for u in unavailable)]:
@@ -133,15 +170,15 @@ def _topology(console: Console, topo: TopologySnapshot) -> None:
         table.add_row(
             str(g.nvml_index),
             "-" if g.cuda_index is None else str(g.cuda_index),
-            g.name,
-            g.bus_id,
+            escape(g.name or "-"),
+            g.bus_id or "-",
             "-" if g.numa_node is None else str(g.numa_node),
-            f"{g.memory.total_bytes / 2**30:,.1f}",
+            "-" if g.memory is None else f"{g.memory.total_bytes / 2**30:,.1f}",
             "-" if g.sm_count is None else str(g.sm_count),
-            f"{g.clocks.sm_mhz}/{g.clocks.sm_max_mhz}",
+            "-" if g.clocks is None else f"{g.clocks.sm_mhz}/{g.clocks.sm_max_mhz}",
             ", ".join(g.clock_reasons) or "-",
-            f"Gen{g.pcie.cur_gen} x{g.pcie.cur_width} / Gen{g.pcie.max_gen} x{g.pcie.max_width}",
-            f"{len(g.nvlinks)}{' (NVSwitch)' if g.nvswitch else ''}",
+            "-" if g.pcie is None else f"Gen{g.pcie.cur_gen} x{g.pcie.cur_width} / Gen{g.pcie.max_gen} x{g.pcie.max_width}",
+            "-" if g.nvlinks is None else f"{len(g.nvlinks)}{' (NVSwitch)' if g.nvswitch else ''}",
             g.virtualization,
         )
     console.print(table)
@@ -163,8 +200,10 @@ def _topology(console: Console, topo: TopologySnapshot) -> None:
 
 
 def render_report(report: ProfileReport) -> None:
-    """Print the report on stdout: at the terminal's width, or 160 columns when stdout is a file or pipe."""
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else WIDE)
+    """Print the report on stdout: at the terminal's width (COLUMNS when set), else 160 columns."""
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else None if sys.stdout.isatty() else WIDE
+    console = Console(highlight=False, width=width)
     shape = report.shape
     env = report.environment
     console.print(f"[bold]moeplan profile[/] on {report.device} ({env.hostname}; torch {env.torch}" + (f", CUDA {env.cuda}, NCCL {env.nccl}" if env.cuda else "") + ")")

@@ -42,11 +42,12 @@ class ClockSample(BaseModel):
 
     gpu: int
     """NVML index."""
-    sm_mhz: int
-    mem_mhz: int
+    sm_mhz: int | None
+    """None where NVML refused the query (also mem_mhz, pcie_gen, pcie_width)."""
+    mem_mhz: int | None
     clock_reasons: list[str]
-    pcie_gen: int
-    pcie_width: int
+    pcie_gen: int | None
+    pcie_width: int | None
 
 
 class Measurement(BaseModel):
@@ -135,6 +136,8 @@ class ProfileReport(Document):
     """The α–β fit of the uniform all-to-all sweep."""
     notes: list[str] = Field(default_factory=list)
     """How this run differs from a full GPU run (CPU scaling)."""
+    stopped: str | None = None
+    """The signal that stopped the run early (SIGTERM, SIGINT); the sections after it did not run."""
     conventions: dict[str, str] = Field(
         default_factory=lambda: {
             "units": "seconds, bytes, FLOPs; GB/s = 1e9 B/s, TFLOP/s = 1e12 FLOP/s, GiB = 2^30 B",

@@ -15,7 +15,7 @@ from moeplan.hardware.catalogue import GPUSpec, load_gpu
 from moeplan.profile import alltoall
 from moeplan.profile.context import CPU_SWEEPS, CUDA_SWEEPS, RunContext, Target
 from moeplan.profile.env import cuda_devices, environment, require_backend, require_cuda, require_torch
-from moeplan.profile.gpus import parse_gpus
+from moeplan.profile.gpus import gpu_selector, parse_gpus
 from moeplan.profile.nvml import NvmlApi, PynvmlApi, RecordedNvml, record
 from moeplan.profile.options import ProfileOptions
 from moeplan.profile.output import Recorder
@@ -23,7 +23,8 @@ from moeplan.profile.predict import Predictor, catalogue_gpu_for
 from moeplan.profile.procs import RanksFailed, run_ranks
 from moeplan.profile.results import Measurement, ModelShape, ProfileReport, SectionResult
 from moeplan.profile.stats import fit_alpha_beta
-from moeplan.profile.timing import watchdog
+from moeplan.profile.stopping import Stopped
+from moeplan.profile.timing import DeviceLost, first_line, is_sticky_cuda_error, watchdog
 from moeplan.profile.topology import CudaDevice, normalize_uuid, snapshot
 from moeplan.spec.resolve import resolve_spec
 
@@ -52,6 +53,20 @@ def _torchrun_rank() -> int | None:
     return int(os.environ["RANK"]) if {"RANK", "WORLD_SIZE", "LOCAL_RANK"} <= os.environ.keys() else None
 
 
+def torchrun_nodes(env=os.environ) -> int:
+    """Nodes of a torchrun group: WORLD_SIZE / LOCAL_WORLD_SIZE (ranks are laid out node by node)."""
+    world, local = int(env["WORLD_SIZE"]), int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"]))
+    return max(1, world // max(1, local))
+
+
+def _optional_nvml() -> tuple[NvmlApi | None, str | None]:
+    """The live NVML, or None and why (the run goes on without a topology snapshot)."""
+    try:
+        return PynvmlApi(), None
+    except EnvError as error:
+        return None, str(error)
+
+
 def model_shape(model: str, ep: int | None, world: int) -> ModelShape:
     """The expert shapes of a model and the EP degree (default: the number of ranks); SpecError if they do not fit."""
     spec = resolve_spec(model).spec
@@ -71,20 +86,39 @@ def model_shape(model: str, ep: int | None, world: int) -> ModelShape:
     )
 
 
-def _cuda_targets(torch, options: ProfileOptions, nvml: NvmlApi | None, cuda: list[CudaDevice]) -> tuple[list[Target], list[int]]:
-    """The selected GPUs as targets: NVML indices matched to CUDA devices by UUID (torch indices without NVML)."""
+def select_targets(gpus: str, nvml: NvmlApi | None, cuda: list[CudaDevice]) -> tuple[list[tuple[int, int | None]], list[int]]:
+    """(CUDA index, NVML index or None) of each selected GPU, and the NVML indices the snapshot covers.
+
+    ``all`` means every GPU CUDA can see (CUDA_VISIBLE_DEVICES applies); explicit indices are NVML (nvidia-smi)
+    indices. The two are matched by UUID; a CUDA device NVML cannot name (refused UUID, MIG) has no NVML index.
+    """
     if nvml is None:
-        selected = parse_gpus(options.gpus, len(cuda))
-        return [Target(f"cuda:{i}", torch.device("cuda", i)) for i in selected], []
-    selected = parse_gpus(options.gpus, nvml.device_count())
-    by_uuid = {normalize_uuid(d.uuid): d.index for d in cuda}
-    targets = []
-    for i in selected:
-        index = by_uuid.get(normalize_uuid(nvml.uuid(i)))
+        return [(i, None) for i in parse_gpus(gpus, len(cuda))], []
+    nvml_by_uuid = {}
+    for i in range(nvml.device_count()):
+        uuid = nvml.uuid(i)
+        if uuid:
+            nvml_by_uuid[normalize_uuid(uuid)] = i
+    if gpu_selector(gpus) is None:
+        if not cuda:
+            raise SpecError("--gpus all: CUDA sees no GPU")
+        pairs = [(d.index, nvml_by_uuid.get(normalize_uuid(d.uuid))) for d in cuda]
+        return pairs, [n for _, n in pairs if n is not None]
+    cuda_by_uuid = {normalize_uuid(d.uuid): d.index for d in cuda}
+    pairs = []
+    for i in parse_gpus(gpus, nvml.device_count()):
+        uuid = nvml.uuid(i)
+        index = cuda_by_uuid.get(normalize_uuid(uuid)) if uuid else None
         if index is None:
-            raise SpecError(f"--gpus: GPU {i} ({nvml.uuid(i)}) is not visible to CUDA (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
-        targets.append(Target(f"cuda:{index}", torch.device("cuda", index), i))
-    return targets, selected
+            raise SpecError(f"--gpus: GPU {i} ({uuid or 'UUID refused by NVML'}) is not visible to CUDA (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+        pairs.append((index, i))
+    return pairs, [n for _, n in pairs]
+
+
+def _cuda_targets(torch, options: ProfileOptions, nvml: NvmlApi | None, cuda: list[CudaDevice]) -> tuple[list[Target], list[int]]:
+    """The selected GPUs as targets (see ``select_targets``)."""
+    pairs, selected = select_targets(options.gpus, nvml, cuda)
+    return [Target(f"cuda:{c}", torch.device("cuda", c), n) for c, n in pairs], selected
 
 
 def prepare(torch, options: ProfileOptions) -> Setup:
@@ -110,12 +144,14 @@ def prepare(torch, options: ProfileOptions) -> Setup:
         require_cuda(torch)
         if rank is not None:
             local = int(os.environ["LOCAL_RANK"])
-            targets, world, nvml_missing = [Target(f"cuda:{local}", torch.device("cuda", local))], int(os.environ["WORLD_SIZE"]), "not read under torchrun"
+            targets, world = [Target(f"cuda:{local}", torch.device("cuda", local))], int(os.environ["WORLD_SIZE"])
+            nvml, nvml_missing = _optional_nvml()
+            if nvml is not None:  # this rank's own GPU, matched by UUID
+                mine = normalize_uuid(cuda_devices(torch)[local].uuid)
+                selected = [n for n in range(nvml.device_count()) if nvml.uuid(n) and normalize_uuid(nvml.uuid(n)) == mine][:1]
+                targets = [Target(f"cuda:{local}", torch.device("cuda", local), selected[0] if selected else None)]
         else:
-            try:
-                nvml = PynvmlApi()
-            except EnvError as error:
-                nvml_missing = str(error)
+            nvml, nvml_missing = _optional_nvml()
             cuda = cuda_devices(torch)
             targets, selected = _cuda_targets(torch, options, nvml, cuda)
             world = len(targets)
@@ -132,7 +168,9 @@ def prepare(torch, options: ProfileOptions) -> Setup:
         require_backend(torch, backend)
     sweeps = CUDA_SWEEPS if options.device == "cuda" else CPU_SWEEPS
     sweeps = dataclasses.replace(sweeps, warmup=sweeps.warmup if options.warmup is None else options.warmup, iters=options.iters or sweeps.iters)
+    nodes = torchrun_nodes() if rank is not None else 1
     ctx = RunContext(
+        nodes=nodes,
         device_type=options.device,
         targets=targets,
         shape=model_shape(options.model, options.ep, world),
@@ -157,25 +195,42 @@ def new_report(torch, options: ProfileOptions, setup: Setup) -> ProfileReport:
 
 
 def _points(recorder: Recorder, ctx: RunContext, section: str, points: list, measure) -> list[Measurement]:
-    """Measure every point under the watchdog, emitting each as it finishes."""
+    """Measure every point under the watchdog, emitting each as it finishes; a sticky CUDA error raises DeviceLost."""
     recorder.start(section, len(points))
     done = []
     for number, point in enumerate(points, 1):
         with watchdog(ctx.timeout_s, f"{section} point {number} of {len(points)}"):
-            measurement = measure(*point)
+            try:
+                measurement = measure(*point)
+            except RuntimeError as error:
+                if is_sticky_cuda_error(error):
+                    raise DeviceLost(f"{section} point {number} of {len(points)}: {first_line(error)}") from error
+                raise
         recorder.emit(measurement)
         done.append(measurement)
     return done
 
 
+TOPOLOGY_USERS = ("topo", "h2d", "p2p", "a2a")
+"""Sections that use the snapshot (links, P2P status, PCIe); hbm and gemm read clocks on their own."""
+
+
 def _topology(setup: Setup, options: ProfileOptions, recorder: Recorder) -> SectionResult:
-    """Take the snapshot whenever NVML is there (the other sections' hints use it); report it when selected."""
+    """Take the snapshot when a selected section uses it; report it when selected. A failure never blocks measurements."""
     ctx = setup.ctx
     if ctx.nvml is None:
         return SectionResult(section="topo", status="skipped", reason=setup.nvml_missing)
+    if not set(TOPOLOGY_USERS) & set(options.only):
+        return SectionResult(section="topo", status="skipped", reason="not selected")
     if options.nvml_record:
-        options.nvml_record.write_text(record(ctx.nvml, f"recorded by moeplan profile on {recorder.report.environment.hostname}").model_dump_json(indent=1) + "\n")
-    ctx.topology = snapshot(ctx.nvml, setup.nvml_selected, setup.cuda, os.environ)
+        try:
+            options.nvml_record.write_text(record(ctx.nvml, f"recorded by moeplan profile on {recorder.report.environment.hostname}").model_dump_json(indent=1) + "\n")
+        except OSError as error:
+            raise SpecError(f"--nvml-record {options.nvml_record}: cannot write: {error.strerror or error}") from error
+    try:
+        ctx.topology = snapshot(ctx.nvml, setup.nvml_selected, setup.cuda, os.environ)
+    except Exception as error:  # noqa: BLE001 - an NVML surprise must not block the measurements
+        return SectionResult(section="topo", status="failed", reason=f"NVML snapshot failed ({type(error).__name__}: {first_line(error)}); measuring without it")
     if "topo" in options.only:
         recorder.report.topology = ctx.topology
         recorder.line("topology", ctx.topology.model_dump(mode="json"))
@@ -329,21 +384,53 @@ def _discard(message: dict) -> None:
 SECTION_RUNNERS = {"hbm": _hbm, "gemm": _gemm, "h2d": _h2d, "p2p": _p2p, "a2a": _a2a}
 
 
+def section_order(options: ProfileOptions, topology) -> tuple[list[str], str | None]:
+    """The measuring sections in run order, and a note when it differs from the report order.
+
+    A GPU in an exclusive compute mode takes one CUDA context at a time: the all-to-all ranks run first, before
+    this process creates contexts of its own for the other sections.
+    """
+    order = [s for s in options.only if s in SECTION_RUNNERS]
+    exclusive = [g.nvml_index for g in (topology.gpus if topology else []) if g.compute_mode in ("exclusive_process", "exclusive_thread")]
+    if exclusive and "a2a" in order and order[0] != "a2a":
+        order.remove("a2a")
+        return ["a2a", *order], f"GPU {', '.join(map(str, exclusive))} in exclusive compute mode: the all-to-all ran first, before this process held a CUDA context"
+    return order, None
+
+
 def run_profile(options: ProfileOptions, recorder_factory) -> tuple[ProfileReport, Setup]:
-    """Run every selected section; ``recorder_factory(report)`` makes the Recorder (JSONL, progress)."""
+    """Run every selected section; ``recorder_factory(report)`` makes the Recorder (JSONL, progress).
+
+    SIGTERM/SIGINT (``Stopped``) ends the run in order: the section cut short is recorded as failed, the
+    report keeps what finished and says so in ``stopped``. A sticky CUDA error (``DeviceLost``) fails its
+    section and skips the rest: the context is unusable, so later points would all be wrong.
+    """
     torch = require_torch()
     setup = prepare(torch, options)
     report = new_report(torch, options, setup)
     recorder = recorder_factory(report) if setup.torchrun_rank in (None, 0) else Recorder(report)
+    current = "topo"
     try:
         topo = _topology(setup, options, recorder)
         if "topo" in options.only:
             recorder.section(topo)
-        for section in options.only:
-            if section in SECTION_RUNNERS:
-                recorder.section(SECTION_RUNNERS[section](setup, recorder))
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+        order, note = section_order(options, setup.ctx.topology)
+        if note:
+            report.notes.append(note)
+        for number, current in enumerate(order):
+            try:
+                result = SECTION_RUNNERS[current](setup, recorder)
+            except DeviceLost as error:
+                recorder.section(SectionResult(section=current, status="failed", reason=f"sticky CUDA error at {error}; the CUDA context is unusable, the run stopped"))
+                for later in order[number + 1 :]:
+                    recorder.section(SectionResult(section=later, status="skipped", reason=f"not run: the CUDA context was lost in {current}"))
+                break
+            recorder.section(result)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    except Stopped as stop:
+        report.stopped = stop.signal
+        recorder.section(SectionResult(section=current, status="failed", reason=f"stopped by {stop.signal}"))
     finally:
         recorder.close()
     return report, setup

@@ -87,6 +87,35 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(text in str(error) for text in ("out of memory", "can't allocate memory"))
 
 
+STICKY_CUDA_ERRORS = (
+    "illegal memory access",
+    "illegal instruction",
+    "unspecified launch failure",
+    "misaligned address",
+    "device-side assert",
+    "invalid program counter",
+    "hardware stack error",
+    "uncorrectable ECC",
+    "CUDA-capable device(s) is/are busy or unavailable",
+)
+"""CUDA errors that leave the context unusable: every later call fails with the same error."""
+
+
+class DeviceLost(Exception):
+    """A sticky CUDA error: the section fails and the run stops (the message names the point)."""
+
+
+def first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def is_sticky_cuda_error(error: BaseException) -> bool:
+    """True for an error after which the CUDA context is unusable (illegal address, device assert, ...)."""
+    text = str(error)
+    return any(pattern.lower() in text.lower() for pattern in STICKY_CUDA_ERRORS)
+
+
 @contextmanager
 def watchdog(seconds: float, what: str):
     """End the process with exit code 3 and a clear line if the block runs longer than ``seconds``.

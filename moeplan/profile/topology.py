@@ -3,7 +3,9 @@
 NVML indices follow PCI order and ignore CUDA_VISIBLE_DEVICES; CUDA's order may differ, so GPUs are
 matched to CUDA devices by UUID. Path codes follow ``nvidia-smi topo -m``; ``NV#`` counts active NVLinks
 between a pair, and an NVSwitch fabric (remote type SWITCH) connects every GPU on it with the GPU's
-full link count.
+full link count. Where the remote end is not reported (vGPU guests refuse the remote queries), NVML's
+P2P status for the NVLink capability decides. Any query may be refused: the field is None and
+``refused`` names the query; nothing here ends the run.
 """
 
 from collections.abc import Mapping
@@ -32,7 +34,8 @@ CLOCK_REASONS = {
 THROTTLING_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
 """Reasons that lower clocks below what the workload asks for (power, thermal, hardware slowdown)."""
 
-FlagCode = Literal["pcie_downtrained", "pcie_gen_below_max", "p2p_disabled", "vm", "throttling", "nccl_env", "not_visible_to_cuda"]
+FlagCode = Literal["pcie_downtrained", "pcie_gen_below_max", "p2p_disabled", "vm", "throttling", "nccl_env", "not_visible_to_cuda", "refused", "exclusive"]
+COMPUTE_MODES = {0: "default", 1: "exclusive_thread", 2: "prohibited", 3: "exclusive_process"}
 
 
 class CudaDevice(BaseModel):
@@ -50,23 +53,27 @@ class GpuInfo(BaseModel):
     nvml_index: int
     cuda_index: int | None
     """The torch/CUDA index of the same GPU (matched by UUID); None when CUDA does not see it."""
-    name: str
-    uuid: str
-    bus_id: str
-    memory: MemoryInfo
+    name: str | None
+    uuid: str | None
+    bus_id: str | None
+    memory: MemoryInfo | None
     sm_count: int | None
     capability: str | None
-    clocks: Clocks
-    clock_reason_bits: int
+    clocks: Clocks | None
+    clock_reason_bits: int | None
     """nvmlDeviceGetCurrentClocksEventReasons bit mask."""
     clock_reasons: list[str]
     """The same reasons by name."""
-    pcie: PcieLink
+    pcie: PcieLink | None
     numa_node: int | None
-    nvlinks: list[NvLink]
+    nvlinks: list[NvLink] | None
     nvswitch: bool
     """At least one active NVLink ends at an NVSwitch."""
     virtualization: str
+    compute_mode: str | None = None
+    """default, exclusive_process, prohibited (None: refused)."""
+    refused: list[str] = []
+    """NVML queries the driver refused for this GPU (VM, vGPU, cgroup limits)."""
 
 
 class PairInfo(BaseModel):
@@ -112,50 +119,56 @@ def clock_reason_names(bits: int) -> list[str]:
     return [name for bit, name in CLOCK_REASONS.items() if bits & bit]
 
 
-def pair_nvlinks(a: GpuInfo, b: GpuInfo) -> int:
-    """Active NVLinks from a to b: links whose remote is b, or all of a's links when both sit on an NVSwitch."""
+def pair_nvlinks(a: GpuInfo, b: GpuInfo, p2p_nvlink_ok: bool = False) -> int:
+    """Active NVLinks from a to b: links whose remote is b, all of a's links when both sit on an NVSwitch, else,
+    when NVML's P2P status says the pair talks over NVLink, a's links whose remote end is not identified (at least 1)."""
+    links = a.nvlinks or []
     if a.nvswitch and b.nvswitch:
-        return sum(link.remote_type == "switch" for link in a.nvlinks)
-    return sum(link.remote_bus_id.lower() == b.bus_id.lower() for link in a.nvlinks)
+        return sum(link.remote_type == "switch" for link in links)
+    direct = sum(bool(b.bus_id) and link.remote_bus_id.lower() == b.bus_id.lower() for link in links)
+    if direct or not p2p_nvlink_ok:
+        return direct
+    return max(1, sum(link.remote_type in ("switch", "unknown") or not link.remote_bus_id for link in links))
+
+
+REQUIRED_ANSWERS = ("name", "uuid", "bus_id", "memory", "clocks", "throttle_reasons", "pcie", "nvlinks", "virtualization_mode", "compute_mode")
+"""Per-GPU queries whose refusal is listed in ``GpuInfo.refused`` (sm_count and numa_node are often absent)."""
 
 
 def _gpu(api: NvmlApi, i: int, cuda: Mapping[str, CudaDevice] | None) -> GpuInfo:
-    uuid = api.uuid(i)
-    match = cuda.get(normalize_uuid(uuid)) if cuda is not None else None
-    nvlinks = api.nvlinks(i)
+    answers = {name: getattr(api, name)(i) for name in REQUIRED_ANSWERS}
+    uuid, nvlinks, reasons = answers["uuid"], answers["nvlinks"], answers["throttle_reasons"]
+    match = cuda.get(normalize_uuid(uuid)) if cuda is not None and uuid else None
     sm_count = api.sm_count(i)
-    reasons = api.throttle_reasons(i)
+    mode = answers["virtualization_mode"]
     return GpuInfo(
         nvml_index=i,
         cuda_index=match.index if match else None,
-        name=api.name(i),
+        name=answers["name"],
         uuid=uuid,
-        bus_id=api.bus_id(i),
-        memory=api.memory(i),
+        bus_id=answers["bus_id"],
+        memory=answers["memory"],
         sm_count=sm_count if sm_count is not None else (match.sm_count if match else None),
         capability=match.capability if match else None,
-        clocks=api.clocks(i),
+        clocks=answers["clocks"],
         clock_reason_bits=reasons,
-        clock_reasons=clock_reason_names(reasons),
-        pcie=api.pcie(i),
+        clock_reasons=clock_reason_names(reasons or 0),
+        pcie=answers["pcie"],
         numa_node=api.numa_node(i),
         nvlinks=nvlinks,
-        nvswitch=any(link.remote_type == "switch" for link in nvlinks),
-        virtualization=VIRTUALIZATION.get(api.virtualization_mode(i), "unknown"),
+        nvswitch=any(link.remote_type == "switch" for link in nvlinks or []),
+        virtualization=VIRTUALIZATION.get(mode, "unknown") if mode is not None else "unknown",
+        compute_mode=COMPUTE_MODES.get(answers["compute_mode"]),
+        refused=[name for name, value in answers.items() if value is None],
     )
 
 
 def _pair(api: NvmlApi, a: GpuInfo, b: GpuInfo) -> PairInfo:
-    path = PATH_CODES.get(api.topology_level(a.nvml_index, b.nvml_index), "?")
-    nvlinks = pair_nvlinks(a, b)
-    return PairInfo(
-        a=a.nvml_index,
-        b=b.nvml_index,
-        path=path,
-        nvlinks=nvlinks,
-        link=f"NV{nvlinks}" if nvlinks else path,
-        p2p={cap: P2P_CODES.get(api.p2p_status(a.nvml_index, b.nvml_index, cap), "U") for cap in P2P_CAPABILITIES},
-    )
+    level = api.topology_level(a.nvml_index, b.nvml_index)
+    path = PATH_CODES.get(level, "?") if level is not None else "?"
+    p2p = {cap: P2P_CODES.get(api.p2p_status(a.nvml_index, b.nvml_index, cap), "U") for cap in P2P_CAPABILITIES}
+    nvlinks = pair_nvlinks(a, b, p2p["nvlink"] == "OK")
+    return PairInfo(a=a.nvml_index, b=b.nvml_index, path=path, nvlinks=nvlinks, link=f"NV{nvlinks}" if nvlinks else path, p2p=p2p)
 
 
 def topology_flags(gpus: list[GpuInfo], pairs: list[PairInfo], hypervisor: bool, nccl_env: Mapping[str, str], cuda_checked: bool) -> list[Flag]:
@@ -163,12 +176,18 @@ def topology_flags(gpus: list[GpuInfo], pairs: list[PairInfo], hypervisor: bool,
     flags = []
     for g in gpus:
         p = g.pcie
-        if p.cur_width < p.max_width:
+        if g.refused:
+            flags.append(Flag(code="refused", gpus=[g.nvml_index], message=f"GPU {g.nvml_index}: NVML refused {', '.join(g.refused)} (VM, vGPU or cgroup limits?); those fields are empty"))
+        if g.compute_mode in ("exclusive_process", "exclusive_thread", "prohibited"):
+            flags.append(Flag(code="exclusive", gpus=[g.nvml_index], message=f"GPU {g.nvml_index}: compute mode {g.compute_mode}: one CUDA context at a time, so the all-to-all ranks run before this process touches the GPU"))
+        if p is None:
+            pass
+        elif p.cur_width < p.max_width:
             flags.append(Flag(code="pcie_downtrained", gpus=[g.nvml_index], message=f"GPU {g.nvml_index}: PCIe link x{p.cur_width} of x{p.max_width} (Gen{p.cur_gen} of Gen{p.max_gen}): a downtrained or mis-seated link; host copies will be slow"))
         elif p.cur_gen < p.max_gen:
             flags.append(Flag(code="pcie_gen_below_max", gpus=[g.nvml_index], message=f"GPU {g.nvml_index}: PCIe Gen{p.cur_gen} of Gen{p.max_gen} at the snapshot; normal at idle (power saving), the h2d section re-reads it under load"))
-        throttled = clock_reason_names(g.clock_reason_bits & THROTTLING_MASK)
-        if throttled:
+        throttled = clock_reason_names((g.clock_reason_bits or 0) & THROTTLING_MASK)
+        if throttled and g.clocks is not None:
             flags.append(Flag(code="throttling", gpus=[g.nvml_index], message=f"GPU {g.nvml_index}: clocks held back by {', '.join(throttled)} (SM {g.clocks.sm_mhz} of {g.clocks.sm_max_mhz} MHz)"))
         if cuda_checked and g.cuda_index is None:
             flags.append(Flag(code="not_visible_to_cuda", gpus=[g.nvml_index], message=f"GPU {g.nvml_index} ({g.uuid}) is not visible to CUDA (CUDA_VISIBLE_DEVICES?)"))
@@ -194,7 +213,7 @@ def snapshot(api: NvmlApi, selected: list[int], cuda: list[CudaDevice] | None, e
     nccl_env = {k: v for k, v in env.items() if k.startswith("NCCL_")}
     hypervisor = api.hypervisor()
     return TopologySnapshot(
-        driver_version=api.driver_version(),
+        driver_version=api.driver_version() or "unknown (refused)",
         hypervisor=hypervisor,
         gpus=gpus,
         pairs=pairs,
