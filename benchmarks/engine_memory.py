@@ -23,6 +23,7 @@ from moeplan.spec.deployment import Deployment  # noqa: E402
 from moeplan.units import GiB  # noqa: E402
 
 LLMD = "llm-d-incubation/llm-d-planner docs/accuracy/vllm-v0.19.0-accuracy-report.md (H100, util 0.95)"
+Q235 = "vllm-project/vllm#21348 (4 × H100, Qwen3-235B-A22B-FP8, July 2025)"
 QWEN25_7B = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 3584, "intermediate_size": 18944,
              "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
              "max_position_embeddings": 32768, "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
@@ -99,6 +100,14 @@ CASES = [
          miss="2.1 GiB more activation than the pre-0.17 sampler fit explains; the verdict is still right"),
     Case("gpt-oss-120b (MoE, MXFP4)", "vllm serve openai/gpt-oss-120b --gpu-memory-utilization 0.95 --max-num-batched-tokens 1024",
          "starts", False, "vllm-project/vllm#27508 (v0.11: max seq len 131072 does not fit)", engine="vllm==0.11"),
+    Case("Qwen3-235B-A22B-FP8 TP4 (MoE)", "vllm serve Qwen/Qwen3-235B-A22B --quantization fp8 -tp 4", "kv_pool", 8.11,
+         Q235, engine="vllm==0.9", miss="4% above: the pre-0.17 sampler fit comes from one gpt-oss case"),
+    Case("Qwen3-235B-A22B-FP8 TP4 (MoE)", "vllm serve Qwen/Qwen3-235B-A22B --quantization fp8 -tp 4", "kv_tokens", 178_880,
+         Q235, engine="vllm==0.9", miss="follows the KV pool's +4%"),
+    Case("Qwen3-235B-A22B-FP8 TP4 (MoE)", "python3 -m sglang.launch_server --model Qwen/Qwen3-235B-A22B --quantization fp8 "
+         "--tp 4 --mem-fraction-static 0.93", "kv_tokens", 367_404, Q235 + " (SGLang: #tokens: 367404)", engine="sglang"),
+    Case("Qwen3-235B-A22B-FP8 TP4 (MoE)", "python3 -m sglang.launch_server --model Qwen/Qwen3-235B-A22B --quantization fp8 "
+         "--tp 4 --mem-fraction-static 0.93", "k_size", 8.23, Q235 + " (SGLang: K size: 8.23 GB)", engine="sglang"),
     Case("Qwen3-30B-A3B (MoE)", "sglang serve --model-path Qwen/Qwen3-30B-A3B --max-total-tokens 122420", "k_size", 5.60,
          "kvcache-ai/ktransformers#1971 (SGLang: #tokens: 122420, K size: 5.60 GB)", engine="sglang"),
 ]
