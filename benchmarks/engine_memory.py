@@ -152,17 +152,23 @@ def rows() -> list[dict]:
     return out
 
 
+COLUMNS = ["model", "engine", "figure", "published", "predicted", "error", "source", "miss"]
+
+
+def markdown_table(table: list[dict]) -> str:
+    """The rows as a Markdown table (docs/engines.md holds this output)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in table]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     table = rows()
-    columns = ["model", "engine", "figure", "published", "predicted", "error", "source", "miss"]
     if "--markdown" in sys.argv:
-        print("| " + " | ".join(columns) + " |")
-        print("|" + "|".join("---" for _ in columns) + "|")
-        for row in table:
-            print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+        print(markdown_table(table), end="")
         return
     for row in table:
-        print(f"{row['model']:<28} {row['engine']:<11} {row['figure']:<10} {row['published']:>10} {row['predicted']:>10} "
+        print(f"{row['model']:<30} {row['engine']:<11} {row['figure']:<10} {row['published']:>10} {row['predicted']:>10} "
               f"{row['error']:>8}  {row['source']}" + (f" [miss: {row['miss']}]" if row["miss"] else ""))
     hits = sum(row["within_target"] for row in table)
     print(f"{hits} of {len(table)} figures within target ({', '.join(f'{k} {v:.0%}' for k, v in TARGETS.items())}; verdicts exact)")

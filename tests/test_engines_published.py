@@ -27,3 +27,8 @@ def test_every_figure_meets_its_target_or_names_its_miss(table):
 def test_every_published_verdict_is_right(table):
     verdicts = [row for row in table if row["figure"] == "starts"]
     assert verdicts and all(row["error"] == "right" for row in verdicts)
+
+
+def test_docs_table_is_current(table):
+    assert engine_memory.markdown_table(table) in (ROOT / "docs" / "engines.md").read_text(), \
+        "docs/engines.md is stale: paste the output of python benchmarks/engine_memory.py --markdown"
