@@ -32,20 +32,28 @@ PRESET_CONFIGS = sorted((Path(__file__).parents[1] / "moeplan" / "data" / "confi
 SYNTHETIC_CONFIGS = sorted((Path(__file__).parent / "data" / "hf-configs").glob("*.json"))
 
 COMPONENT_PATTERNS = [
-    ("embedding", r"(embed_tokens|wte)\.weight$"),
+    ("embedding", r"(embed_tokens|wte|model\.embeddings)\.weight$"),
     ("lm_head", r"^lm_head\."),
-    ("attention", r"\.(self_attn|attn)\."),
-    ("mamba", r"\.mamba\."),
+    ("linear_attention", r"\.linear_attn\."),
+    ("short_conv", r"\.conv\.(conv|in_proj|out_proj)\."),
+    ("attention", r"\.(self_attn|attn)\.|\.mixer\.[qkvo]_proj\."),
+    ("mamba", r"\.mamba\.|\.mixer\.(in_proj\.|out_proj\.|conv1d\.|norm\.|dt_bias$|A_log$|D$)"),
     ("shared_experts", r"\.(shared_experts?|shared_expert_gate|shared_mlp)\."),
     ("routed_experts", r"\.experts\.|\.block_sparse_moe\.(input|output)_linear\."),
     ("router", r"\.(gate|router)\.(weight|bias|layer\.weight|e_score_correction_bias|wg\.weight|moe_statics\.e_score_correction_bias)$"),
-    ("dense_mlp", r"\.(mlp|feed_forward)\.(gate_proj|up_proj|down_proj)\.(weight|bias)$"),
+    ("dense_mlp", r"\.(mlp|feed_forward|mixer)\.(gate_proj|up_proj|down_proj|w1|w2|w3)\.(weight|bias)$"),
     ("norms", r"(norm|norm_\d|norm_f|layernorm)\.(weight|bias)$"),
 ]
-"""transformers parameter names -> moeplan component; the first pattern that matches wins."""
+"""transformers parameter names -> moeplan component; the first pattern that matches wins. Nemotron-H names every
+block 'mixer' (attention, Mamba-2, MLP or MoE), told apart by the parameter names."""
 
 
-def _component(name: str) -> str:
+def _component(name: str, layer_types: list[str] | None = None) -> str:
+    """The component of a parameter; ``layer_types`` (the config's) tells MiniMax's and Kimi Linear's linear
+    attention, which transformers names self_attn like their softmax attention, by its layer."""
+    layer = re.search(r"\.layers\.(\d+)\.self_attn\.", name)
+    if layer and layer_types and layer_types[int(layer.group(1))] == "linear_attention":
+        return "linear_attention"
     for component, pattern in COMPONENT_PATTERNS:
         if re.search(pattern, name):
             return component
@@ -75,8 +83,9 @@ def _instantiate(config: dict) -> torch.nn.Module:
 def _components(model: torch.nn.Module) -> dict[str, int]:
     """Parameters by moeplan component; named_parameters lists a tied weight once, under its first name."""
     counts = dict.fromkeys(COMPONENTS, 0)
+    layer_types = getattr(model.config, "layer_types", None)
     for name, parameter in model.named_parameters():
-        counts[_component(name)] += parameter.numel()
+        counts[_component(name, layer_types)] += parameter.numel()
     return counts
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ConfigDict
 
 from moeplan.accounting.kv_cache import kv_heads_per_rank
+from moeplan.accounting.matrices import mixer_matrices
 from moeplan.docstrings import add_field_docstrings
 from moeplan.layout.parallel import Layout
 from moeplan.spec.model import ModelSpec
@@ -75,6 +76,15 @@ def mamba_workspace_elements(spec: ModelSpec, tp: int) -> int:
     return 5 * inner + mamba.dt_rank + 2 * mamba.d_state
 
 
+def mixer_workspace_elements(spec: ModelSpec, layer: int, tp: int) -> int:
+    """Per-token elements of one non-attention mixer on one TP rank: Jamba's Mamba as above; Mamba-2, linear
+    attention and short convolutions hold the outputs of their projections (the rows of their matrices: in_proj's
+    z, x, B, C, dt; q, k, v, gates; out_proj's H), split over t."""
+    if spec.mixer(layer) == "mamba":
+        return mamba_workspace_elements(spec, tp)
+    return sum(m.rows * m.count for m in mixer_matrices(spec, layer)) // tp
+
+
 def fused_moe_bytes(spec: ModelSpec, layout: Layout, tokens: int) -> int:
     """Transient bytes of one MoE block on one GPU for ``tokens`` tokens of this DP rank.
 
@@ -115,8 +125,10 @@ def inference_activations(spec: ModelSpec, layout: Layout, layers: Iterable[int]
     for layer in layers:
         if spec.is_attention_layer(layer):
             keep("attention", tokens * attention_workspace_elements(spec, tp) * size)
-        else:
-            keep("mamba", tokens * mamba_workspace_elements(spec, tp) * size)
+        elif spec.mixer(layer) != "none":  # 'mamba': every non-attention mixer
+            keep("mamba", tokens * mixer_workspace_elements(spec, layer, tp) * size)
+        if not spec.has_mlp(layer):
+            continue
         if spec.is_moe_layer(layer):
             keep("moe", fused_moe_bytes(spec, layout, tokens))
         else:

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from moeplan.accounting.kv_cache import recurrent_state_elements
 from moeplan.accounting.params import count_params
 from moeplan.spec.model import AttentionSpec, LayerAttention, ModelSpec
 
@@ -20,7 +21,10 @@ exploited, every query is charged its whole span (the Megatron-LM and PaLM train
 
 SSM_SCAN_FLOPS_PER_STATE = 8
 """Selective-scan FLOPs per token, inner channel and state: Δ·A and its exp (2, exp counted as 1),
-Δ·B·x (2), h = Ā·h + B̄x (2), y += C·h (2). Per-channel terms (softplus of Δ, D skip, z gate) are left out."""
+Δ·B·x (2), h = Ā·h + B̄x (2), y += C·h (2). Per-channel terms (softplus of Δ, D skip, z gate) are left out.
+Mamba-2 and the linear attentions (gated DeltaNet, KDA, lightning) are charged the same per element of their
+recurrent state: decay (2), rank-1 write (2), read-out (2), and the delta rule's prediction Sᵀk or Mamba-2's
+B·x (2)."""
 
 
 def lm_head_matmul_params(spec: ModelSpec) -> int:
@@ -83,12 +87,10 @@ def attention_flops_per_token(spec: ModelSpec, tokens: int, count: AttentionCoun
 
 
 def ssm_scan_flops_per_token(spec: ModelSpec) -> int:
-    """The Mamba layers' selective scan (their projections are matmuls, already in matmul_params):
-    SSM_SCAN_FLOPS_PER_STATE · expand·H · d_state per Mamba layer; linear in d_state, independent of context."""
-    if spec.mamba is None:
-        return 0
-    mamba_layers = spec.num_layers - spec.attention_layer_count
-    return SSM_SCAN_FLOPS_PER_STATE * spec.mamba.expand * spec.hidden_size * spec.mamba.d_state * mamba_layers
+    """The recurrent layers' state update (their projections and convolutions are in matmul_params):
+    SSM_SCAN_FLOPS_PER_STATE per element of each layer's recurrent state (Mamba expand·H · d_state, Mamba-2
+    heads · head_dim · N, linear attention heads · d_k · d_v); independent of context."""
+    return SSM_SCAN_FLOPS_PER_STATE * sum(recurrent_state_elements(spec, layer) for layer in range(spec.num_layers))
 
 
 def training_flops_per_token(spec: ModelSpec, seq_len: int, recompute: Recompute = "none", causal: bool = False) -> float:

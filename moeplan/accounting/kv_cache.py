@@ -19,7 +19,11 @@ KV_DTYPE_BYTES: dict[str, int] = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
 CONV_STATE_BYTES = 2
 """Mamba conv state element: the model's activation dtype (bf16), whatever the KV dtype."""
 SSM_STATE_BYTES = 4
-"""Mamba SSM state element: fp32, as transformers' Jamba keeps it (its scan runs in fp32)."""
+"""Mamba SSM state element: fp32, as transformers' Jamba keeps it (its scan runs in fp32). Mamba-2, gated
+DeltaNet and KDA recurrent states are fp32 in transformers too."""
+LIGHTNING_STATE_BYTES = 2
+"""MiniMax lightning-attention state element: the model's activation dtype (bf16), as transformers' MiniMaxCache
+holds it."""
 
 
 class _Result(BaseModel):
@@ -49,12 +53,61 @@ def mla_uncompressed_bytes_per_token_per_layer(spec: ModelSpec, kv_dtype: KVDtyp
     return attn.num_heads * (attn.qk_nope_head_dim + attn.qk_rope_head_dim + attn.v_head_dim) * KV_DTYPE_BYTES[kv_dtype]
 
 
-def mamba_state_bytes_per_layer(spec: ModelSpec, tp: int = 1) -> int:
-    """Fixed per-sequence state of one Mamba layer on one TP rank (inner size D = expand·H split over t):
-    conv state d_conv · D/t in bf16 plus SSM state D/t · d_state in fp32 (transformers' Jamba cache shapes)."""
-    mamba = spec.mamba
-    inner = mamba.expand * spec.hidden_size // tp
-    return mamba.d_conv * inner * CONV_STATE_BYTES + inner * mamba.d_state * SSM_STATE_BYTES
+def indexer_bytes_per_token_per_layer(spec: ModelSpec, kv_dtype: KVDtype) -> int:
+    """DeepSeek sparse attention: the indexer key one layer with an indexer caches per token, index_head_dim
+    elements at the KV dtype (transformers keeps it in the model dtype; vLLM in fp8 with one fp32 scale per 128
+    values, 132 B for DeepSeek-V3.2), replicated on every TP rank like the MLA latent. 0 without an indexer."""
+    indexer = spec.attention.indexer
+    return indexer.head_dim * KV_DTYPE_BYTES[kv_dtype] if indexer else 0
+
+
+def has_indexer(spec: ModelSpec, layer: int) -> bool:
+    """Whether an attention layer runs its own indexer (GLM-5's 'shared' layers reuse the previous one's)."""
+    indexer = spec.attention.indexer
+    return indexer is not None and spec.is_attention_layer(layer) and layer not in indexer.shared_layers
+
+
+def conv_state_elements(spec: ModelSpec, layer: int, tp: int = 1) -> int:
+    """Elements of one layer's causal-convolution state, one sequence, one TP rank (channels split over t), as
+    transformers' cache holds it (d_conv columns): Mamba D · d_conv; Mamba-2 (D + 2·groups·N) · d_conv; gated
+    DeltaNet (2·key heads·d_k + heads·d_v) · kernel; KDA 3·heads·d · kernel; short convolution H · kernel;
+    0 for attention, lightning attention and mixer-less layers."""
+    mixer = spec.mixer(layer)
+    if mixer == "mamba":
+        return spec.mamba.expand * spec.hidden_size // tp * spec.mamba.d_conv
+    if mixer == "mamba2":
+        return spec.mamba2.conv_dim // tp * spec.mamba2.d_conv
+    if mixer == "short_conv":
+        return spec.hidden_size // tp * spec.short_conv.kernel
+    if mixer != "linear_attention" or spec.linear_attention.kind == "lightning":
+        return 0
+    linear = spec.linear_attention
+    if linear.kind == "kda":
+        return 3 * (linear.num_heads * linear.head_dim // tp) * linear.conv_kernel
+    return (2 * linear.key_heads * linear.head_dim + linear.num_heads * linear.value_dim) // tp * linear.conv_kernel
+
+
+def recurrent_state_elements(spec: ModelSpec, layer: int, tp: int = 1) -> int:
+    """Elements of one layer's recurrent state, one sequence, one TP rank (heads split over t): Mamba D · d_state;
+    Mamba-2 heads · head_dim · N; gated DeltaNet heads · d_k · d_v; KDA and lightning heads · d · d; 0 for
+    attention, short-convolution and mixer-less layers."""
+    mixer = spec.mixer(layer)
+    if mixer == "mamba":
+        return spec.mamba.expand * spec.hidden_size // tp * spec.mamba.d_state
+    if mixer == "mamba2":
+        return spec.mamba2.inner // tp * spec.mamba2.d_state
+    if mixer != "linear_attention":
+        return 0
+    linear = spec.linear_attention
+    return max(1, linear.num_heads // tp) * linear.head_dim * linear.value_dim
+
+
+def recurrent_state_bytes_per_layer(spec: ModelSpec, layer: int, tp: int = 1) -> int:
+    """Fixed per-sequence state of one layer on one TP rank: conv state in bf16 plus recurrent state in fp32
+    (lightning attention's in bf16), the dtypes transformers' caches hold."""
+    lightning = spec.mixer(layer) == "linear_attention" and spec.linear_attention.kind == "lightning"
+    state_bytes = LIGHTNING_STATE_BYTES if lightning else SSM_STATE_BYTES
+    return conv_state_elements(spec, layer, tp) * CONV_STATE_BYTES + recurrent_state_elements(spec, layer, tp) * state_bytes
 
 
 def layer_token_caps(spec: ModelSpec) -> dict[int, int | None]:
@@ -63,6 +116,16 @@ def layer_token_caps(spec: ModelSpec) -> dict[int, int | None]:
     attention_layers = [i for i in range(spec.num_layers) if spec.is_attention_layer(i)]
     caps = {"full": None, "sliding": spec.attention.sliding_window, "chunked": spec.attention.chunk_size}
     return {layer: caps[kind] for layer, kind in zip(attention_layers, spec.attention_layer_types())}
+
+
+def mixer_layer_count(spec: ModelSpec) -> dict[str, int]:
+    """Layers per non-attention mixer kind (mamba, mamba2, linear_attention, short_conv); absent when none."""
+    counts: dict[str, int] = {}
+    for layer in range(spec.num_layers):
+        mixer = spec.mixer(layer)
+        if mixer not in ("attention", "none"):
+            counts[mixer] = counts.get(mixer, 0) + 1
+    return counts
 
 
 class SequenceKV(_Result):
@@ -74,7 +137,7 @@ class SequenceKV(_Result):
     capped: list[tuple[int, int]]
     """(cap in tokens, summed per-token bytes of the layers with that cap), caps ascending."""
     state_bytes: int
-    """Fixed per-sequence state (Mamba conv + SSM), independent of C."""
+    """Fixed per-sequence state (Mamba, Mamba-2 and linear-attention conv + recurrent states), independent of C."""
 
     def bytes(self, context: int) -> int:
         """Cache bytes of one sequence of ``context`` tokens."""
@@ -102,21 +165,24 @@ def sequence_kv(spec: ModelSpec, kv_dtype: KVDtype, layers: Iterable[int] | None
     """One sequence's cache on one TP rank, over ``layers`` (default: all; a pipeline stage's range)."""
     chosen = set(range(spec.num_layers) if layers is None else layers)
     per_layer = kv_bytes_per_token_per_layer(spec, kv_dtype, tp)
+    indexer = indexer_bytes_per_token_per_layer(spec, kv_dtype)
     caps = layer_token_caps(spec)
     full, capped = 0, {}
     for layer in sorted(chosen & caps.keys()):
+        per_token = per_layer + indexer * has_indexer(spec, layer)
         if caps[layer] is None:
-            full += per_layer
+            full += per_token
         else:
-            capped[caps[layer]] = capped.get(caps[layer], 0) + per_layer
-    mamba_layers = len(chosen - caps.keys())
-    state = mamba_layers * mamba_state_bytes_per_layer(spec, tp) if mamba_layers else 0
+            capped[caps[layer]] = capped.get(caps[layer], 0) + per_token
+    state = sum(recurrent_state_bytes_per_layer(spec, layer, tp) for layer in sorted(chosen - caps.keys()))
     return SequenceKV(full_bytes_per_token=full, capped=sorted(capped.items()), state_bytes=state)
 
 
 def kv_cache_bytes_per_token(spec: ModelSpec, kv_dtype: KVDtype) -> int:
-    """One sequence, all attention layers, unsharded: the full-attention-equivalent slope (windows ignored)."""
-    return len(layer_token_caps(spec)) * kv_bytes_per_token_per_layer(spec, kv_dtype)
+    """One sequence, all attention layers, unsharded: the full-attention-equivalent slope (windows ignored),
+    indexer keys included."""
+    indexed = sum(has_indexer(spec, layer) for layer in layer_token_caps(spec))
+    return len(layer_token_caps(spec)) * kv_bytes_per_token_per_layer(spec, kv_dtype) + indexed * indexer_bytes_per_token_per_layer(spec, kv_dtype)
 
 
 def kv_cache_bytes(spec: ModelSpec, batch: int, context: int, kv_dtype: KVDtype,
@@ -141,7 +207,11 @@ class KVCacheSummary(_Result):
     uncompressed_bytes_per_token: int | None = None
     """MLA only: what the same heads would cache as plain multi-head attention, all layers."""
     state_bytes_per_sequence: int = 0
-    """Mamba conv + SSM state of one sequence, all Mamba layers, unsharded."""
+    """Fixed state of one sequence (Mamba, Mamba-2, linear-attention and short-convolution layers), unsharded."""
+    state_layers: dict[str, int] = {}
+    """Non-attention mixer kind → layers holding such a state."""
+    indexer_bytes_per_token: int = 0
+    """DeepSeek sparse attention: indexer keys of one token, all layers with an indexer (in kv_cache_bytes_per_token)."""
 
 
 def kv_cache_summary(spec: ModelSpec, kv_dtype: KVDtype) -> KVCacheSummary:
@@ -161,4 +231,6 @@ def kv_cache_summary(spec: ModelSpec, kv_dtype: KVDtype) -> KVCacheSummary:
         capped_layers={cap: caps.count(cap) for cap in sorted(set(caps))},
         uncompressed_bytes_per_token=uncompressed,
         state_bytes_per_sequence=whole.state_bytes,
+        state_layers=mixer_layer_count(spec),
+        indexer_bytes_per_token=sum(has_indexer(spec, i) for i in range(spec.num_layers)) * indexer_bytes_per_token_per_layer(spec, kv_dtype),
     )

@@ -17,7 +17,16 @@ from moeplan.accounting.params import (
     mtp_params,
     norm_params,
 )
-from moeplan.spec.model import AttentionSpec, MambaSpec, ModelSpec, MoESpec
+from moeplan.spec.model import (
+    AttentionSpec,
+    IndexerSpec,
+    LinearAttentionSpec,
+    Mamba2Spec,
+    MambaSpec,
+    ModelSpec,
+    MoESpec,
+    ShortConvSpec,
+)
 
 MTP_PROJECTION = "mtp_projection"
 """Component of the MTP module's eh_proj (2H → H), which has no counterpart in the main model."""
@@ -61,10 +70,20 @@ def attention_matrices(attn: AttentionSpec, hidden: int, head_dim: int) -> list[
         ]
     kv_width = attn.kv_heads * head_dim
     return [
-        m("q_proj", a * head_dim, hidden),
+        m("q_proj", a * head_dim * (1 + attn.output_gate), hidden),
         m("k_proj", kv_width, hidden),
         m("v_proj", kv_width, hidden),
         m("o_proj", hidden, a * head_dim),
+    ]
+
+
+def indexer_matrices(indexer: IndexerSpec, q_lora_rank: int, hidden: int) -> list[Matrix]:
+    """DeepSeek-V3.2's indexer projections: wq_b, wk, weights_proj."""
+    d, heads = indexer.head_dim, indexer.num_heads
+    return [
+        Matrix("attention", "indexer.wq_b", heads * d, q_lora_rank),
+        Matrix("attention", "indexer.wk", d, hidden),
+        Matrix("attention", "indexer.weights_proj", heads, hidden),
     ]
 
 
@@ -92,13 +111,63 @@ def mamba_matrices(mamba: MambaSpec, hidden: int) -> list[Matrix]:
     ]
 
 
+def mamba2_matrices(mamba: Mamba2Spec, hidden: int) -> list[Matrix]:
+    """One Mamba-2 mixer's in_proj (H → D + conv_dim + heads) and out_proj (D → H)."""
+    return [
+        Matrix("mamba", "in_proj", mamba.inner + mamba.conv_dim + mamba.num_heads, hidden),
+        Matrix("mamba", "out_proj", hidden, mamba.inner),
+    ]
+
+
+def linear_attention_matrices(linear: LinearAttentionSpec, hidden: int) -> list[Matrix]:
+    """One linear-attention mixer's projections, as transformers names them."""
+    heads, d = linear.num_heads, linear.head_dim
+
+    def m(name: str, rows: int, cols: int) -> Matrix:
+        return Matrix("linear_attention", name, rows, cols)
+
+    if linear.kind == "gated_deltanet":
+        key, value = linear.key_heads * d, heads * linear.value_dim
+        return [m("in_proj_qkvz", 2 * key + 2 * value, hidden), m("in_proj_ba", 2 * heads, hidden), m("out_proj", hidden, value)]
+    width = heads * d
+    if linear.kind == "kda":
+        return [
+            *(m(name, width, hidden) for name in ("q_proj", "k_proj", "v_proj")),
+            m("f_a_proj", d, hidden), m("f_b_proj", width, d), m("b_proj", heads, hidden),
+            m("g_a_proj", d, hidden), m("g_b_proj", width, d), m("o_proj", hidden, width),
+        ]
+    return [m("qkv_proj", 3 * width, hidden), m("output_gate", width, hidden), m("out_proj", hidden, width)]
+
+
+def short_conv_matrices(hidden: int) -> list[Matrix]:
+    """One short-convolution mixer's in_proj (H → 3H) and out_proj (H → H)."""
+    return [Matrix("short_conv", "in_proj", 3 * hidden, hidden), Matrix("short_conv", "out_proj", hidden, hidden)]
+
+
+def mixer_matrices(spec: ModelSpec, layer: int) -> list[Matrix]:
+    """The sequence mixer's matrices in one layer (none for a mixer-less layer)."""
+    hidden, mixer = spec.hidden_size, spec.mixer(layer)
+    if mixer == "attention":
+        attn = spec.attention
+        matrices = attention_matrices(attn, hidden, spec.head_dim)
+        if attn.indexer and layer not in attn.indexer.shared_layers:
+            matrices += indexer_matrices(attn.indexer, attn.q_lora_rank, hidden)
+        return matrices
+    return {
+        "mamba": lambda: mamba_matrices(spec.mamba, hidden),
+        "mamba2": lambda: mamba2_matrices(spec.mamba2, hidden),
+        "linear_attention": lambda: linear_attention_matrices(spec.linear_attention, hidden),
+        "short_conv": lambda: short_conv_matrices(hidden),
+        "none": list,
+    }[mixer]()
+
+
 def layer_matrices(spec: ModelSpec, layer: int) -> list[Matrix]:
     """The matrices of one decoder layer."""
     hidden = spec.hidden_size
-    if spec.is_attention_layer(layer):
-        matrices = attention_matrices(spec.attention, hidden, spec.head_dim)
-    else:
-        matrices = mamba_matrices(spec.mamba, hidden)
+    matrices = mixer_matrices(spec, layer)
+    if not spec.has_mlp(layer):
+        return matrices
     if spec.is_moe_layer(layer):
         moe = spec.moe
         matrices += expert_matrices(moe, hidden, moe.num_experts)

@@ -6,7 +6,16 @@ bias and norm; buffers such as rotary tables are not parameters). See docs/formu
 
 from pydantic import BaseModel, Field
 
-from moeplan.spec.model import AttentionSpec, MambaSpec, ModelSpec, MoESpec
+from moeplan.spec.model import (
+    AttentionSpec,
+    IndexerSpec,
+    LinearAttentionSpec,
+    Mamba2Spec,
+    MambaSpec,
+    ModelSpec,
+    MoESpec,
+    ShortConvSpec,
+)
 
 COMPONENTS = (
     "embedding",
@@ -17,10 +26,13 @@ COMPONENTS = (
     "router",
     "dense_mlp",
     "mamba",
+    "linear_attention",
+    "short_conv",
     "norms",
 )
 """Components of params.by_component, in report order. Norms inside attention (q/k norms, MLA latent
-norms) count as attention; 'norms' holds the per-layer and final norms."""
+norms) count as attention, and so does DeepSeek-V3.2's indexer; 'mamba' holds Mamba and Mamba-2 mixers;
+'norms' holds the per-layer and final norms."""
 
 
 class ParamCounts(BaseModel):
@@ -70,10 +82,18 @@ def attention_params(attn: AttentionSpec, hidden: int, head_dim: int) -> int:
         return query + key_value + out + biases
     q_width = heads * head_dim
     kv_width = attn.kv_heads * head_dim
-    projections = hidden * (q_width + 2 * kv_width) + q_width * hidden
+    gate_width = q_width * attn.output_gate  # Qwen3-Next: q_proj also emits the output gate
+    projections = hidden * (q_width + gate_width + 2 * kv_width) + q_width * hidden
     biases = (q_width + 2 * kv_width) * attn.qkv_bias + hidden * attn.o_bias
     qk_norm = {"none": 0, "parameter_free": 0, "per_head": 2 * head_dim, "full": q_width + kv_width}[attn.qk_norm]
     return projections + biases + qk_norm + heads * attn.sinks
+
+
+def indexer_params(indexer: IndexerSpec, q_lora_rank: int, hidden: int) -> int:
+    """DeepSeek-V3.2's lightning indexer in one layer: wq_b (q_lora_rank → heads·d), wk (H → d), the key's
+    LayerNorm (weight and bias, 2·d) and weights_proj (H → heads)."""
+    d = indexer.head_dim
+    return q_lora_rank * indexer.num_heads * d + hidden * d + 2 * d + hidden * indexer.num_heads
 
 
 def mlp_params(hidden: int, intermediate: int, gated: bool, bias: bool) -> int:
@@ -101,6 +121,36 @@ def mamba_params(mamba: MambaSpec, hidden: int) -> int:
     return in_proj + conv + x_proj + dt_proj + a_log_and_d + out_proj + norms
 
 
+def mamba2_params(mamba: Mamba2Spec, hidden: int) -> int:
+    """One Mamba-2 mixer (Nemotron-H, Granite-4.0-H): in_proj H → (z, x, B, C, dt) = D + conv_dim + heads,
+    the depthwise conv over x, B, C, dt_bias, A_log and D per head, the gated norm over D, out_proj D → H."""
+    inner, conv_dim = mamba.inner, mamba.conv_dim
+    in_proj = hidden * (inner + conv_dim + mamba.num_heads) + (inner + conv_dim + mamba.num_heads) * mamba.proj_bias
+    conv = conv_dim * mamba.d_conv + conv_dim * mamba.conv_bias
+    out_proj = inner * hidden + hidden * mamba.proj_bias
+    return in_proj + conv + 3 * mamba.num_heads + inner + out_proj
+
+
+def linear_attention_params(linear: LinearAttentionSpec, hidden: int) -> int:
+    """One linear-attention mixer (see LinearAttentionSpec for the three kinds)."""
+    heads, d, dv = linear.num_heads, linear.head_dim, linear.value_dim
+    if linear.kind == "gated_deltanet":  # in_proj_qkvz, in_proj_ba, conv over q k v, dt_bias, A_log, norm, out_proj
+        key, value = linear.key_heads * d, heads * dv
+        return hidden * (2 * key + 2 * value + 2 * heads) + (2 * key + value) * linear.conv_kernel + 2 * heads + dv + value * hidden
+    if linear.kind == "kda":  # q k v, their convs, forget gate (f_a, f_b, dt_bias, A_log), b_proj, g_a/g_b, o_norm, o_proj
+        width = heads * d
+        forget = hidden * d + d * width + width + heads
+        return 3 * hidden * width + 3 * width * linear.conv_kernel + forget + hidden * heads + hidden * d + d * width + d + width * hidden
+    width = heads * d  # lightning: qkv_proj, output_gate, norm over all heads, out_proj
+    return 3 * hidden * width + hidden * width + width + width * hidden
+
+
+def short_conv_params(conv: ShortConvSpec, hidden: int) -> int:
+    """One LFM2 short-convolution mixer: in_proj H → 3H, depthwise conv (H · kernel), out_proj H → H, with
+    biases on all three when the config asks."""
+    return 3 * hidden * hidden + hidden * conv.kernel + hidden * hidden + (3 * hidden + hidden + hidden) * conv.bias
+
+
 def expert_params(moe: MoESpec, hidden: int) -> int:
     """One routed expert in one layer."""
     return mlp_params(hidden, moe.expert_intermediate_size, moe.gated, moe.expert_bias)
@@ -118,11 +168,23 @@ def layer_params(spec: ModelSpec, layer: int) -> dict[str, int]:
     """Parameters of one decoder layer, by component."""
     hidden = spec.hidden_size
     counts = dict.fromkeys(COMPONENTS, 0)
-    counts["norms"] = 2 * norm_params(spec)
-    if spec.is_attention_layer(layer):
-        counts["attention"] = attention_params(spec.attention, hidden, spec.head_dim)
-    else:
+    counts["norms"] = (2 if spec.layer_block == "mixer_and_mlp" else 1) * norm_params(spec)
+    mixer = spec.mixer(layer)
+    if mixer == "attention":
+        attn = spec.attention
+        counts["attention"] = attention_params(attn, hidden, spec.head_dim)
+        if attn.indexer and layer not in attn.indexer.shared_layers:
+            counts["attention"] += indexer_params(attn.indexer, attn.q_lora_rank, hidden)
+    elif mixer == "mamba":
         counts["mamba"] = mamba_params(spec.mamba, hidden)
+    elif mixer == "mamba2":
+        counts["mamba"] = mamba2_params(spec.mamba2, hidden)
+    elif mixer == "linear_attention":
+        counts["linear_attention"] = linear_attention_params(spec.linear_attention, hidden)
+    elif mixer == "short_conv":
+        counts["short_conv"] = short_conv_params(spec.short_conv, hidden)
+    if not spec.has_mlp(layer):
+        return counts
     if spec.is_moe_layer(layer):
         moe = spec.moe
         counts["routed_experts"] = moe.num_experts * expert_params(moe, hidden)

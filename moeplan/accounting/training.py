@@ -15,6 +15,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from moeplan.accounting.matrices import mixer_matrices
 from moeplan.docstrings import add_field_docstrings
 from moeplan.layout.parallel import Layout
 from moeplan.spec.model import ModelSpec
@@ -114,6 +115,16 @@ def mamba_activation_per_token(spec: ModelSpec) -> int:
     return 2 * spec.hidden_size + 10 * inner + 2 * (mamba.dt_rank + 2 * mamba.d_state)
 
 
+def mixer_activation_per_token(spec: ModelSpec, layer: int) -> int:
+    """Bytes per token a non-attention mixer keeps: Jamba's Mamba as above; Mamba-2, linear attention and short
+    convolutions (counted the same way) their input 2h and the bf16 outputs of their projections (the rows of
+    their matrices); none for a mixer-less layer."""
+    if spec.mixer(layer) == "mamba":
+        return mamba_activation_per_token(spec)
+    matrices = mixer_matrices(spec, layer)
+    return (2 * spec.hidden_size + 2 * sum(m.rows * m.count for m in matrices)) if matrices else 0
+
+
 def mlp_intermediate_per_token(intermediate: int, gated: bool) -> int:
     """The paper's 16h of a 4h GeLU MLP is fc1 output 2·I + activation output 2·I = 4·I bytes; a gated
     (SwiGLU) fc1 outputs 2·I, so 4·I + 2·I = 6·I."""
@@ -126,6 +137,8 @@ def mlp_activation_per_token(spec: ModelSpec, layer: int) -> int:
     k routed intermediates, the shared intermediate, expert outputs kept for the probability-weighted
     combine 2·k·h, and the dropout mask h."""
     h = spec.hidden_size
+    if not spec.has_mlp(layer):
+        return 0
     if not spec.is_moe_layer(layer):
         return 2 * h + mlp_intermediate_per_token(spec.intermediate_size, spec.dense_mlp_gated) + h
     moe = spec.moe
@@ -141,12 +154,12 @@ def layer_activation(spec: ModelSpec, layer: int, recompute: Recompute) -> Coeff
     h = spec.hidden_size
     if recompute == "full":
         return Coefficients(2 * h, 0)
-    norms = 4 * h  # inputs of the two norms
+    norms = (4 if spec.layer_block == "mixer_and_mlp" else 2) * h  # inputs of the layer's norms
     if spec.is_attention_layer(layer):
         mixer = attention_activation_per_token(spec)
         scores = attention_scores_per_token_squared(spec) if recompute == "none" else 0
     else:
-        mixer, scores = mamba_activation_per_token(spec), 0
+        mixer, scores = mixer_activation_per_token(spec, layer), 0
     return Coefficients(norms + mixer + mlp_activation_per_token(spec, layer), scores)
 
 

@@ -12,9 +12,9 @@ from typing import Literal, NamedTuple
 from moeplan.accounting.params import (
     COMPONENTS,
     embedding_params,
+    indexer_params,
     layer_params,
     lm_head_params,
-    mamba_params,
     norm_params,
 )
 from moeplan.layout.parallel import Layout, stage_layers
@@ -61,6 +61,22 @@ def _attention_parts(spec: ModelSpec) -> list[tuple[Split, int]]:
     return [("tp", sharded), ("kv", by_kv), ("replicated", replicated)]
 
 
+def _mixer_replicated(spec: ModelSpec, layer: int) -> int:
+    """Parameters of a non-attention mixer every TP rank holds whole: Jamba's dt/B/C norms and out_proj bias, the
+    per-head-dim gated norm of gated DeltaNet and KDA, Mamba-2's and the short convolution's out_proj bias. The
+    rest (projections, convolution channels, per-head A_log, D and dt_bias) is split over the heads."""
+    hidden, mixer = spec.hidden_size, spec.mixer(layer)
+    if mixer == "mamba":
+        mamba = spec.mamba
+        return (mamba.dt_rank + 2 * mamba.d_state) * mamba.inner_norms + hidden * mamba.proj_bias
+    if mixer == "mamba2":
+        return hidden * spec.mamba2.proj_bias
+    if mixer == "short_conv":
+        return hidden * spec.short_conv.bias
+    linear = spec.linear_attention
+    return linear.value_dim if linear.kind in ("gated_deltanet", "kda") else 0
+
+
 def _mlp_parts(hidden: int, intermediate: int, gated: bool, bias: bool) -> tuple[int, int]:
     """(column/row-sharded, replicated) parameters of one MLP: the down-projection bias is replicated."""
     return (3 if gated else 2) * hidden * intermediate + (2 if gated else 1) * intermediate * bias, hidden * bias
@@ -75,28 +91,33 @@ def layer_parts(spec: ModelSpec, layer: int) -> list[Part]:
         if params:
             parts.append(Part(component, layer, split, params))
 
-    if spec.is_attention_layer(layer):
+    mixer = spec.mixer(layer)
+    if mixer == "attention":
         for split, params in _attention_parts(spec):
             add("attention", split, params)
-    else:
-        mamba = spec.mamba
-        replicated = (mamba.dt_rank + 2 * mamba.d_state) * mamba.inner_norms + hidden * mamba.proj_bias
-        add("mamba", "tp", mamba_params(mamba, hidden) - replicated)
-        add("mamba", "replicated", replicated)
-    if spec.is_moe_layer(layer):
-        moe = spec.moe
-        sharded, replicated = _mlp_parts(hidden, moe.expert_intermediate_size, moe.gated, moe.expert_bias)
-        add("routed_experts", "expert", moe.num_experts * sharded)
-        add("routed_experts", "expert_unsplit", moe.num_experts * replicated)
-        if moe.shared_size:
-            sharded, replicated = _mlp_parts(hidden, moe.shared_size, moe.gated, moe.expert_bias)
-            add("shared_experts", "tp", sharded)
-            add("shared_experts", "replicated", replicated + hidden * moe.shared_expert_gate)
-        add("router", "replicated", counts["router"])
-    else:
-        sharded, replicated = _mlp_parts(hidden, spec.intermediate_size, spec.dense_mlp_gated, spec.mlp_bias)
-        add("dense_mlp", "tp", sharded)
-        add("dense_mlp", "replicated", replicated)
+        attn = spec.attention
+        if attn.indexer and layer not in attn.indexer.shared_layers:  # vLLM replicates the indexer
+            add("attention", "replicated", indexer_params(attn.indexer, attn.q_lora_rank, hidden))
+    elif mixer != "none":
+        component = "mamba" if mixer in ("mamba", "mamba2") else mixer
+        replicated = _mixer_replicated(spec, layer)
+        add(component, "tp", counts[component] - replicated)
+        add(component, "replicated", replicated)
+    if spec.has_mlp(layer):
+        if spec.is_moe_layer(layer):
+            moe = spec.moe
+            sharded, replicated = _mlp_parts(hidden, moe.expert_intermediate_size, moe.gated, moe.expert_bias)
+            add("routed_experts", "expert", moe.num_experts * sharded)
+            add("routed_experts", "expert_unsplit", moe.num_experts * replicated)
+            if moe.shared_size:
+                sharded, replicated = _mlp_parts(hidden, moe.shared_size, moe.gated, moe.expert_bias)
+                add("shared_experts", "tp", sharded)
+                add("shared_experts", "replicated", replicated + hidden * moe.shared_expert_gate)
+            add("router", "replicated", counts["router"])
+        else:
+            sharded, replicated = _mlp_parts(hidden, spec.intermediate_size, spec.dense_mlp_gated, spec.mlp_bias)
+            add("dense_mlp", "tp", sharded)
+            add("dense_mlp", "replicated", replicated)
     add("norms", "replicated", counts["norms"])
     return parts
 

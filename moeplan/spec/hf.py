@@ -304,7 +304,8 @@ def _shortest_cycle(pattern: list[str]) -> list[str]:
     return pattern
 
 
-from moeplan.spec.readers import moe_decoders  # noqa: E402  (it uses the helpers above)
+from moeplan.spec.readers import hybrid, sparse_attention  # noqa: E402  (they use the helpers above)
+from moeplan.spec.readers import moe_decoders  # noqa: E402
 
 READERS: dict[str, Callable[[_Keys], dict]] = {
     "llama": _llama,
@@ -327,6 +328,8 @@ READERS: dict[str, Callable[[_Keys], dict]] = {
     "granitemoe": _granitemoe,
     "granitemoeshared": _granitemoe,
     "jamba": _jamba,
+    **hybrid.READERS,
+    **sparse_attention.READERS,
     **moe_decoders.READERS,
 }
 """Supported Hugging Face model_type values."""
@@ -348,6 +351,8 @@ TRANSFORMERS_DEFAULTS: dict[str, Config] = {
     "llama4_text": _LLAMA4_TEXT_DEFAULTS,
     "phimoe": {"num_key_value_heads": 8},
     "jamba": {"num_key_value_heads": 8},
+    **hybrid.TRANSFORMERS_DEFAULTS,
+    **sparse_attention.TRANSFORMERS_DEFAULTS,
     **moe_decoders.TRANSFORMERS_DEFAULTS,
 }
 """transformers' config-class defaults (5.x) for keys a config.json may leave out, where they differ from the

@@ -7,15 +7,61 @@ I expert intermediate size.
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from moeplan.docstrings import add_field_docstrings
 
 LayerAttention = Literal["full", "sliding", "chunked"]
+Mixer = Literal["attention", "mamba", "mamba2", "linear_attention", "short_conv", "none"]
+"""The sequence mixer of a layer: softmax attention (``attention``), Jamba's Mamba, Mamba-2, a linear attention
+(``linear_attention``: gated DeltaNet, Kimi delta attention or lightning attention), LFM2's gated short
+convolution, or none (a layer that is only an MLP or MoE block, as in Nemotron-H)."""
+
+
+MAX_LAYERS = 4096
+"""Most decoder layers (and entries of a per-layer list) a spec may have: the deepest released models have ~130."""
+MAX_TOKENS = 2**27
+"""Most positions, windows and chunks, in tokens (134M; the longest released context is Llama-4 Scout's 10M)."""
+MAX_SIZE = 2**24
+"""Most of any other count or width (hidden, vocabulary, experts, heads, ranks): 16.7M, far above any model."""
+SIZE_LIMITS = {"num_layers": MAX_LAYERS, "layer_period": MAX_LAYERS, "first_dense_layers": MAX_LAYERS, "layer_offset": MAX_LAYERS,
+               "mtp_layers": MAX_LAYERS, "attention_period": MAX_LAYERS, "attention_offset": MAX_LAYERS,
+               "moe_layers": MAX_LAYERS - 1, "dense_layers": MAX_LAYERS - 1, "shared_layers": MAX_LAYERS - 1,
+               "max_position_embeddings": MAX_TOKENS, "sliding_window": MAX_TOKENS, "chunk_size": MAX_TOKENS}
+"""Upper bounds by field name (every other integer field: MAX_SIZE). Bounds keep the per-layer loops and the
+tool's time and memory small whatever a file says."""
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings, validate_assignment=True)
+    """Strict: no true for 1, no "false" for false, no 4.0 for 4, no inf/NaN; every integer and list bounded."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings, validate_assignment=True,
+                              strict=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _bounded(cls, value, info):
+        limit = SIZE_LIMITS.get(info.field_name, MAX_SIZE)
+        if isinstance(value, list) and len(value) > MAX_LAYERS:
+            raise ValueError(f"must have at most {MAX_LAYERS:,} entries, not {len(value):,}")
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, int) and not isinstance(item, bool) and not 0 <= item <= limit:
+                raise ValueError(f"must be between 0 and {limit:,}, not {item:,}")
+        return value
+
+
+class IndexerSpec(_Spec):
+    """DeepSeek-V3.2's lightning indexer: per query it scores every cached indexer key and keeps the top_k tokens
+    the attention then reads. It caches one head_dim-wide key per token."""
+
+    num_heads: PositiveInt
+    """Indexer query heads (index_n_heads)."""
+    head_dim: PositiveInt
+    """Indexer head dimension, also the width of the key it caches per token (index_head_dim)."""
+    top_k: PositiveInt
+    """Tokens each query attends to (index_topk)."""
+    shared_layers: list[int] = Field(default_factory=list)
+    """Layers without an indexer of their own, reusing the previous layer's selection (GLM-5's 'shared' layers)."""
 
 
 class AttentionSpec(_Spec):
@@ -54,9 +100,15 @@ class AttentionSpec(_Spec):
     """Chunk, in tokens, of layers marked 'chunked' (Llama-4's chunked local attention)."""
     layer_pattern: list[LayerAttention] = Field(default_factory=lambda: ["full"])
     """Attention type of consecutive attention layers, repeated cyclically (e.g. ['sliding', 'full'] for gpt-oss)."""
+    output_gate: bool = False
+    """gqa: a sigmoid gate on the attention output, projected with the queries (q_proj 2·heads·head_dim wide; Qwen3-Next)."""
+    indexer: IndexerSpec | None = None
+    """mla: a lightning indexer that picks the keys each query attends to (DeepSeek-V3.2's sparse attention)."""
 
     @model_validator(mode="after")
     def _check(self) -> "AttentionSpec":
+        if self.indexer is not None and not (self.kind == "mla" and self.q_lora_rank):
+            raise ValueError("an indexer needs MLA attention with q_lora_rank (it projects the compressed query)")
         if self.kind == "mla":
             missing = [
                 name
@@ -173,6 +225,75 @@ class MambaSpec(_Spec):
     """...namely layers i with i % attention_period == attention_offset; all others are Mamba layers."""
 
 
+class Mamba2Spec(_Spec):
+    """Mamba-2 (state-space duality) mixer layers (Nemotron-H, Granite-4.0-H). Inner size D = num_heads · head_dim."""
+
+    num_heads: PositiveInt
+    """SSM heads (one A, D and dt per head)."""
+    head_dim: PositiveInt
+    """Channels per head."""
+    n_groups: PositiveInt = 1
+    """Groups sharing B and C (like KV heads for attention)."""
+    d_state: PositiveInt = 128
+    """SSM state size N per head channel."""
+    d_conv: PositiveInt = 4
+    """Causal convolution width."""
+    chunk_size: PositiveInt = 256
+    """Chunk length of the chunked scan (prefill work, no parameters)."""
+    conv_bias: bool = True
+    """Bias on the convolution."""
+    proj_bias: bool = False
+    """Biases on in_proj and out_proj."""
+
+    @property
+    def inner(self) -> int:
+        """D = num_heads · head_dim."""
+        return self.num_heads * self.head_dim
+
+    @property
+    def conv_dim(self) -> int:
+        """Channels through the convolution: x, B and C, D + 2 · n_groups · d_state."""
+        return self.inner + 2 * self.n_groups * self.d_state
+
+
+class LinearAttentionSpec(_Spec):
+    """Linear-attention mixer layers with a fixed-size state per sequence.
+
+    gated_deltanet (Qwen3-Next, Qwen3.5): fused q/k/v/z and b/a projections, a short convolution over q, k, v,
+    per-value-head A_log and dt_bias, a gated norm. kda (Kimi Linear's Kimi delta attention): q, k, v projections
+    with short convolutions, low-rank forget and output gates (rank head_dim). lightning (MiniMax-Text-01):
+    fused qkv projection, an output gate and a norm over all heads, no convolution."""
+
+    kind: Literal["gated_deltanet", "kda", "lightning"]
+    num_heads: PositiveInt
+    """Value heads (and key heads unless num_key_heads is set)."""
+    num_key_heads: PositiveInt | None = None
+    """gated_deltanet: key (and query) heads; defaults to num_heads."""
+    head_dim: PositiveInt
+    """Key (and query) head dimension."""
+    value_head_dim: PositiveInt | None = None
+    """Value head dimension; defaults to head_dim."""
+    conv_kernel: PositiveInt = 4
+    """Width of the short causal convolution (gated_deltanet, kda)."""
+
+    @property
+    def key_heads(self) -> int:
+        return self.num_key_heads or self.num_heads
+
+    @property
+    def value_dim(self) -> int:
+        return self.value_head_dim or self.head_dim
+
+
+class ShortConvSpec(_Spec):
+    """LFM2's gated short-convolution mixer: in_proj H → 3H, a depthwise causal convolution, out_proj H → H."""
+
+    kernel: PositiveInt = 3
+    """Convolution width (conv_L_cache)."""
+    bias: bool = False
+    """Biases on the projections and the convolution."""
+
+
 class ModelSpec(_Spec):
     """A decoder-only transformer language model, dense or mixture-of-experts."""
 
@@ -202,6 +323,18 @@ class ModelSpec(_Spec):
     """The MoE block; None for a dense model."""
     mamba: MambaSpec | None = None
     """Mamba mixer layers of a hybrid model; None when every layer has attention."""
+    mixer_pattern: list[Mixer] | None = None
+    """Sequence mixer of consecutive layers, repeated cyclically; None: attention in every layer (Jamba: mamba's
+    attention_period rule)."""
+    mamba2: Mamba2Spec | None = None
+    """The Mamba-2 layers of mixer_pattern."""
+    linear_attention: LinearAttentionSpec | None = None
+    """The linear-attention layers of mixer_pattern."""
+    short_conv: ShortConvSpec | None = None
+    """The short-convolution layers of mixer_pattern."""
+    layer_block: Literal["mixer_and_mlp", "mixer_or_mlp"] = "mixer_and_mlp"
+    """mixer_and_mlp: each layer has a mixer and an MLP (or MoE), each behind its own norm; mixer_or_mlp: a layer is
+    a mixer or (mixer 'none') an MLP/MoE, behind one norm (Nemotron-H)."""
     norm: Literal["rmsnorm", "layernorm", "layernorm_nobias"] = "rmsnorm"
     """Norm type: RMSNorm and bias-free LayerNorm have H weights, LayerNorm 2·H."""
     mlp_bias: bool = False
@@ -219,11 +352,35 @@ class ModelSpec(_Spec):
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) is not a multiple of num_heads ({self.attention.num_heads}); set head_dim"
             )
-        needs_dense = any(not self.is_moe_layer(i) for i in range(self.num_layers))
+        needs_dense = any(self.has_mlp(i) and not self.is_moe_layer(i) for i in range(self.num_layers))
         if needs_dense and self.intermediate_size is None:
             raise ValueError("some layers are dense but intermediate_size (the dense MLP size) is not set")
         if self.mamba and self.mamba.attention_offset >= self.mamba.attention_period:
             raise ValueError("mamba.attention_offset must be below mamba.attention_period")
+        if self.mixer_pattern is not None:
+            if not self.mixer_pattern:
+                raise ValueError("mixer_pattern must not be empty")
+            for mixer in ("mamba", "mamba2", "linear_attention", "short_conv"):
+                if mixer in self.mixer_pattern and getattr(self, mixer) is None:
+                    raise ValueError(f"mixer_pattern has '{mixer}' layers but {mixer} is not set")
+        if self.layer_block == "mixer_and_mlp" and "none" in (self.mixer_pattern or []):
+            raise ValueError("mixer_pattern has 'none' layers, which only layer_block 'mixer_or_mlp' allows")
+        return self
+
+    @model_validator(mode="after")
+    def _layers_in_range(self) -> "ModelSpec":
+        """Layer numbers name existing layers, and an MoE block is used by some layer (else the model is silently dense)."""
+        lists = {"moe.moe_layers": self.moe and self.moe.moe_layers, "moe.dense_layers": self.moe and self.moe.dense_layers,
+                 "attention.indexer.shared_layers": self.attention.indexer and self.attention.indexer.shared_layers}
+        for name, layers in lists.items():
+            outside = [i for i in layers or () if i >= self.num_layers]
+            if outside:
+                raise ValueError(f"{name} names layer {outside[0]}, but layers are numbered 0 to {self.num_layers - 1}")
+        if self.moe is not None:
+            if self.moe.first_dense_layers > self.num_layers:
+                raise ValueError(f"moe.first_dense_layers ({self.moe.first_dense_layers}) is more than num_layers ({self.num_layers})")
+            if not self.moe_layer_count:
+                raise ValueError("moe is set but no layer is an MoE layer (check first_dense_layers, layer_period, moe_layers)")
         return self
 
     @property
@@ -231,10 +388,22 @@ class ModelSpec(_Spec):
         return self.attention.head_dim or self.hidden_size // self.attention.num_heads
 
     def is_moe_layer(self, layer: int) -> bool:
-        return self.moe is not None and self.moe.is_moe_layer(layer)
+        return self.moe is not None and self.has_mlp(layer) and self.moe.is_moe_layer(layer)
+
+    def mixer(self, layer: int) -> Mixer:
+        """The sequence mixer of one layer."""
+        if self.mixer_pattern is not None:
+            return self.mixer_pattern[layer % len(self.mixer_pattern)]
+        if self.mamba is not None and layer % self.mamba.attention_period != self.mamba.attention_offset:
+            return "mamba"
+        return "attention"
+
+    def has_mlp(self, layer: int) -> bool:
+        """Whether the layer has an MLP or MoE block (mixer_or_mlp layers have one only without a mixer)."""
+        return self.layer_block == "mixer_and_mlp" or self.mixer(layer) == "none"
 
     def is_attention_layer(self, layer: int) -> bool:
-        return self.mamba is None or layer % self.mamba.attention_period == self.mamba.attention_offset
+        return self.mixer(layer) == "attention"
 
     @property
     def moe_layer_count(self) -> int:

@@ -20,16 +20,6 @@ REFUSED: dict[str, str] = {
     "qwen3_omni_moe_talker_text": f"{_NOT_A_DECODER} of text (Qwen3-Omni's speech talker)",
     "gemma4_assistant": "a speculative-decoding draft model attached to a Gemma-4 target, not a model to plan on its own",
     # hybrid architectures (issue 17, part B)
-    "nemotron_h": _HYBRID,
-    "qwen3_next": _HYBRID,
-    "qwen3_5_moe": _HYBRID,
-    "qwen3_5_moe_text": _HYBRID,
-    "kimi_linear": _HYBRID,
-    "granitemoehybrid": _HYBRID,
-    "deepseek_v32": _HYBRID,
-    "glm_moe_dsa": _HYBRID,
-    "minimax": _HYBRID,
-    "lfm2_moe": _HYBRID,
     "bailing_hybrid": _HYBRID,
     # MoE decoders without a reader yet
     "afmoe": _NO_READER,

@@ -1,0 +1,138 @@
+"""Hybrid and sparse-attention MoE decoders (linear attention, Mamba-2, short convolutions, DSA indexers).
+
+Parameter counts: a config built from each transformers config class's defaults (the full-size model the class
+describes) is counted against transformers on the meta device, exactly, by component; the reduced synthetic
+configs in tests/data/hf-configs go through tests/test_transformers_crosscheck.py. Cache: per-token KV and
+per-sequence state of named configurations by hand arithmetic, and the bytes transformers' own cache tensors hold
+after a forward pass of small bf16 models.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from moeplan.accounting.flops import ssm_scan_flops_per_token
+from moeplan.accounting.kv_cache import kv_cache_bytes, kv_cache_summary, sequence_kv
+from moeplan.accounting.params import count_params
+from moeplan.errors import SpecError
+from moeplan.spec.hf import spec_from_hf_config
+
+CONFIGS = Path(__file__).parent / "data" / "hf-configs"
+HYBRID_TYPES = ["qwen3_next", "qwen3_5_moe_text", "kimi_linear", "minimax", "nemotron_h", "granitemoehybrid",
+                "lfm2_moe", "deepseek_v32", "glm_moe_dsa"]
+LFM2_LAYER_TYPES = ["conv", "conv", "full_attention"] * 10 + ["conv", "full_attention"]
+"""lfm2_moe's class has no default layer_types (transformers cannot build it without one)."""
+
+
+def _class_default_config(model_type: str) -> dict:
+    """What the config class writes with nothing set (time_step_limit, no parameters, dropped: JSON has no inf)."""
+    transformers = pytest.importorskip("transformers")
+    extra = {"layer_types": LFM2_LAYER_TYPES} if model_type == "lfm2_moe" else {}
+    config = transformers.AutoConfig.for_model(model_type, **extra).to_dict()
+    config.pop("time_step_limit", None)
+    return config
+
+
+@pytest.mark.parametrize("model_type", HYBRID_TYPES)
+def test_class_defaults_count_exactly(model_type: str):
+    pytest.importorskip("torch")
+    from test_transformers_crosscheck import _components, _instantiate
+
+    config = _class_default_config(model_type)
+    expected = _components(_instantiate(config))
+    assert count_params(spec_from_hf_config(config)).by_component == expected
+    bare = {"model_type": model_type} | ({"layer_types": LFM2_LAYER_TYPES} if model_type == "lfm2_moe" else {})
+    assert count_params(spec_from_hf_config(bare)).by_component == expected, "defaults of keys left out"
+
+
+def test_qwen3_next_80b_published_counts():
+    # Qwen3-Next-80B-A3B: the model card's 80B total and 3B active; transformers' defaults are this model
+    counts = count_params(spec_from_hf_config({"model_type": "qwen3_next"}))
+    assert counts.total == 79_674_391_296
+    assert counts.active == 3_874_929_408  # embedding and lm_head included, 10 routed + 1 shared expert
+
+
+def test_qwen3_next_state_and_kv_by_hand():
+    # 48 layers, 12 gated attention (every 4th): 2 KV heads of 256; 36 gated DeltaNet layers: 32 value heads
+    # of 128, 16 key heads of 128, conv kernel 4
+    spec = spec_from_hf_config({"model_type": "qwen3_next"})
+    summary = kv_cache_summary(spec, "bf16")
+    assert summary.attention_layers == 12
+    assert summary.kv_cache_bytes_per_token == 12 * 2 * 2 * 256 * 2 == 24_576
+    conv = (2 * 16 * 128 + 32 * 128) * 4 * 2  # q, k, v channels × kernel, bf16
+    recurrent = 32 * 128 * 128 * 4  # heads × d_k × d_v, fp32
+    assert summary.state_bytes_per_sequence == 36 * (conv + recurrent) == 36 * 2_162_688
+    assert summary.state_layers == {"linear_attention": 36}
+    assert kv_cache_bytes(spec, 4, 32_768, "bf16") == 4 * (32_768 * 24_576 + 36 * 2_162_688)
+    assert sequence_kv(spec, "bf16", tp=4).state_bytes == 36 * (conv // 4 + recurrent // 4)
+    assert ssm_scan_flops_per_token(spec) == 8 * 36 * 32 * 128 * 128
+
+
+def test_deepseek_v32_indexer_keys_by_hand():
+    # DeepSeek-V3.2: MLA latent (512 + 64) plus one 128-wide indexer key per token in each of 61 layers
+    spec = spec_from_hf_config({"model_type": "deepseek_v32"})
+    summary = kv_cache_summary(spec, "bf16")
+    assert summary.indexer_bytes_per_token == 61 * 128 * 2
+    assert summary.kv_cache_bytes_per_token == 61 * (512 + 64 + 128) * 2 == 85_888
+    assert kv_cache_summary(spec, "fp8").kv_cache_bytes_per_token == 61 * (512 + 64 + 128)
+    assert summary.state_bytes_per_sequence == 0
+
+
+def test_nemotron_h_state_by_hand():
+    # the class default: mamba2, moe, attention, mlp; Mamba-2 with 128 heads of 64, 8 groups, N 128, kernel 4
+    spec = spec_from_hf_config({"model_type": "nemotron_h"})
+    conv = (128 * 64 + 2 * 8 * 128) * 4 * 2
+    ssm = 128 * 64 * 128 * 4
+    summary = kv_cache_summary(spec, "bf16")
+    assert summary.state_bytes_per_sequence == conv + ssm == 81_920 + 4_194_304
+    assert summary.kv_cache_bytes_per_token == 2 * 8 * 128 * 2  # one attention layer, 8 KV heads of 128
+    assert spec.moe_layer_count == 1 and [spec.has_mlp(i) for i in range(4)] == [False, True, False, True]
+
+
+@pytest.mark.parametrize("stem", ["qwen3_next", "qwen3_5_moe", "kimi_linear", "minimax", "nemotron_h",
+                                  "granitemoehybrid", "lfm2_moe", "deepseek_v32", "glm_moe_dsa"])
+def test_cache_matches_transformers_tensors(stem: str):
+    """A forward pass of the small synthetic model in bf16: the bytes of its cache tensors (K, V, indexer keys;
+    conv and recurrent states; MiniMax's lightning state) equal moeplan's prediction, dtypes included."""
+    torch = pytest.importorskip("torch")
+    from test_transformers_crosscheck import _transformers_config
+    from transformers import AutoModelForCausalLM
+
+    config = json.loads((CONFIGS / f"{stem}.json").read_text())
+    hf_config = _transformers_config(config)
+    if stem == "granitemoehybrid":
+        hf_config.time_step_limit = (0.0, float("inf"))  # the file's null (JSON has no inf) stops its scan
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(hf_config, experts_implementation="eager").to(torch.bfloat16).eval()
+    batch, context = 2, 5
+    with torch.no_grad():
+        cache = model(torch.randint(0, 100, (batch, context)), use_cache=True).past_key_values
+    tensors = [*getattr(cache, "linear_cache", [])]
+    for layer in cache.layers:
+        tensors += [getattr(layer, name, None) for name in ("keys", "values", "indexer_keys")]
+        for states in ("conv_states", "recurrent_states"):
+            tensors += list(getattr(layer, states, {}).values())
+    held = sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+    assert held == kv_cache_bytes(spec_from_hf_config(config), batch, context, "bf16")
+
+
+def test_unknown_layer_type_is_refused_by_name():
+    config = json.loads((CONFIGS / "qwen3_next.json").read_text())
+    config["layer_types"] = ["sliding_attention"] + config["layer_types"][1:]
+    with pytest.raises(SpecError, match="'sliding_attention'"):
+        spec_from_hf_config(config)
+
+
+def test_nemotron_latent_moe_is_refused():
+    with pytest.raises(SpecError, match="moe_latent_size"):
+        spec_from_hf_config({"model_type": "nemotron_h", "moe_latent_size": 1024})
+
+
+def test_glm_dsa_shared_layers_have_no_indexer():
+    config = json.loads((CONFIGS / "glm_moe_dsa.json").read_text())
+    spec = spec_from_hf_config(config)
+    assert spec.attention.indexer.shared_layers == [2, 4]
+    per_token = kv_cache_summary(spec, "bf16")
+    assert per_token.indexer_bytes_per_token == 3 * 10 * 2
+    assert per_token.kv_cache_bytes_per_token == 5 * (18 + 6) * 2 + 3 * 10 * 2
