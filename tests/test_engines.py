@@ -71,6 +71,8 @@ def test_malformed_commands_exit_2_naming_the_flag(cli, argv, message):
 def test_engine_flags_conflict_with_moeplan_layout_flags(cli):
     result = cli("check", "--tp", "2", "--", "vllm", "serve", "mixtral-8x7b")
     assert result.exit_code == 2 and "--tp: with `check -- <engine command>`" in result.stderr
+    result = cli("check", "--gpu-util", "0.8", "--", "vllm", "serve", "mixtral-8x7b")
+    assert result.exit_code == 2 and "--gpu-util: with `check -- <engine command>` the command sets this" in result.stderr
     result = cli("check", "--engine", "sglang", "--", "vllm", "serve", "mixtral-8x7b")
     assert result.exit_code == 2 and "the command starts vllm" in result.stderr
     assert cli("check", "--engine", "vllm==x", "--", "vllm", "serve", "mixtral-8x7b").exit_code == 2
@@ -172,6 +174,10 @@ def test_llamacpp_cache_types_and_context(cli):
     assert q8["startup"]["kv_pool_bytes"] == pytest.approx(f16["startup"]["kv_pool_bytes"] * CACHE_TYPE_BYTES["q8_0"] / 2, rel=1e-6)
     _, cpu_moe = engine(cli, *argv, "--n-cpu-moe", "48")
     assert cpu_moe["startup"]["weights_per_gpu_bytes"] < 0.2 * f16["startup"]["weights_per_gpu_bytes"]
+    _, slots = engine(cli, *argv, "-np", "4", flags=("--dtype", "q4_k_m"))
+    assert (slots["startup"]["max_model_len"], slots["startup"]["max_concurrency"]) == (8192, 4.0)
+    assert slots["deployment"]["dtype"] == "q4_k_m"
+    assert slots["startup"]["weights_per_gpu_bytes"] < 0.35 * f16["startup"]["weights_per_gpu_bytes"]
     code, big = engine(cli, "llama-server", "-m", "deepseek-v3")
     assert code == 1 and big["startup"]["failure"].startswith("cudaMalloc failed")
 

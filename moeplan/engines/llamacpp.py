@@ -95,8 +95,8 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     used = weights + kv + compute
     failure, shortfall = fail_first([(used > total, "cudaMalloc failed: out of memory (weights + KV cache + compute buffer)",
                                       used - total)])
-    slots = cmd.max_num_seqs or 1
-    per_token = kv // n_ctx if n_ctx else 0
+    slots = min(cmd.max_num_seqs or 1, n_ctx)
+    per_token = kv // n_ctx
     notes = [f"llama_kv_cache: {n_ctx:,} cells, {attention_layers} layers on the GPU, K ({cache_k}) + V ({cache_v}): {gib(kv)}",
              "the token embedding stays in host memory; -ts/--split-mode over several GPUs is not modelled"]
     if experts_on_host:
@@ -109,7 +109,7 @@ def startup(inputs: StartupInputs) -> EngineStartup:
                 Allocation(name="KV cache", bytes=kv, basis=f"{n_ctx:,} cells"),
                 Allocation(name="compute buffer", bytes=compute, basis=f"moeplan's activation model at -ub {ubatch}")],
         weights_per_gpu_bytes=weights, kv_pool_bytes=kv, kv_bytes_per_token=per_token, block_size=1, kv_blocks=n_ctx,
-        kv_tokens=n_ctx, max_model_len=n_ctx, max_concurrency=float(slots), notes=notes)
+        kv_tokens=n_ctx, max_model_len=n_ctx // slots, max_concurrency=float(slots), notes=notes)
 
 
 def launch_argv(model: str, layout: Layout, deployment: Deployment, spec: ModelSpec) -> list[str]:

@@ -20,8 +20,8 @@ from moeplan.spec.presets import PRESET_ORIGINS, preset_names
 from moeplan.spec.resolve import ResolvedSpec, resolve_spec
 from moeplan.units import GiB
 
-ENGINE_FIELDS = ("tp", "ep", "pp", "dp", "etp", "num_gpus", "kv_dtype", "dtype", "gpu_util", "prefill_chunk")
-"""Deployment settings an engine command decides; with `check --` they come from the command, not moeplan flags."""
+LAYOUT_FIELDS = ("tp", "ep", "pp", "dp", "etp", "num_gpus")
+"""Deployment settings an engine command always decides; with `check --` they are not moeplan flags."""
 
 ASSERTIONS = {
     "min_kv_tokens": ("KV tokens", lambda r: r.startup.kv_tokens, ">="),
@@ -110,18 +110,18 @@ def parse_assertions(texts: list[str]) -> dict[str, float]:
 
 def engine_deployment(command: EngineCommand, resolved: ResolvedSpec, base: Deployment, gpu) -> tuple[Deployment, int]:
     """(moeplan's deployment, max_model_len) for a command; ``base`` carries the hardware and workload flags."""
-    given = sorted(set(base.model_fields_set) & set(ENGINE_FIELDS))
-    if given:
-        flags = ", ".join(f"--{f.replace('_', '-')}" for f in given)
-        raise SpecError(f"{flags}: with `check -- <engine command>` the layout and formats come from the command; set them there")
     spec = resolved.spec
     max_model_len = command.max_model_len or spec.max_position_embeddings
     if max_model_len is None:
-        raise SpecError(f"{resolved.spec.name}: the config gives no max_position_embeddings; set the engine's max model length flag")
-    fields = engine_module(command.engine).deployment_fields(command, spec, gpu)
+        raise SpecError(f"{spec.name}: the config gives no max_position_embeddings; set the engine's max model length flag")
+    fields = {k: v for k, v in engine_module(command.engine).deployment_fields(command, spec, gpu).items() if v is not None}
+    given = sorted(set(base.model_fields_set) & {*LAYOUT_FIELDS, *fields})
+    if given:
+        flags = ", ".join(f"--{f.replace('_', '-')}" for f in given)
+        raise SpecError(f"{flags}: with `check -- <engine command>` the command sets this; set it there")
     values = base.model_dump(exclude_unset=True)
     values.setdefault("context", max_model_len)
-    values.update({k: v for k, v in fields.items() if v is not None})
+    values.update(fields)
     return Deployment(**values), max_model_len
 
 
