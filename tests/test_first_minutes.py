@@ -3,6 +3,7 @@ partial layout, training speed, context suffixes."""
 
 import pytest
 
+from conftest import CONFIGS, ROOT
 from moeplan.accounting.flops import training_flops_per_token
 from moeplan.report.console import console
 from moeplan.spec.presets import load_preset
@@ -142,3 +143,125 @@ def test_context_suffixes_follow_vllm(cli):
     assert contexts == [128_000, 131_072, 32_000, 1_000_000]
     help_text = flowing(cli("estimate", "--help").stdout)
     assert "k = 1000 and K = 1024, as vLLM reads them (128k = 128,000; 128K = 131,072)" in help_text
+
+
+def test_help_shows_defaults_choices_and_types(cli):
+    out = cli("estimate", "-h")
+    assert out.exit_code == 0
+    text = flowing(out.stdout)
+    assert all(len(line) <= WIDTH for line in lines(out.stdout))
+    assert "[default: h100-sxm]" in text and "[default: 4096]" in text and "[default: 128]" in text and "[default: 1]" in text
+    for choices in ("<inference|training>", "<bf16|fp16|fp8|fp32>", "<none|selective|full>", "<rank|expert>", "<0|1|2|3>"):
+        assert choices in text
+    assert "--num-gpus <int>" in text and "--batch <int>" in text and "--context <tokens>" in text
+    assert "<bool>" not in text and "--offload-experts Keep" in text and "--brief Print" in text
+    assert "pip install 'moeplan[plot]'" in text
+
+
+def test_top_level_help_has_examples_and_completion(cli):
+    text = flowing(cli("-h").stdout)
+    assert "Examples:" in text and "moeplan estimate mixtral-8x7b --gpu h100 --num-gpus 2" in text
+    assert "--install-completion" in text and "<bool>" not in text
+
+
+def test_completion_of_presets_and_gpus():
+    from moeplan.cli.options import complete_gpu, complete_preset
+
+    assert "mixtral-8x7b" in complete_preset("Mix") and "mixtral-8x22b" in complete_preset("mixtral")
+    assert {"h100-sxm", "h100-pcie", "h100"} <= set(complete_gpu("h1"))
+
+
+def test_preset_names_are_case_insensitive(cli):
+    assert cli("estimate", "DeepSeek-V3", "--json").json()["params"] == cli("estimate", "deepseek-v3", "--json").json()["params"]
+
+
+def test_user_text_is_never_markup(cli, tmp_path):
+    model = tmp_path / "Mixtral [fp8]"
+    model.mkdir()
+    (model / "config.json").write_text((CONFIGS / "mixtral-8x7b.json").read_text())
+    out = cli("estimate", model, "--brief")
+    assert out.exit_code == 0 and "Mixtral [fp8], inference" in out.stdout
+    assert "moeplan plan '" in flowing(out.stdout) and "Mixtral [fp8]' --gpu h100-sxm" in flowing(out.stdout)
+    assert "Mixtral [fp8] — mixtral" in cli("estimate", model).stdout
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("deployments:\n  - name: chat [/prod]\n    model: mixtral-8x7b\n    num_gpus: 2\n"
+                    "    assert: {fits: true, min_headroom: 1 GB}\n")
+    out = cli("check", plan)
+    assert out.exit_code == 0, out.stderr
+    assert "chat [/prod]: mixtral-8x7b on h100-sxm" in out.stdout and "≥ 1 GB" in out.stdout
+
+
+def test_check_json_numbers_with_units(cli, tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("deployments:\n  - name: chat\n    model: mixtral-8x7b\n    num_gpus: 2\n"
+                    "    assert: {min_headroom: 5%, max_all_to_all_bytes_per_layer: 1 GB, min_max_context: 32k}\n"
+                    "  - name: bytes\n    model: mixtral-8x7b\n    num_gpus: 2\n    assert: {min_headroom: 8 GiB}\n")
+    data = cli("check", plan, "--json").json()
+    headroom, context, a2a = data["deployments"][0]["assertions"]
+    estimate = data["deployments"][0]["report"]["memory"]
+    assert headroom["required_fraction"] == 0.05 and headroom["actual_fraction"] == estimate["headroom_fraction"]
+    assert a2a["required_bytes"] == 10**9 and isinstance(a2a["actual_bytes"], int)
+    assert context["required_tokens"] == 32_000 and context["actual_tokens"] == estimate["max_context"]
+    assert not any(isinstance(v, str) and "≥" in v for a in (headroom, a2a, context) for v in a.values())
+    gib = data["deployments"][1]["assertions"][0]
+    assert gib["required_bytes"] == 8 * 2**30 and gib["written"] == "8 GiB"
+    table = cli("check", plan).stdout
+    assert "≥ 5%" in table and "≤ 1 GB" in table and "≥ 8 GiB" in table and f"{gib['actual_bytes'] / 2**30:,.2f} GiB" in table
+    markdown = cli("check", plan, "--markdown").stdout
+    assert "| ≤ 1 GB |" in markdown and "1,000,000,000" not in markdown
+
+
+def test_gpu_json_loads_back(cli, tmp_path):
+    path = tmp_path / "g.json"
+    path.write_text(cli("gpus", "h100", "--json").stdout)
+    again = cli("gpus", path, "--json").json()
+    assert again["gpus"] == cli("gpus", "h100", "--json").json()["gpus"]
+    assert cli("estimate", "mixtral-8x7b", "--gpu", path, "--json").json()["gpu"]["memory_bytes"] == again["gpus"][0]["memory_bytes"]
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_gpus_table_fits_the_terminal(cli, monkeypatch, width):
+    monkeypatch.setattr(console, "width", width)
+    out = cli("gpus").stdout
+    assert all(len(line) <= width for line in lines(out)) and "…" not in out
+    h200 = next(line for line in lines(out) if line.startswith("h200"))
+    assert "141 (151.4)" in h200 and "4.80" in h200 and "989.5" in h200 and "1,979.0" in h200 and "450.0" in h200
+    assert any(line.strip().startswith("1. NVIDIA A100") for line in lines(out))  # the source as a footnote
+    wide = cli("gpus", "--wide").stdout
+    assert width < 100 or "source" in wide and "NVIDIA" in wide and not any(line.strip().startswith("1. ") for line in lines(wide))
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_plan_and_check_tables_never_truncate(cli, monkeypatch, width):
+    monkeypatch.setattr(console, "width", width)
+    out = cli("plan", "mixtral-8x7b", "--top", "3").stdout
+    assert "…" not in out and "bound" in out and "memory" in out
+    out = cli("check", ROOT / "examples" / "plan.yaml").stdout
+    assert "…" not in out and "max_all_to_all_bytes_per_layer" in out and "gpt-oss-120b-single-gpu:" in out
+
+
+def test_spec_file_is_its_own_source(cli, tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text(cli("spec", "mixtral-8x7b").stdout)
+    assert path.read_text().startswith("# written by `moeplan spec` from preset mixtral-8x7b")
+    assert cli("estimate", path, "--json").json()["spec"]["source"] == str(path)
+
+
+def test_plot_pdf_marks_the_limits(cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "x.pdf"
+    out = cli("estimate", "mixtral-8x7b", "--num-gpus", "2", "--plot", path, "--brief")
+    assert out.exit_code == 0, out.stderr
+    assert path.read_bytes().startswith(b"%PDF")
+    from moeplan.report import plot
+
+    drawn = {}
+    real = plot._stack
+    monkey = lambda ax, points, x, current, fits, usable, capacity, largest, what: drawn.setdefault(what, (fits, largest)) or real(  # noqa: E731
+        ax, points, x, current, fits, usable, capacity, largest, what)
+    import unittest.mock
+
+    with unittest.mock.patch.object(plot, "_stack", monkey):
+        assert cli("estimate", "mixtral-8x7b", "--plot", tmp_path / "no.png", "--json").exit_code == 0
+    report = cli("estimate", "mixtral-8x7b", "--json").json()["memory"]
+    assert drawn == {"batch": (False, report["max_batch"]), "context": (False, report["max_context"])}

@@ -44,7 +44,7 @@ def check(
         moeplan check --gpu h200 -- vllm serve deepseek-ai/DeepSeek-V3 -tp 8 --max-model-len 32768
     """
     from moeplan.check.evaluate import evaluate_plan
-    from moeplan.check.output import check_markdown, check_table, write_junit
+    from moeplan.check.output import check_markdown, check_tables, write_junit
     from moeplan.check.planfile import PlannedDeployment, load_plan
 
     if len(target) > 1 or (" " in target[0] and not Path(target[0]).exists()) or engine is not None or assert_:
@@ -72,5 +72,5 @@ def check(
 
         for result in report.deployments:
             render_warnings([f"{result.name}: {warning}" for warning in result.report.warnings])
-        console.print(check_table(report))
+        console.print(check_tables(report))
     raise typer.Exit(0 if report.passed else 1)

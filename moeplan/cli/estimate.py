@@ -1,6 +1,5 @@
 """`moeplan estimate`: parameters, memory, compute and traffic of a model."""
 
-import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -44,8 +43,7 @@ def estimate(
     check_figures(plot, curve, json_)
     efficiency, source = load_calibration(calibration, deployment.gpu)
     report = build_estimate(resolved, deployment, efficiency, source)
-    plan_args = command_arguments(ctx.params, (*LAYOUT_FLAGS, "gpu"))
-    plan_args = plan_args.replace(" ", f" --gpu {shlex.quote(deployment.gpu)} ", 1) if " " in plan_args else f"{plan_args} --gpu {shlex.quote(deployment.gpu)}"
+    plan_args = command_arguments({**ctx.params, "gpu": deployment.gpu}, LAYOUT_FLAGS)
     verdict = build_verdict(resolved, report, deployment.model_fields_set, efficiency, plan_args)
     report = report.model_copy(update={"verdict": verdict})
     if engine is not None:

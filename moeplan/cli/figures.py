@@ -10,7 +10,7 @@ from moeplan.report.estimate import EstimateReport
 
 PlotOpt = Annotated[Optional[Path], typer.Option(
     "--plot", help="Write memory vs batch and vs context (stacked by component, usable line) and the decode/prefill roofline "
-                   "to FILE.png or FILE.svg (needs the plot extra: pip install 'moeplan[plot]').", metavar="FILE")]
+                   "to FILE.png, FILE.svg or FILE.pdf, with the largest batch and context that fit marked (needs the plot extra: pip install 'moeplan[plot]').", metavar="FILE")]
 CurveOpt = Annotated[bool, typer.Option("--curve", help="Also draw memory per GPU vs context in the terminal.")]
 
 

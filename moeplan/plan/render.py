@@ -1,5 +1,6 @@
 """Rich rendering of a PlanReport: the best layouts as a table. Memory in GiB = 2^30 B."""
 
+from rich import box
 from rich.table import Table
 
 from moeplan.plan.search import PlanReport, PlanRow
@@ -20,19 +21,25 @@ def _layout(row: PlanRow) -> str:
 
 def plan_table(report: PlanReport, top: int) -> Table:
     """The first ``top`` layouts, ranked by the objective."""
-    rate = "prefill tok/s/GPU" if report.deployment.mode == "training" else "tok/s/GPU"
-    table = Table(title=f"{_header(report)}; best {min(top, report.feasible)} by {report.ranking}", title_justify="left")
-    columns = ["#", "GPUs", "nodes", "tp/ep/pp/dp", "GiB/GPU", "headroom", "decode tok/s", rate, "TPOT ms", "prefill tok/s", "bound"]
+    rate = "prefill tok/s/GPU" if report.deployment.mode == "training" else "tok/s per GPU"
+    table = Table(title=f"{_header(report)}; best {min(top, report.feasible)} by {report.ranking}", title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
+    columns = ["#", "GPUs", "nodes", "tp/ep/pp/dp", "GiB/ GPU", "head- room", "decode tok/s", rate, "TPOT ms", "prefill tok/s", "bound"]
     if report.gpu_hour_price is not None:
         columns.append("$/M tok")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("tp/ep/pp/dp", "bound") else "right", no_wrap=column == "tp/ep/pp/dp")
+    rows = []
     for i, row in enumerate(report.layouts[:top], 1):
         cells = [str(i), f"{row.gpus:,}", f"{row.nodes:,}", _layout(row), f"{row.per_gpu_bytes / GiB:,.2f}",
                  f"{row.headroom_fraction:.0%}", f"{row.decode_tokens_per_s:,.0f}", f"{row.tokens_per_s_per_gpu:,.1f}",
                  f"{row.time_per_output_token_s * 1e3:,.2f}", f"{row.prefill_tokens_per_s:,.0f}", row.bound]
         if row.cost_per_million_tokens is not None:
             cells.append(f"{row.cost_per_million_tokens:,.3f}")
+        rows.append(cells)
+    for i, column in enumerate(columns):  # headers break at spaces; cells never wrap or truncate
+        width = max([len(word) for word in column.split()] + [len(cells[i]) for cells in rows])
+        table.add_column(column.replace("- ", "-\n").replace(" ", "\n"), justify="left" if column in ("tp/ep/pp/dp", "bound") else "right",
+                         no_wrap=True, min_width=width)
+    for cells in rows:
         table.add_row(*cells)
     if report.gpu_hour_price is not None:
         table.caption = f"$/M tok: dollars per million tokens at ${report.gpu_hour_price:g} per GPU-hour"

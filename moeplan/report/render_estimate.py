@@ -153,12 +153,15 @@ def verdict_panel(report: EstimateReport) -> Panel:
         if v.plan_command:
             text.append(v.plan_command, style="bold")
             text.append("\n")
+    if (o := report.throughput.offload) is not None:
+        text.append(f"Host RAM holds {o.host_bytes / GiB:,.2f} GiB of offloaded weights of {o.host_memory_bytes / GiB:,.2f} GiB "
+                    f"({'fits' if o.fits_in_host_memory else 'does NOT fit'}; {', '.join(o.rules)}).\n")
     if report.layout_choice:
         text.append(f"Layout for {report.layout_choice}.\n")
     for item in v.assumed:
         text.append(f"Assumed: {item}.\n")
     text.rstrip()
-    return Panel(text, title=f"{report.spec.name}, {report.deployment.mode}", title_align="left", expand=False)
+    return Panel(text, title=Text(f"{report.spec.name}, {report.deployment.mode}"), title_align="left", expand=False)
 
 
 def _training_table(report: EstimateReport) -> Table:

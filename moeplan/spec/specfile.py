@@ -58,11 +58,13 @@ def spec_to_document(spec: ModelSpec) -> dict:
 
 
 def dump_spec(spec: ModelSpec, fmt: str = "yaml") -> str:
-    """A spec as YAML or JSON text."""
+    """A spec as YAML or JSON text. Its source is left out (the file it is saved to becomes the source of what
+    is read back); YAML names it in a leading comment."""
     document = spec_to_document(spec)
+    origin = document.pop("source", None)
     if fmt == "json":
         return json.dumps(document, indent=2)
-    return yaml.safe_dump(document, sort_keys=False, width=100)
+    return (f"# written by `moeplan spec` from {origin}\n" if origin else "") + yaml.safe_dump(document, sort_keys=False, width=100)
 
 
 def spec_json_schema() -> dict:
