@@ -14,7 +14,8 @@ from moeplan.report.document import Document
 from moeplan.report.estimate import EstimateReport, build_estimate
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.resolve import ResolvedSpec
-from moeplan.throughput.roofline import Bound, Efficiency
+from moeplan.perf.roofline import Bound, Efficiency
+from moeplan.perf.offload import offload_requested
 
 FIXED_SIZES = ("tp", "ep", "pp", "dp", "etp")
 """Deployment fields that, when given, hold the search at their value."""
@@ -116,8 +117,9 @@ def _check(deployment: Deployment, objective: Objective, gpu_hour_price: float |
         raise SpecError(f"--gpu-hour-price must be positive, not {gpu_hour_price}")
     if objective == "latency" and deployment.mode == "training":
         raise SpecError("--objective latency ranks time per output token, an inference figure; use fewest-gpus or throughput-per-gpu for training")
-    if deployment.offload_experts:
-        raise SpecError("--offload-experts keeps experts in host memory on one GPU; plan searches GPU layouts (use moeplan estimate)")
+    if offload_requested(deployment):
+        raise SpecError("offload (--offload-experts, --n-cpu-moe, --gpu-layers, --override-tensor) keeps weights in host RAM "
+                        "on one GPU; plan searches GPU layouts: use moeplan estimate or check with these flags")
 
 
 def _rows(layouts: LayoutArrays, m: LayoutMetrics, index: np.ndarray, usable: int, gpus_per_node: int, mode: str,

@@ -17,6 +17,7 @@ from moeplan.spec.count_check import stored_count_warning
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.resolve import ResolvedSpec
+from moeplan.perf.offload import offload_estimate, offload_requested, plan_placement, with_offload
 from moeplan.perf.roofline import Efficiency
 from moeplan.perf.speed import Throughput, serving_shape, throughput
 from moeplan.traffic.alltoall import AllToAllTraffic, spec_all_to_all_traffic
@@ -132,10 +133,14 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
     given = any(getattr(policy, f) is not None for f in ("dtype", "expert_dtype", "attention_dtype", "embedding_dtype"))
     weights = resolved.weights if resolved.weights is not None and not given else weight_memory(spec, policy)
     batch, context = serving_shape(d, layout)
-    memory = deployment_memory(spec, weights, gpu, layout, d, batch, context)
+    placement = plan_placement(spec, d, layout, weights, resolved.tensors) if offload_requested(d) else None
+    resident = placement.gpu_by_component_bytes if placement else weights  # offload: VRAM holds the GPU share only
+    memory = deployment_memory(spec, resident, gpu, layout, d, batch, context)
     flops = flops_per_token(spec, context, context, d.recompute if d.mode == "training" else "none")
     traffic, skew, routing = _traffic(spec, d, layout)
     speed = throughput(spec, d, layout, gpu, weights, memory, flops, efficiency)
+    if placement is not None:
+        memory, speed = with_offload(memory, speed, offload_estimate(spec, d, gpu, placement, memory, efficiency))
     return EstimateReport(spec=spec, deployment=d, gpu=gpu, layout=layout, params=params, weights=weights, memory=memory,
                           flops=flops, all_to_all=traffic, all_to_all_skew=skew, routing=routing, throughput=speed,
                           checkpoint=resolved.checkpoint, calibration=calibration, layout_choice=layout_choice,

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from moeplan.spec.resolve import ResolvedSpec
 from moeplan.perf.roofline import Efficiency
+from moeplan.perf.offload import offload_requested
 
 if TYPE_CHECKING:
     from moeplan.report.estimate import EstimateReport
@@ -65,7 +66,7 @@ def build_verdict(resolved: ResolvedSpec, report: "EstimateReport", given: set[s
     verdict = Verdict(fits=m.fits, gpu=report.gpu.name, num_gpus=report.layout.num_gpus, layout=report.layout.sizes(),
                       per_gpu_bytes=m.per_gpu_bytes, usable_bytes=m.usable_bytes, headroom_bytes=m.headroom_bytes,
                       headroom_fraction=m.headroom_fraction, assumed=assumed)
-    if m.fits or d.offload_experts:
+    if m.fits or offload_requested(d):  # offload is one GPU with host RAM: no GPU count to search
         return verdict
     found = fewest_gpus(resolved, report, efficiency)
     return verdict.model_copy(update={

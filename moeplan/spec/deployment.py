@@ -105,7 +105,13 @@ class Deployment(BaseModel):
     capacity_factor: float | None = Field(None, gt=0, le=1000)
     """Expert buffer = capacity_factor × T·k/E tokens; tokens beyond it are dropped."""
     offload_experts: bool = False
-    """Keep routed experts in host RAM and run them on the CPU (llama.cpp --override-tensor exps=CPU)."""
+    """Keep routed experts in host RAM and run them on the CPU (llama.cpp --cpu-moe, -ot "exps=CPU")."""
+    n_cpu_moe: int | None = Field(None, ge=0)
+    """llama.cpp --n-cpu-moe: keep the routed experts of the first N layers in host RAM."""
+    gpu_layers: int | None = Field(None, ge=0)
+    """llama.cpp -ngl: layers on the GPU (the last N; the output head too when N exceeds the layer count); default all."""
+    override_tensor: str | None = None
+    """llama.cpp -ot: PATTERN=CPU,... (regexes over llama.cpp tensor names, first match wins), e.g. "ffn_.*_exps=CPU"."""
     host_memory_gib: float = Field(128, gt=0)
     """Host RAM available for offloaded experts, GiB."""
     host_memory_gb_s: float = Field(80, gt=0)
