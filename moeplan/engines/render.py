@@ -14,9 +14,14 @@ def _verdict(report: EngineReport) -> str:
     if not s.starts:
         return (f"[bold red]{report.engine} will not start[/]: {escape(s.failure or '')} — short by "
                 f"{s.shortfall_bytes / GiB:,.2f} GiB per GPU. {where}")
-    failed = [a.name for a in report.assertions if not a.passed]
+    failed = [a.assertion for a in report.assertions if not a.passed]
     tail = f"; [bold red]assertions fail[/]: {', '.join(failed)}" if failed else ""
     return f"[bold green]{report.engine} starts[/]: {where}{tail}"
+
+
+def _shown(value: float, unit: str) -> str:
+    return {"bytes": f"{value / GiB:,.2f} GiB", "s": f"{value * 1e3:,.2f} ms", "tokens": f"{value:,.0f} tokens"}.get(
+        unit, f"{value:,.2f} {unit}")
 
 
 def figures_table(report: EngineReport) -> Table:
@@ -56,7 +61,8 @@ def render_engine_report(report: EngineReport) -> None:
         for column in ("assertion", "required", "actual", "result"):
             table.add_column(column)
         for a in report.assertions:
-            table.add_row(a.name, escape(a.required), a.actual, "[green]pass[/]" if a.passed else "[red]FAIL[/]")
+            table.add_row(a.assertion, f"{a.comparison} {_shown(a.required, a.unit)}", _shown(a.actual, a.unit),
+                          "[green]pass[/]" if a.passed else "[red]FAIL[/]")
         console.print(table)
     if report.command.ignored:
         console.print(f"ignored (not modelled): {escape(' '.join(report.command.ignored))}", soft_wrap=True)

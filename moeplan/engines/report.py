@@ -6,6 +6,7 @@ spec/resolve.py handles ids, an id maps to the preset taken from that repository
 """
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,13 +25,13 @@ LAYOUT_FIELDS = ("tp", "ep", "pp", "dp", "etp", "num_gpus")
 """Deployment settings an engine command always decides; with `check --` they are not moeplan flags."""
 
 ASSERTIONS = {
-    "min_kv_tokens": ("KV tokens", lambda r: r.startup.kv_tokens, ">="),
-    "min_concurrency": ("max concurrency at max_model_len", lambda r: r.startup.max_concurrency, ">="),
-    "min_kv_pool_gib": ("KV pool GiB", lambda r: r.startup.kv_pool_bytes / GiB, ">="),
-    "max_tpot_ms": ("time per output token, ms", lambda r: r.time_per_output_token_s * 1e3, "<="),
-    "max_ttft_ms": ("time to first token, ms", lambda r: r.ttft_s * 1e3, "<="),
+    "min_kv_tokens": ("tokens", ">=", 1, lambda r: r.startup.kv_tokens),
+    "min_concurrency": ("requests", ">=", 1, lambda r: r.startup.max_concurrency),
+    "min_kv_pool_gib": ("bytes", ">=", GiB, lambda r: r.startup.kv_pool_bytes),
+    "max_tpot_ms": ("s", "<=", 1e-3, lambda r: r.time_per_output_token_s),
+    "max_ttft_ms": ("s", "<=", 1e-3, lambda r: r.ttft_s),
 }
-"""`--assert NAME=VALUE` names: what each checks and how."""
+"""`--assert NAME=VALUE` names → (unit of required/actual, comparison, VALUE → base units, the actual figure)."""
 
 
 def _origin_id(origin: str) -> str:
@@ -63,11 +64,18 @@ def resolve_model(model: str) -> ResolvedSpec:
 
 
 class Assertion(BaseModel):
+    """One `--assert`: the requirement and moeplan's figure in base units (bytes, seconds, tokens, requests)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    required: str
-    actual: str
+    assertion: str
+    written: str
+    """As given: min_kv_tokens=200000."""
+    unit: Literal["tokens", "requests", "bytes", "s"]
+    comparison: Literal[">=", "<="]
+    """actual comparison required must hold."""
+    required: float
+    actual: float
     passed: bool
 
 
@@ -93,18 +101,19 @@ class EngineReport(Document):
     """Starts and meets every assertion (exit code 0)."""
 
 
-def parse_assertions(texts: list[str]) -> dict[str, float]:
-    """`--assert NAME=VALUE` texts → {name: value}; SpecError naming a bad one."""
-    out = {}
+def parse_assertions(texts: list[str]) -> list[tuple[str, str, float]]:
+    """`--assert NAME=VALUE` texts → (name, text, required in base units); SpecError naming a bad one."""
+    out = []
     for text in texts:
         name, sep, value = text.partition("=")
         name = name.strip().replace("-", "_")
         if not sep or name not in ASSERTIONS:
             raise SpecError(f"--assert {text!r}: expected NAME=VALUE with NAME one of {', '.join(ASSERTIONS)}")
         try:
-            out[name] = float(value)
+            number = float(value)
         except ValueError:
             raise SpecError(f"--assert {text!r}: {value!r} is not a number") from None
+        out.append((name, text, number * ASSERTIONS[name][2]))
     return out
 
 
@@ -126,7 +135,7 @@ def engine_deployment(command: EngineCommand, resolved: ResolvedSpec, base: Depl
 
 
 def check_engine_command(argv: list[str], base: Deployment, engine: EngineVersion | None = None,
-                         assertions: dict[str, float] | None = None) -> EngineReport:
+                         assertions: list[tuple[str, str, float]] = ()) -> EngineReport:
     """Everything `moeplan check -- <engine command>` prints."""
     from moeplan.hardware.catalogue import load_gpu
 
@@ -147,16 +156,17 @@ def check_engine_command(argv: list[str], base: Deployment, engine: EngineVersio
                           layout=estimate.layout, deployment=deployment, startup=startup,
                           time_per_output_token_s=speed.time_per_output_token_s, ttft_s=speed.ttft_s,
                           decode_tokens_per_s=speed.decode_tokens_per_s, assertions=[], passed=False)
-    report.assertions = [_assertion(name, value, report) for name, value in (assertions or {}).items()]
+    report.assertions = [_assertion(name, text, required, report) for name, text, required in assertions]
     report.passed = startup.starts and all(a.passed for a in report.assertions)
     return report
 
 
-def _assertion(name: str, need: float, report: EngineReport) -> Assertion:
-    what, read, sense = ASSERTIONS[name]
-    have = read(report)
-    ok = have >= need if sense == ">=" else have <= need
-    return Assertion(name=name, required=f"{what} {'≥' if sense == '>=' else '≤'} {need:,g}", actual=f"{have:,.2f}", passed=ok)
+def _assertion(name: str, text: str, required: float, report: EngineReport) -> Assertion:
+    unit, comparison, _, read = ASSERTIONS[name]
+    actual = read(report)
+    passed = actual >= required if comparison == ">=" else actual <= required
+    return Assertion(assertion=name, written=text, unit=unit, comparison=comparison, required=required, actual=actual,
+                     passed=passed)
 
 
 def launch_command(engine: EngineVersion, layout: Layout, deployment: Deployment, spec) -> list[str]:
