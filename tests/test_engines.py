@@ -263,3 +263,8 @@ def test_estimate_without_engine_does_not_import_engines():
             "assert not [m for m in sys.modules if m.startswith('moeplan.engines')], 'engines imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_engine_report_schema(cli):
+    result = cli("schema", "engine")
+    assert result.exit_code == 0 and "EngineStartup" in json.loads(result.stdout)["$defs"]

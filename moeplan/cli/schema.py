@@ -13,6 +13,7 @@ def _schemas() -> dict:
     from moeplan.check.evaluate import CheckReport
     from moeplan.cli.gpus import GPUList
     from moeplan.cli.presets import PresetList
+    from moeplan.engines.report import EngineReport
     from moeplan.plan.search import PlanReport
     from moeplan.calibration import Calibration
     from moeplan.profile.results import ProfileReport
@@ -26,12 +27,13 @@ def _schemas() -> dict:
         "gpus": lambda: GPUList.model_json_schema(by_alias=True),
         "check": lambda: CheckReport.model_json_schema(by_alias=True),
         "plan": lambda: PlanReport.model_json_schema(by_alias=True),
+        "engine": lambda: EngineReport.model_json_schema(by_alias=True),
         "profile": lambda: ProfileReport.model_json_schema(by_alias=True),
         "calibration": lambda: Calibration.model_json_schema(by_alias=True),
     }
 
 
-def schema(name: Annotated[str, typer.Argument(help="spec, estimate, check, plan, profile, calibration, presets, gpus.")]) -> None:
+def schema(name: Annotated[str, typer.Argument(help="spec, estimate, check, engine (check -- <engine command>), plan, profile, calibration, presets, gpus.")]) -> None:
     """Print the JSON Schema of a spec file or of a command's --json output."""
     schemas = _schemas()
     if name not in schemas:
