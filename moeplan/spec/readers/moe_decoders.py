@@ -1,5 +1,6 @@
 """Readers of MoE decoders whose layers are a softmax attention and a (shared-expert) MoE block: Ernie-4.5-MoE,
-dots.llm1, Hunyuan-A13B, MiniMax-M2, FlexOlmo, EXAONE-MoE, GLM-4.7-Flash (glm4_moe_lite) and Sarvam-MoE.
+dots.llm1, Hunyuan-A13B, MiniMax-M2, FlexOlmo, EXAONE-MoE, GLM-4.7-Flash (glm4_moe_lite), Sarvam-MoE and
+Sarvam-MLA, Solar-Open, Mellum, Aria (text), HY-V3, Flint and Granite-MoE-SWA.
 
 Each maps its family's key names onto the spec as transformers 5 builds the model (the modeling file of
 the same name): where transformers ignores a key (Hunyuan's moe_intermediate_size, MiniMax-M2's MTP and
@@ -7,7 +8,7 @@ shared-expert keys), so does the reader, since the count is what transformers in
 """
 
 from moeplan.errors import SpecError
-from moeplan.spec.hf import _base, _deepseek, _glm4_moe, _gqa_attention, _Keys, _shortest_cycle
+from moeplan.spec.hf import _base, _deepseek, _glm4_moe, _gqa_attention, _granitemoe, _Keys, _shortest_cycle
 
 _KINDS = {"full_attention": "full", "sliding_attention": "sliding"}
 
@@ -159,6 +160,103 @@ def sarvam_moe(k: _Keys) -> dict:
     return _glm4_moe(k)
 
 
+def sarvam_mla(k: _Keys) -> dict:
+    """Sarvam-MLA: DeepSeek-V3's architecture (transformers builds DeepseekV3ForCausalLM for it)."""
+    _aliases(k, {"num_experts": "n_routed_experts", "num_local_experts": "n_routed_experts",
+                 "num_shared_experts": "n_shared_experts", "num_mtp_layers": "num_nextn_predict_layers"},
+             defaults={"n_routed_experts": 128, "n_shared_experts": 1})
+    fields = _deepseek(k)
+    fields["moe"]["router_correction_bias"] = True
+    return fields
+
+
+def solar_open(k: _Keys) -> dict:
+    """Solar-Open: GQA without an output bias, every layer MoE with shared experts (DeepSeek-V3-style routing)."""
+    _aliases(k, {"num_local_experts": "n_routed_experts"}, defaults={"n_routed_experts": 128})
+    moe = {
+        "num_experts": k("n_routed_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "num_shared_experts": k("n_shared_experts", default=0),
+        "router_correction_bias": True,
+        "num_expert_groups": k("n_group", default=1),
+        "topk_groups": k("topk_group", default=1),
+    }
+    return _base(k, attention=_gqa_attention(k, o_bias=False), moe=moe, intermediate_size=None)
+
+
+def mellum(k: _Keys) -> dict:
+    """Mellum: Qwen3-MoE-style layers (per-head q/k norms) with per-layer dense/sparse MLPs and sliding/full
+    attention. Its MTP layers are not part of transformers' model and are not counted."""
+    _aliases(k, {"num_experts": "num_local_experts"}, defaults={"num_local_experts": 64})
+    moe = {
+        "num_experts": k("num_local_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "moe_layers": _sparse_layers(k, first_dense=0),
+    }
+    return _base(k, attention=_gqa_attention(k, qk_norm="per_head", **_layer_types(k)), moe=moe)
+
+
+def aria_text(k: _Keys) -> dict:
+    """Aria's text decoder: every layer MoE, experts of intermediate_size, shared experts (moe_num_shared_experts ×
+    intermediate_size) with mlp_bias."""
+    moe = {
+        "num_experts": k("moe_num_experts"),
+        "top_k": k("moe_topk"),
+        "expert_intermediate_size": k("intermediate_size"),
+        "num_shared_experts": k("moe_num_shared_experts", default=0),
+        "shared_expert_bias": bool(k("mlp_bias", default=False)),
+    }
+    return _base(k, attention=_gqa_attention(k), moe=moe, intermediate_size=None)
+
+
+def hy_v3(k: _Keys) -> dict:
+    """HY-V3: GQA with per-head q/k norms, per-layer dense/sparse MLPs (mlp_bias on dense and shared), shared experts."""
+    _aliases(k, {"num_local_experts": "num_experts"}, defaults={"num_experts": 192})
+    bias = bool(k("mlp_bias", default=False))
+    moe = {
+        "num_experts": k("num_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "num_shared_experts": k("num_shared_experts", default=0),
+        "shared_expert_bias": bias,
+        "router_correction_bias": True,
+        "moe_layers": _sparse_layers(k, first_dense=1),
+    }
+    return _base(k, attention=_gqa_attention(k, qk_norm="per_head"), moe=moe, mlp_bias=bias)
+
+
+def flint(k: _Keys) -> dict:
+    """Flint: Qwen-MoE's layer rule (decoder_sparse_step, mlp_only_layers; default the first two dense), an ungated
+    shared expert, attention sinks and per-head q/k norms, full attention on layers 0, 1, every 4th from 1 and
+    the last, sliding elsewhere."""
+    layers = k("num_hidden_layers")
+    step = k("decoder_sparse_step", default=1)
+    default_types = ["full_attention" if i < 2 or i % 4 == 1 or i == layers - 1 else "sliding_attention" for i in range(layers)]
+    moe = {
+        "num_experts": k("num_experts", "num_local_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "layer_period": step,
+        "layer_offset": step - 1,
+        "dense_layers": k("mlp_only_layers", default=[0, 1]),
+    }
+    shared = k("shared_expert_intermediate_size", default=0)
+    if shared:
+        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
+    attention = _gqa_attention(k, qk_norm="per_head", sinks=True, **_layer_types(k, default_types))
+    return _base(k, attention=attention, moe=moe)
+
+
+def granitemoe_swa(k: _Keys) -> dict:
+    """Granite-MoE with sliding-window layers (full attention every 4th layer from 0) and attention sinks."""
+    fields = _granitemoe(k)
+    default_types = ["full_attention" if i % 4 == 0 else "sliding_attention" for i in range(k("num_hidden_layers"))]
+    fields["attention"] |= {"sinks": True, **_layer_types(k, default_types)}
+    return fields
+
+
 READERS = {
     "ernie4_5_moe": ernie4_5_moe,
     "dots1": dots1,
@@ -168,6 +266,13 @@ READERS = {
     "exaone_moe": exaone_moe,
     "glm4_moe_lite": glm4_moe_lite,
     "sarvam_moe": sarvam_moe,
+    "sarvam_mla": sarvam_mla,
+    "solar_open": solar_open,
+    "mellum": mellum,
+    "aria_text": aria_text,
+    "hy_v3": hy_v3,
+    "flint": flint,
+    "granitemoe_swa": granitemoe_swa,
 }
 """model_type → reader."""
 
@@ -184,5 +289,16 @@ TRANSFORMERS_DEFAULTS = {
                       "q_lora_rank": 768, "qk_nope_head_dim": 192, "v_head_dim": 256},
     "sarvam_moe": {"first_k_dense_replace": 1, "head_dim": 64, "moe_intermediate_size": 1024, "num_experts_per_tok": 6,
                    "num_key_value_heads": 4, "use_qk_norm": True},
+    "sarvam_mla": {"first_k_dense_replace": 1, "kv_lora_rank": 512, "moe_intermediate_size": 2048, "num_experts_per_tok": 8,
+                   "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128},
+    "solar_open": {"head_dim": 128, "moe_intermediate_size": 1280, "n_shared_experts": 1, "num_experts_per_tok": 8,
+                   "num_key_value_heads": 8},
+    "mellum": {"head_dim": 128, "moe_intermediate_size": 896, "num_experts_per_tok": 8, "num_key_value_heads": 4},
+    "aria_text": {"moe_num_experts": 8, "moe_num_shared_experts": 2, "moe_topk": 2},
+    "hy_v3": {"head_dim": 128, "moe_intermediate_size": 1536, "num_experts_per_tok": 8, "num_key_value_heads": 8,
+              "num_shared_experts": 1},
+    "flint": {"head_dim": 128, "moe_intermediate_size": 512, "num_experts": 256, "num_experts_per_tok": 6,
+              "num_key_value_heads": 4, "shared_expert_intermediate_size": 1024, "sliding_window": 513},
+    "granitemoe_swa": {"num_experts_per_tok": 2, "num_local_experts": 8, "sliding_window": 128},
 }
 """transformers 5.24's config-class defaults for the keys these readers read (see hf.TRANSFORMERS_DEFAULTS)."""

@@ -21,6 +21,13 @@ from transformers import (
     HunYuanMoEV1Config,
     MiniMaxM2Config,
     SarvamMoEConfig,
+    AriaTextConfig,
+    FlintConfig,
+    GraniteMoeSWAConfig,
+    HYV3Config,
+    MellumConfig,
+    SarvamMLAConfig,
+    SolarOpenConfig,
     DbrxConfig,
     DeepseekV2Config,
     DeepseekV3Config,
@@ -172,6 +179,41 @@ CONFIGS = {
         vocab_size=1231, hidden_size=116, intermediate_size=212, moe_intermediate_size=36, num_hidden_layers=3,
         num_attention_heads=4, num_key_value_heads=2, head_dim=22, n_routed_experts=6, n_shared_experts=1,
         num_experts_per_tok=2, first_k_dense_replace=1, use_qk_norm=True, attention_bias=True,
+    ),
+    "sarvam_mla": SarvamMLAConfig(
+        vocab_size=1237, hidden_size=124, intermediate_size=220, moe_intermediate_size=34, num_hidden_layers=3,
+        num_attention_heads=4, n_routed_experts=6, n_shared_experts=1, num_experts_per_tok=2, first_k_dense_replace=1,
+        q_lora_rank=None, kv_lora_rank=26, qk_nope_head_dim=14, qk_rope_head_dim=6, v_head_dim=16,
+    ),
+    "solar_open": SolarOpenConfig(
+        vocab_size=1249, hidden_size=92, moe_intermediate_size=38, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=30, n_routed_experts=7, n_shared_experts=2, num_experts_per_tok=3,
+        attention_bias=True,
+    ),
+    "mellum": MellumConfig(
+        vocab_size=1259, hidden_size=100, intermediate_size=164, moe_intermediate_size=42, num_hidden_layers=4,
+        num_attention_heads=5, num_key_value_heads=1, head_dim=16, num_local_experts=6, num_experts_per_tok=2,
+        sliding_window=40, layer_types=["sliding_attention", "full_attention"] * 2, mlp_layer_types=["dense"] + ["sparse"] * 3,
+        attention_bias=True,
+    ),
+    "aria_text": AriaTextConfig(
+        vocab_size=1277, hidden_size=76, intermediate_size=46, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=22, moe_num_experts=5, moe_topk=2, moe_num_shared_experts=2, attention_bias=True,
+        mlp_bias=True,
+    ),
+    "hy_v3": HYV3Config(
+        vocab_size=1279, hidden_size=108, intermediate_size=196, moe_intermediate_size=30, num_hidden_layers=4,
+        num_attention_heads=6, num_key_value_heads=2, head_dim=20, num_experts=7, num_experts_per_tok=2,
+        num_shared_experts=1, attention_bias=True, mlp_bias=True,
+    ),
+    "flint": FlintConfig(
+        vocab_size=1283, hidden_size=88, intermediate_size=148, moe_intermediate_size=26, num_hidden_layers=7,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=18, num_experts=6, num_experts_per_tok=2,
+        shared_expert_intermediate_size=58, sliding_window=24, attention_bias=True,
+    ),
+    "granitemoe_swa": GraniteMoeSWAConfig(
+        vocab_size=1289, hidden_size=84, intermediate_size=50, num_hidden_layers=5, num_attention_heads=6,
+        num_key_value_heads=2, num_local_experts=5, num_experts_per_tok=2, sliding_window=20, attention_bias=True,
     ),
 }
 """File stem -> config object."""
