@@ -20,18 +20,24 @@ from moeplan.spec.deployment import Deployment
 from moeplan.spec.model import ModelSpec
 from moeplan.units import GiB
 
-TORCH_TOTAL_BYTES = {"h100-sxm": round(79.19 * GiB)}
-"""Total memory torch.cuda.mem_get_info reports, measured: H100 80GB SXM 79.19 GiB (llm-d-planner,
-docs/accuracy/vllm-v0.19.0-accuracy-report.md: "catalog memory = 80 GiB, actual = ~79.19 GiB"; vLLM's own
-log shows total_gpu_memory 79.22GiB in vllm-project/vllm#10511). Other GPUs: the driver-reported total."""
+H100_TORCH_TOTAL_BYTES = round(79.19 * GiB)
+"""Total memory torch.cuda.mem_get_info reports on an H100 80GB SXM: 79.19 GiB (llm-d-planner,
+docs/accuracy/vllm-v0.19.0-accuracy-report.md: "catalog memory = 80 GiB, actual = ~79.19 GiB"; vLLM's own log
+shows total_gpu_memory 79.22GiB in vllm-project/vllm#10511)."""
+H100_DRIVER_BYTES = 81559 * 2**20
+"""nvidia-smi's memory.total on the same GPU (81,559 MiB)."""
+CUDA_RESERVED_BYTES = H100_DRIVER_BYTES - H100_TORCH_TOTAL_BYTES
+"""What CUDA keeps of the driver's total (0.46 GiB on H100), taken as the same on every GPU the catalogue gives a
+driver figure for."""
 
 
 def torch_total_bytes(gpu: GPUSpec) -> int:
-    """The total memory an engine divides: measured where known, else what the driver reports, else the datasheet."""
-    if gpu.name in TORCH_TOTAL_BYTES:
-        return TORCH_TOTAL_BYTES[gpu.name]
-    visible = getattr(gpu, "visible_memory_bytes", None)
-    return visible() if callable(visible) else gpu.memory_bytes
+    """The total an engine divides (torch's view): measured on H100; the driver-reported total less CUDA's reserve
+    where the catalogue has one; else the datasheet capacity."""
+    if gpu.name == "h100-sxm":
+        return H100_TORCH_TOTAL_BYTES
+    driver = getattr(gpu, "driver_memory_bytes", None)
+    return driver - CUDA_RESERVED_BYTES if driver else gpu.memory_bytes
 
 
 class Allocation(BaseModel):
