@@ -20,7 +20,7 @@ class Device(str, Enum):
 def profile(
     model: Annotated[str, typer.Option("--model", "-m", help="Preset, config.json, model directory or spec file whose expert shapes (H, I, E, k) are measured.")] = "mixtral-8x7b",
     device: Annotated[Device, typer.Option("--device", help="cuda: the GPUs in --gpus; cpu: the same code on host tensors, all-to-all over --procs local processes (gloo).")] = Device.cuda,
-    gpus: Annotated[str, typer.Option("--gpus", help="GPUs by NVML (nvidia-smi) index: 0-7, 0,2,4 or all.")] = "all",
+    gpus: Annotated[str, typer.Option("--gpus", help="GPUs by NVML (nvidia-smi) index: 0-7, 0,2,4, or all (every GPU CUDA sees).")] = "all",
     procs: Annotated[Optional[int], typer.Option("--procs", min=1, help="All-to-all ranks with --device cpu [default: 2]; on CUDA one per GPU.", show_default=False)] = None,
     only: Annotated[Optional[str], typer.Option("--only", help="Sections to run, comma-separated: topo,hbm,gemm,h2d,p2p,a2a [default: all].", show_default=False)] = None,
     ep: Annotated[Optional[int], typer.Option("--ep", min=1, help="Expert parallelism of the GEMM shapes (experts per GPU = E/ep) [default: the number of ranks].", show_default=False)] = None,
@@ -33,6 +33,7 @@ def profile(
     save: Annotated[Optional[Path], typer.Option("--save", help="Write the measured efficiencies (calibration) to this JSON file.", show_default=False)] = None,
     nvml_file: Annotated[Optional[Path], typer.Option("--nvml-file", help="Replay a recorded NVML box (with --device cpu) for the topology section.", show_default=False)] = None,
     nvml_record: Annotated[Optional[Path], typer.Option("--nvml-record", help="Record what NVML reports on this box to a JSON file.", show_default=False)] = None,
+    min_busbw: Annotated[Optional[float], typer.Option("--min-busbw", min=0.001, help="Exit 1 when the largest all-to-all's busbw (GB/s) is below this.", show_default=False)] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Measure HBM, expert GEMMs, host and peer copies and all-to-all, each beside moeplan's prediction.
@@ -62,5 +63,6 @@ def profile(
         seed=seed,
         nvml_file=nvml_file,
         nvml_record=nvml_record,
+        min_busbw_gb_s=min_busbw,
     )
     profile_command(options, out=out, save=save, as_json=json_)

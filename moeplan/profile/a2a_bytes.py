@@ -8,7 +8,9 @@ E routed experts, k top-k, H hidden size; expert e lives on rank e // (E/n). Mat
 Modes (what one dispatched row is):
 - ``rank``: one copy per (token, destination rank), deduplicated over the experts on that rank (DeepEP normal).
 - ``expert``: one copy per (token, selected expert), no deduplication (DeepEP low-latency, pplx).
-Both count the rows a rank sends to itself. Combine returns the same rows as bf16.
+Both count the rows a rank sends to itself. Combine returns the same rows as bf16. An fp8 row in ``expert``
+mode also carries DeepEP low-latency's 16 B of metadata per (token, expert) message
+(tests/legacy/test_low_latency.py: H + H/128·4 + 16 B per selection).
 """
 
 import numpy as np
@@ -28,9 +30,31 @@ def send_row_counts(sample: np.ndarray, num_experts: int, mode: A2AMode) -> np.n
     return hit.sum(axis=1).astype(np.int64)
 
 
+LOW_LATENCY_METADATA_BYTES = 16
+"""DeepEP low-latency fp8 dispatch: bytes of metadata sent with each (token, expert) message."""
+
+
+def dispatch_row_bytes(hidden: int, mode: A2AMode, dtype: DispatchDtype) -> int:
+    """Bytes of one dispatched row: the planner's payload per copy, plus the low-latency metadata in fp8 expert mode."""
+    metadata = LOW_LATENCY_METADATA_BYTES if mode == "expert" and dtype == "fp8" else 0
+    return dispatch_bytes_per_copy(hidden, dtype) + metadata
+
+
 def dispatch_bytes(sample: np.ndarray, num_experts: int, hidden: int, mode: A2AMode, dtype: DispatchDtype) -> np.ndarray:
-    """Bytes each rank sends to each rank at dispatch ([n, n]): rows × dispatch bytes per copy."""
-    return send_row_counts(sample, num_experts, mode) * dispatch_bytes_per_copy(hidden, dtype)
+    """Bytes each rank sends to each rank at dispatch ([n, n]): rows × dispatch row bytes."""
+    return send_row_counts(sample, num_experts, mode) * dispatch_row_bytes(hidden, mode, dtype)
+
+
+def node_split(bytes_matrix: np.ndarray, ranks_per_node: int) -> tuple[int, int]:
+    """(intra-node, inter-node) bytes the busiest sender moves to other ranks, ranks laid out node by node."""
+    n = len(bytes_matrix)
+    node = np.arange(n) // ranks_per_node
+    same = node[:, None] == node[None, :]
+    remote = np.asarray(bytes_matrix) * ~np.eye(n, dtype=bool)
+    inter = (remote * ~same).sum(axis=1)
+    intra = (remote * same).sum(axis=1)
+    busiest = int(np.argmax(inter + intra))
+    return int(intra[busiest]), int(inter[busiest])
 
 
 def combine_bytes(sample: np.ndarray, num_experts: int, hidden: int, mode: A2AMode) -> np.ndarray:

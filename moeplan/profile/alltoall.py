@@ -9,7 +9,10 @@
    with moeplan.profile.a2a_bytes for the same sample.
 
 Communicator set-up, a warm-up collective and the split-size exchange stay outside the timed region
-(the exchange is timed on its own). Each sample is the max over ranks of one iteration, after a barrier.
+(the exchange is timed on its own). As nccl-tests: one barrier, then the iterations queued back to back with
+an event between each (no barrier per iteration: it would add its own latency to α); a sample is the max over
+ranks of one iteration. Data check (nccl-tests ``#wrong``): every uniform buffer carries a pattern of its source
+and destination; each rank counts the bytes it received wrong, summed over ranks, and any wrong byte fails the run.
 """
 
 import math
@@ -19,7 +22,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from moeplan.profile.a2a_bytes import combine_bytes, dispatch_bytes, traffic
+from moeplan.profile.a2a_bytes import combine_bytes, dispatch_bytes, dispatch_row_bytes, node_split, traffic
 from moeplan.profile.context import RunContext
 from moeplan.profile.predict import apply_verdict
 from moeplan.profile.results import Measurement
@@ -100,6 +103,33 @@ def fp8_payload(x):
     return torch.cat([values.contiguous().view(torch.uint8), scale.contiguous().view(torch.uint8)], dim=1)
 
 
+def pattern(source, dest: int, nbytes: int, device):
+    """The uint8 chunk rank ``source`` sends to rank ``dest`` in the uniform sweep: (i + 31·source + 7·dest) mod 251."""
+    import torch
+
+    return ((torch.arange(nbytes, device=device) + 31 * source + 7 * dest) % 251).to(torch.uint8)
+
+
+def uniform_input(rank: int, world: int, per_peer: int, device):
+    """What ``rank`` sends: one patterned chunk per destination, in rank order."""
+    import torch
+
+    return torch.cat([pattern(rank, dest, per_peer, device) for dest in range(world)])
+
+
+def count_wrong(received, rank: int, world: int, per_peer: int) -> int:
+    """Bytes of ``received`` that differ from what each source should have sent to ``rank``."""
+    expected = uniform_input_for(rank, world, per_peer, received.device)
+    return int((received != expected).sum())
+
+
+def uniform_input_for(rank: int, world: int, per_peer: int, device):
+    """What ``rank`` should receive: source s's chunk for ``rank``, in source order."""
+    import torch
+
+    return torch.cat([pattern(source, rank, per_peer, device) for source in range(world)])
+
+
 def a2a_worker(rank: int, world: int, init_method: str, emit, job: A2AJob) -> None:
     """One rank: set up the group, run the uniform sweep and the MoE points; rank 0 emits the results."""
     import torch
@@ -134,30 +164,29 @@ def _max_over_ranks(values: list[float], device) -> list[float]:
 
 
 def _time_collective(op, device, job: A2AJob) -> list[float]:
-    """Per-iteration times (s), max over ranks; a barrier before each iteration lines the ranks up."""
+    """Per-iteration times (s), max over ranks: one barrier, then the iterations queued with an event (CUDA) or
+    a clock reading (CPU, where gloo calls return when done) between consecutive ones."""
     import torch
     import torch.distributed as dist
 
     for _ in range(job.warmup):
         op()
-    samples = []
+    dist.barrier()
     if device.type == "cuda":
-        events = []
-        for _ in range(job.iters):
-            dist.barrier()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            op()
-            end.record()
-            events.append((start, end))
         torch.cuda.synchronize(device)
-        samples = [start.elapsed_time(end) / 1e3 for start, end in events]
-    else:
-        for _ in range(job.iters):
-            dist.barrier()
-            start = time.perf_counter()
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(job.iters + 1)]
+        events[0].record()
+        for event in events[1:]:
             op()
-            samples.append(time.perf_counter() - start)
+            event.record()
+        torch.cuda.synchronize(device)
+        samples = [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:])]
+    else:
+        stamps = [time.perf_counter()]
+        for _ in range(job.iters):
+            op()
+            stamps.append(time.perf_counter())
+        samples = [b - a for a, b in zip(stamps, stamps[1:])]
     return _max_over_ranks(samples, device)
 
 
@@ -177,15 +206,17 @@ def _uniform(rank: int, world: int, device, emit, job: A2AJob, size: int) -> Non
 
     per_peer = (size // world) & ~(ALIGN_BYTES - 1)
     message = {"kind": "uniform", "size_bytes": per_peer * world, "per_peer_bytes": per_peer}
-    buffers = _allocate_everywhere(lambda: (torch.ones(per_peer * world, dtype=torch.uint8, device=device), torch.empty(per_peer * world, dtype=torch.uint8, device=device)), device) if per_peer else None
+    buffers = _allocate_everywhere(lambda: (uniform_input(rank, world, per_peer, device), torch.empty(per_peer * world, dtype=torch.uint8, device=device)), device) if per_peer else None
     if buffers is None:
         if rank == 0:
             emit(message | {"skipped": f"per-peer chunk of {size} B / {world} ranks rounds to 0" if not per_peer else "out of memory"})
         return
     inp, out = buffers
     samples = _time_collective(lambda: dist.all_to_all_single(out, inp), device, job)
+    wrong = torch.tensor([count_wrong(out, rank, world, per_peer)], dtype=torch.int64, device=device)
+    dist.all_reduce(wrong)
     if rank == 0:
-        emit(message | {"samples_s": samples})
+        emit(message | {"samples_s": samples, "wrong": int(wrong.item())})
 
 
 def _moe(rank: int, world: int, device, emit, job: A2AJob, point: MoEPoint) -> None:
@@ -209,6 +240,9 @@ def _moe(rank: int, world: int, device, emit, job: A2AJob, point: MoEPoint) -> N
         index = torch.from_numpy(np.concatenate(per_dest)).to(device)
         rows = x[index]
         send = fp8_payload(rows) if point.dtype == "fp8" else rows.view(torch.uint8)  # [Σ send_rows, row bytes]
+        metadata = dispatch_row_bytes(job.hidden, point.mode, point.dtype) - send.shape[1]
+        if metadata:  # DeepEP low-latency: per-message metadata (source token index, expert, ...) beside the payload
+            send = torch.cat([send, torch.zeros(len(send), metadata, dtype=torch.uint8, device=device)], dim=1)
         in_splits, out_splits = send_rows, recv_rows
     else:
         expert_out = torch.randn(sum(recv_rows), job.hidden, dtype=torch.bfloat16, device=device, generator=generator)
@@ -235,18 +269,29 @@ def _moe(rank: int, world: int, device, emit, job: A2AJob, point: MoEPoint) -> N
 def uniform_measurement(ctx: RunContext, world: int, message: dict) -> Measurement:
     """A uniform sweep point in nccl-tests terms."""
     size = message["size_bytes"]
-    base = Measurement(section="a2a", name="uniform", device=f"ranks 0-{world - 1}", params={"ranks": world, "size_bytes": size, "count": message["per_peer_bytes"], "type": "uint8", "link": ctx.a2a_link()}, bytes=size)
+    base = Measurement(section="a2a", name="uniform", device=f"ranks 0-{world - 1}", params={"ranks": world, "nodes": ctx.nodes, "size_bytes": size, "count": message["per_peer_bytes"], "type": "uint8", "link": ctx.a2a_link()}, bytes=size)
     if "skipped" in message:
         base.skipped = message["skipped"]
         return base
+    base.params["wrong"] = message["wrong"]
+    per_node = world // ctx.nodes
+    base.params["intra_node_bytes"], base.params["inter_node_bytes"] = message["per_peer_bytes"] * (per_node - 1), message["per_peer_bytes"] * (world - per_node)
+    if message["wrong"]:
+        base.notes.append(f"{message['wrong']} bytes received differ from what was sent (data check)")
     stats = summarize(message["samples_s"])
     algbw = alltoall_algbw(size, stats.median_s)
     base.stats = stats
     base.rates = {"algbw_bytes_per_s": algbw, "busbw_bytes_per_s": alltoall_busbw(algbw, world)}
     base.primary_rate = "busbw_bytes_per_s"
-    base.prediction = ctx.predictor.alltoall(message["per_peer_bytes"] * (world - 1), ctx.nvlinked())
+    base.prediction = ctx.predictor.alltoall(base.params["intra_node_bytes"], ctx.nvlinked(), inter_bytes=base.params["inter_node_bytes"])
     base.hints = ctx.hints([t.nvml_index for t in ctx.targets], ("nccl_env", "p2p_disabled", "vm"))
     return apply_verdict(base)
+
+
+def _moe_prediction(ctx: RunContext, world: int, predicted_bytes: np.ndarray, fit: AlphaBetaFit | None):
+    """The busiest sender's intra-node bytes over the node's link and inter-node bytes over the NIC."""
+    intra, inter = node_split(predicted_bytes, world // ctx.nodes)
+    return ctx.predictor.alltoall(intra, ctx.nvlinked(), fit, inter_bytes=inter)
 
 
 def moe_measurement(ctx: RunContext, world: int, job: A2AJob, message: dict, fit: AlphaBetaFit | None) -> Measurement:
@@ -274,16 +319,18 @@ def moe_measurement(ctx: RunContext, world: int, job: A2AJob, message: dict, fit
             "bottleneck_rank": measured.bottleneck_rank,
             "bytes_match": measured == expected and consistent,
             "split_exchange_s": message["exchange_s"],
+            "nodes": ctx.nodes,
         },
         stats=stats,
         bytes=measured.physical_bytes,
         rates={"physical_bytes_per_s": measured.physical_bytes / stats.median_s, "logical_bytes_per_s": measured.logical_bytes / stats.median_s},
         primary_rate="physical_bytes_per_s",
-        prediction=ctx.predictor.alltoall(expected.physical_bytes, ctx.nvlinked(), fit),
+        prediction=_moe_prediction(ctx, world, predicted, fit),
         traffic=measured,
         predicted_traffic=expected,
         hints=ctx.hints([t.nvml_index for t in ctx.targets], ("nccl_env", "p2p_disabled", "vm")),
     )
+    base.params["intra_node_bytes"], base.params["inter_node_bytes"] = node_split(np.array(message["sent_matrix"]), world // ctx.nodes)
     if not base.params["bytes_match"]:
         base.notes.append("bytes moved differ from moeplan's prediction for this routing sample" if measured != expected else "ranks disagree on bytes sent and received")
     if fit is not None:

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from moeplan.errors import EnvError, SpecError
+from moeplan.errors import CheckFailed, EnvError, SpecError
 from moeplan.profile.gpus import gpu_selector
 from moeplan.profile.options import ProfileOptions
 from moeplan.profile.stopping import Stopped, stop_on_signals
@@ -74,3 +74,21 @@ def profile_command(options: ProfileOptions, out: Path | None, save: Path | None
     failed = [s for s in report.sections if s.status == "failed"]
     if failed:
         raise EnvError("; ".join(f"{s.section} failed: {s.reason}" for s in failed))
+    problems = check_results(report, options.min_busbw_gb_s)
+    if problems:
+        raise CheckFailed("; ".join(problems))
+
+
+def check_results(report, min_busbw_gb_s: float | None) -> list[str]:
+    """What fails the run with exit 1: bytes received wrong (data check), busbw below --min-busbw."""
+    uniform = [m for m in report.measurements if m.section == "a2a" and m.name == "uniform" and m.stats]
+    problems = []
+    wrong = sum(m.params.get("wrong") or 0 for m in uniform)
+    if wrong:
+        problems.append(f"all-to-all data check: {wrong} bytes received wrong over {sum(bool(m.params.get('wrong')) for m in uniform)} sizes")
+    if min_busbw_gb_s is not None and uniform:
+        largest = max(uniform, key=lambda m: m.params["size_bytes"])
+        busbw = largest.rates["busbw_bytes_per_s"] / 1e9
+        if busbw < min_busbw_gb_s:
+            problems.append(f"all-to-all busbw {busbw:,.3g} GB/s at {largest.params['size_bytes']:,} B is below --min-busbw {min_busbw_gb_s:g}")
+    return problems

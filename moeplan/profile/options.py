@@ -31,6 +31,8 @@ class ProfileOptions(BaseModel):
     """Replay a recorded box for the topology section (with --device cpu)."""
     nvml_record: Path | None = None
     """Write what NVML reports on this box to a file."""
+    min_busbw_gb_s: PositiveFloat | None = None
+    """Fail (exit 1) when the largest uniform all-to-all's busbw is below this (GB/s), as nccl-tests' NCCL_TESTS_MIN_BW."""
 
 
 def parse_only(text: str | None) -> list[Section]:

@@ -11,8 +11,11 @@ from moeplan.hardware.catalogue import PCIE_LANE_RATES, GPUSpec, get_gpu
 from moeplan.profile.nvml import PcieLink
 from moeplan.profile.results import Measurement, Prediction, Verdict
 from moeplan.profile.stats import AlphaBetaFit
+from moeplan.spec.deployment import Deployment
 
 OK_BAND, WARN_BAND = 1.15, 1.5
+NIC_BYTES_PER_S = Deployment.model_fields["nic_gb_s"].default * 1e9
+"""Per-GPU NIC rate inter-node traffic is predicted at: the planner's default ``--nic-gb-s``."""
 REPORTED_NAMES = {
     "nvidia h100 80gb hbm3": "h100-sxm",
     "nvidia h100 pcie": "h100-pcie",
@@ -122,18 +125,26 @@ class Predictor:
             return self._none(f"the catalogue has no {'NVLink' if nvlink else 'PCIe'} figure for {self.gpu.name}")
         return Prediction(time_s=nbytes / rate, spec_ceiling_per_s=rate, basis=f"bytes / {'NVLink' if nvlink else 'PCIe'} {rate / 1e9:,.1f} GB/s per direction ({self.gpu.name})")
 
-    def alltoall(self, remote_bytes: int, nvlink: bool = True, fit: AlphaBetaFit | None = None) -> Prediction:
-        """All-to-all: α + the busiest rank's remote bytes / β, with β the catalogue rate per direction of the link
-        joining the ranks (NVLink, else PCIe) and α = 0 (the catalogue has no latency; calibration supplies a
-        measured α). Achievable: the fitted β of this run's uniform sweep."""
+    def alltoall(self, remote_bytes: int, nvlink: bool = True, fit: AlphaBetaFit | None = None, inter_bytes: int = 0) -> Prediction:
+        """All-to-all: α + max(the busiest rank's intra-node remote bytes / β, its inter-node bytes / NIC), with β
+        the catalogue rate per direction of the link inside a node (NVLink, else PCIe), the NIC at the planner's
+        default ``nic_gb_s``, and α = 0 (the catalogue has no latency; calibration supplies a measured α).
+        Achievable: the fitted β of this run's uniform sweep."""
         if self.gpu is None:
             return self._none()
         rate = self.gpu.link_bytes_per_s_per_direction if nvlink else self.gpu.pcie_bytes_per_s_per_direction
         if rate is None:
             return self._none(f"the catalogue has no {'NVLink' if nvlink else 'PCIe'} figure for {self.gpu.name}")
+        link = f"{'NVLink' if nvlink else 'PCIe'} {rate / 1e9:,.1f} GB/s per direction"
+        if inter_bytes:
+            return Prediction(
+                time_s=max(remote_bytes / rate, inter_bytes / NIC_BYTES_PER_S),
+                spec_ceiling_per_s=NIC_BYTES_PER_S,
+                basis=f"0 + max(intra-node bytes / {link}, inter-node bytes / NIC {NIC_BYTES_PER_S / 1e9:,.0f} GB/s) ({self.gpu.name}; α not modelled)",
+            )
         return Prediction(
             time_s=remote_bytes / rate,
             spec_ceiling_per_s=rate,
             achievable_per_s=fit.beta_bytes_per_s if fit else None,
-            basis=f"0 + remote bytes / {'NVLink' if nvlink else 'PCIe'} {rate / 1e9:,.1f} GB/s per direction ({self.gpu.name}; α not modelled)",
+            basis=f"0 + remote bytes / {link} ({self.gpu.name}; α not modelled)",
         )

@@ -104,6 +104,7 @@ UNIFORM: list[Column] = [
     ("type", _param("type")),
     ("algbw GB/s", _rate("algbw_bytes_per_s")),
     ("busbw GB/s", _rate("busbw_bytes_per_s")),
+    ("#wrong", _param("wrong")),
 ]
 MOE: list[Column] = [
     ("phase", lambda m: m.name),

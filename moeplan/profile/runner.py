@@ -22,7 +22,7 @@ from moeplan.profile.output import Recorder
 from moeplan.profile.predict import Predictor, catalogue_gpu_for
 from moeplan.profile.procs import RanksFailed, run_ranks
 from moeplan.profile.results import Measurement, ModelShape, ProfileReport, SectionResult
-from moeplan.profile.stats import fit_alpha_beta
+from moeplan.profile.stats import fit_alpha_beta, sweep_tail
 from moeplan.profile.stopping import Stopped
 from moeplan.profile.timing import DeviceLost, first_line, is_sticky_cuda_error, watchdog
 from moeplan.profile.topology import CudaDevice, normalize_uuid, snapshot
@@ -315,6 +315,7 @@ class A2ACollector:
     def fit(self):
         if not self.fitted:
             points = [m for m in self.uniform if m.stats]
+            points = [points[i] for i in sweep_tail([m.params["size_bytes"] for m in points])]
             fit = fit_alpha_beta([m.params["size_bytes"] for m in points], [m.stats.median_s for m in points], self.world)
             self.recorder.report.alltoall_fit = fit
             if fit:

@@ -36,6 +36,13 @@ def alltoall_busbw(algbw_bytes_per_s: float, num_ranks: int) -> float:
     return algbw_bytes_per_s * (num_ranks - 1) / num_ranks
 
 
+def sweep_tail(sizes_bytes: list[float]) -> list[int]:
+    """Indices of the tail of a size sweep the α–β fit uses: the larger half of the sizes (at least 3 points),
+    where launch overheads no longer dominate (nccl-tests quotes large-message busbw)."""
+    order = sorted(range(len(sizes_bytes)), key=lambda i: sizes_bytes[i])
+    return sorted(order[min(len(order) // 2, max(0, len(order) - 3)) :])
+
+
 class AlphaBetaFit(BaseModel):
     """t(S) = α + S·(n−1)/n / β fitted to an all-to-all size sweep."""
 
@@ -50,7 +57,7 @@ class AlphaBetaFit(BaseModel):
 
 
 def fit_alpha_beta(sizes_bytes: list[float], times_s: list[float], num_ranks: int) -> AlphaBetaFit | None:
-    """Least-squares α–β fit on relative error, so small sizes set α and large sizes set β.
+    """Least-squares α–β fit on relative error, so small sizes set α and large sizes set β; α clamped at 0.
 
     Minimises Σ((α + x_i/β − t_i)/t_i)² with x_i = S_i·(n−1)/n. None when fewer than two points or when
     time does not grow with size (β would be infinite or negative).
@@ -65,7 +72,7 @@ def fit_alpha_beta(sizes_bytes: list[float], times_s: list[float], num_ranks: in
         return None
     fitted = alpha + remote * inverse_beta
     return AlphaBetaFit(
-        alpha_s=float(alpha),
+        alpha_s=max(0.0, float(alpha)),  # tail points can extrapolate below 0
         beta_bytes_per_s=float(1.0 / inverse_beta),
         points=len(sizes),
         max_relative_residual=float(np.max(np.abs(fitted - times) / times)),
