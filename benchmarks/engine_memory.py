@@ -108,6 +108,9 @@ CASES = [
          "--tp 4 --mem-fraction-static 0.93", "kv_tokens", 367_404, Q235 + " (SGLang: #tokens: 367404)", engine="sglang"),
     Case("Qwen3-235B-A22B-FP8 TP4 (MoE)", "python3 -m sglang.launch_server --model Qwen/Qwen3-235B-A22B --quantization fp8 "
          "--tp 4 --mem-fraction-static 0.93", "k_size", 8.23, Q235 + " (SGLang: K size: 8.23 GB)", engine="sglang"),
+    Case("DeepSeek-R1 (MoE, MLA)", "llama-server -m deepseek-ai/DeepSeek-V3 -c 32768 -ctk q8_0", "kv_pool", 1166.62 / 1024,
+         "ikawrakow/ik_llama.cpp#259 (llama.cpp fork, -mla 2: KV self size = 1166.62 MiB, c^KV (q8_0), 32768 cells)",
+         engine="llamacpp"),
     Case("Qwen3-30B-A3B (MoE)", "sglang serve --model-path Qwen/Qwen3-30B-A3B --max-total-tokens 122420", "k_size", 5.60,
          "kvcache-ai/ktransformers#1971 (SGLang: #tokens: 122420, K size: 5.60 GB)", engine="sglang"),
 ]
