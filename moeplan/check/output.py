@@ -93,6 +93,8 @@ def check_markdown(report: CheckReport) -> str:
     for deployment, a in _rows(report):
         lines.append(f"| {deployment.name} | {deployment.gpu} {deployment.layout} | {a.assertion} | {required_text(a)} | "
                      f"{actual_text(a)} | {'PASS' if a.passed else '**FAIL**'} |")
+    warnings = [f"> **warning** ({d.name}): {warning}" for d in report.deployments for warning in d.report.warnings]
+    lines += ["", *warnings] if warnings else []
     return "\n".join(lines) + "\n"
 
 
