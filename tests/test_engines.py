@@ -59,6 +59,8 @@ def test_other_entry_points():
     (["vllm", "serve", "mixtral-8x7b", "--speculative-config", "{bad"], "--speculative-config: not valid JSON"),
     (["python", "-m", "sglang.launch_server", "--model-path", "mixtral-8x7b", "--tp", "4", "--ep-size", "3"], "--ep-size: 3 must divide --tp 4"),
     (["vllm", "serve"], "no model given"),
+    (["vllm", "serve", "mixtral-8x7b", "-tp", "1000000"], "-tp: must be at most"),
+    (["trtllm-serve", "mixtral-8x7b", "--max_seq_len", "99999999999999"], "--max_seq_len: must be at most"),
     (["ollama", "run", "x"], "starts no engine"),
     (["vllm", "serve", "./no/such/model.json"], "no such file"),
 ])

@@ -8,7 +8,7 @@ spec/resolve.py handles ids, an id maps to the preset taken from that repository
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from moeplan.engines.command import EngineCommand, EngineVersion, engine_module, parse_command
 from moeplan.engines.startup import EngineStartup, StartupInputs
@@ -23,6 +23,10 @@ from moeplan.units import GiB
 
 LAYOUT_FIELDS = ("tp", "ep", "pp", "dp", "etp", "num_gpus")
 """Deployment settings an engine command always decides; with `check --` they are not moeplan flags."""
+
+COMMAND_FIELDS = {"context": "max_model_len", "gpu_util": "memory_fraction", "prefill_chunk": "max_num_batched_tokens",
+                  "ep": "ep_size"}
+"""Deployment field → the EngineCommand field it comes from (to name the flag as written in errors)."""
 
 ASSERTIONS = {
     "min_kv_tokens": ("tokens", ">=", 1, lambda r: r.startup.kv_tokens),
@@ -131,7 +135,13 @@ def engine_deployment(command: EngineCommand, resolved: ResolvedSpec, base: Depl
     values = base.model_dump(exclude_unset=True)
     values.setdefault("context", max_model_len)
     values.update(fields)
-    return Deployment(**values), max_model_len
+    try:
+        return Deployment(**values), max_model_len
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        flag = command.written.get(COMMAND_FIELDS.get(field, field)) or f"--{field.replace('_', '-')}"
+        raise SpecError(f"{flag}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 def check_engine_command(argv: list[str], base: Deployment, engine: EngineVersion | None = None,
