@@ -35,8 +35,22 @@ PRESET_ORIGINS = {
     "qwen3-32b": "Qwen/Qwen3-32B config.json (dense)",
     "minimax-m2": "MiniMaxAI/MiniMax-M2 config.json (fields as reproduced in a public MiniMax-M2.5 quantization guide, "
                   "which shares the architecture; the Hub file's fp8 quantization_config, e4m3 in 128×128 blocks, kept)",
+    "qwen3-next-80b-a3b": "Qwen/Qwen3-Next-80B-A3B-Instruct config.json fields as published (model card: 48 layers, "
+                          "12 × (3 gated DeltaNet + 1 gated attention), 512 experts top-10 + 1 shared)",
+    "deepseek-v3.2": "deepseek-ai/DeepSeek-V3.2 config.json fields as published: DeepSeek-V3's config.json (fp8 "
+                     "quantization_config kept) with model_type deepseek_v32 and the indexer's index_n_heads 64, "
+                     "index_head_dim 128, index_topk 2048",
+    "deepseek-r1": "deepseek-ai/DeepSeek-R1 config.json (DeepSeek-V3's architecture and fields; fp8 quantization_config kept)",
+    "deepseek-v3.1": "deepseek-ai/DeepSeek-V3.1 config.json (DeepSeek-V3's architecture and fields; fp8 quantization_config kept)",
+    "glm-4.5": "zai-org/GLM-4.5 config.json",
+    "glm-4.5-air": "zai-org/GLM-4.5-Air config.json",
+    "phi-3.5-moe": "microsoft/Phi-3.5-MoE-instruct config.json (longrope factor lists left out: they change no count)",
+    "qwen2-57b-a14b": "Qwen/Qwen2-57B-A14B config.json",
+    "granite-3.1-3b-a800m": "ibm-granite/granite-3.1-3b-a800m-instruct config.json (Granite MoE)",
+    "kimi-k2.5": "moonshotai/Kimi-K2.5 config.json, text_config (Kimi-K2's DeepSeek-V3 text model, 256K context); "
+                 "the vision tower and the INT4 quantization_config are not included",
 }
-"""Where each shipped Hugging Face config came from."""
+"""Where each shipped Hugging Face config came from (see moeplan/data/configs/README.md)."""
 
 
 def preset_for_repo(repo_id: str) -> str | None:
