@@ -76,7 +76,7 @@ def test_uniform_sweep_uses_nccl_tests_conventions_and_is_fitted(run):
         assert m["rates"]["busbw_bytes_per_s"] == pytest.approx(algbw * 3 / 4)
         assert m["params"]["count"] == m["params"]["size_bytes"] // 4
     fit = report["alltoall_fit"]
-    assert fit["points"] == 6 and fit["alpha_s"] > 0 and fit["beta_bytes_per_s"] > 0
+    assert fit["points"] == 3 and fit["alpha_s"] >= 0 and fit["beta_bytes_per_s"] > 0  # the tail: the larger half of the 6 sizes
 
 
 def test_moe_all_to_all_over_4_ranks_moves_exactly_the_predicted_bytes(run):
@@ -93,7 +93,7 @@ def test_moe_all_to_all_over_4_ranks_moves_exactly_the_predicted_bytes(run):
             for token in sample[source]:
                 for dest in ({e // 2 for e in token} if p["mode"] == "rank" else [e // 2 for e in token]):
                     rows[source, dest] += 1
-        row_bytes = 2 * H if p["dtype"] == "bf16" else H + 4 * (H // 128)
+        row_bytes = 2 * H if p["dtype"] == "bf16" else H + 4 * (H // 128) + (16 if p["mode"] == "expert" else 0)  # DeepEP LL metadata
         expected = rows * row_bytes if m["name"] == "dispatch" else rows.T * row_bytes
         assert np.array_equal(m["traffic"]["bytes_matrix"], expected)
         remote = np.maximum(expected.sum(1) - np.diag(expected), expected.sum(0) - np.diag(expected))

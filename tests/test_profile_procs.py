@@ -28,7 +28,7 @@ def stopped(rank, world, init_method, emit):
     """Rank 1 stops itself (SIGSTOP: SIGTERM stays pending); nothing reports, so the timeout ends the group."""
     if rank == 1:
         emit({"kind": "pid", "pid": os.getpid()})
-        time.sleep(0.3)  # the queue's feeder thread sends the message
+        time.sleep(1.0)  # the queue's feeder thread sends the message
         os.kill(os.getpid(), signal.SIGSTOP)
     time.sleep(60)
 
@@ -63,7 +63,7 @@ def _gone(pid: int) -> bool:
 
 @pytest.mark.parametrize(("target", "timeout", "message"), [
     (stubborn, 30, "rank 0 failed: ValueError: boom"),
-    (stopped, 1.0, "no rank reported for 1 s"),
+    (stopped, 3.0, "no rank reported for 3 s"),
 ])
 def test_a_rank_that_ignores_sigterm_is_killed(monkeypatch, target, timeout, message):
     monkeypatch.setattr(procs, "TERM_GRACE_S", 0.5)
