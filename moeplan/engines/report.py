@@ -1,8 +1,9 @@
 """`moeplan check -- <engine command>`: read the command, evaluate moeplan's deployment through the estimate
 facade, apply the engine's start-up semantics and the assertions.
 
-The model argument may be a moeplan preset, a path, or a Hugging Face id; until the id resolver of
-spec/resolve.py handles ids, an id maps to the preset taken from that repository (spec.presets.PRESET_ORIGINS).
+The model argument may be a moeplan preset, a path, or a Hugging Face id. An id of a repository a preset was
+taken from (spec.presets.PRESET_ORIGINS) maps to that preset, with no download; any other id goes to
+spec/resolve.py's Hugging Face reading.
 """
 
 from pathlib import Path
