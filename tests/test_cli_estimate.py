@@ -121,7 +121,7 @@ def test_bad_files(cli, tmp_path):
     config = json.loads((CONFIGS / "mixtral-8x7b.json").read_text())
     negative.write_text(json.dumps({**config, "num_local_experts": 0}))
     for path, message in [(malformed, "malformed JSON"), (missing, "required key 'num_attention_heads' is missing"),
-                          (unknown, "unknown model_type 'mystery'; moeplan cannot place the keys foo"), (negative, "num_experts")]:
+                          (unknown, "unknown model_type 'mystery'; moeplan cannot place the keys foo"), (negative, "num_local_experts: Input should be greater than 0")]:
         result = cli("estimate", path)
         assert result.exit_code == 2, (path, result.stderr)
         assert message in result.stderr, result.stderr

@@ -226,6 +226,8 @@ def _quantized_components(config: dict, num_layers: int | None) -> tuple[dict[st
         if bits != 4:
             raise SpecError(f"quantization_config: {method} with {bits} bits is not modelled; pass --dtype to choose a format")
         group = config.get("group_size", config.get("q_group_size", 128))
+        if type(group) is not int or not (group > 0 or group == -1):
+            raise SpecError(f"quantization_config.group_size must be a positive whole number or -1 (per channel), not {group!r}")
         fmt = int4_group_format(method, None if group == -1 else group)
         return dict.fromkeys(LINEAR_COMPONENTS, fmt), f"quantization_config: {fmt.name}", config.get("modules_to_not_convert") or [], []
     if method.startswith("modelopt"):

@@ -12,7 +12,6 @@ import sys
 import traceback
 import warnings
 
-import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -50,7 +49,7 @@ class _Group(_PlainHelp, TyperGroup):
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):  # usage errors and exits: typer's own
             raise
         except MoeplanError as error:
             _fail(str(error), error.exit_code)

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from moeplan.errors import SpecError, describe_validation
+from moeplan.inputs import load_document
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.readers.unknown import check_unknown
 
@@ -27,15 +28,43 @@ class _Keys:
         self.config = config
         self.where = where
         self.used: list[str] = []
+        self.flags: set[str] = set()
+        """Keys read as true/false."""
 
-    def __call__(self, *names: str, default=...):
+    def __call__(self, *names: str, default=..., minimum: int | None = None):
+        """The first of ``names`` the config sets. Strict: a number is finite; where the default is a bool, an int
+        or a list, the value is one too (no "false" for false, no true for 1); ``minimum`` bounds a number below."""
         for name in names:
             if name in self.config and self.config[name] is not None:
                 self.used.append(name)
-                return self.config[name]
+                if isinstance(default, bool):
+                    self.flags.add(name)
+                return self._checked(name, self.config[name], default, minimum)
         if default is ...:
             raise SpecError(f"{self.where}: required key {' or '.join(repr(n) for n in names)} is missing")
         return default
+
+    def _checked(self, name: str, value, default, minimum: int | None):
+        wrong = None
+        if isinstance(value, float) and not math.isfinite(value):
+            wrong = "a finite number"
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            wrong = "true or false"
+        elif isinstance(default, int) and not isinstance(default, bool) and (type(value) is not int):
+            wrong = "a whole number"
+        elif isinstance(default, list) and not isinstance(value, list):
+            wrong = "a list"
+        elif minimum is not None and (type(value) is not int or value < minimum):
+            wrong = f"a whole number of at least {minimum}"
+        if wrong:
+            raise SpecError(f"{self.where}: {name} must be {wrong}, not {json.dumps(value)[:60]}")
+        return value
+
+    def key_for(self, value) -> str | None:
+        """The key the user wrote whose value is ``value`` (for error messages), when exactly one key read has it."""
+        matches = [n for n in dict.fromkeys(self.used) if n not in self.flags
+                   and type(self.config.get(n)) is type(value) and self.config.get(n) == value]
+        return matches[0] if len(matches) == 1 else None
 
     def has(self, name: str) -> bool:
         return self.config.get(name) is not None
@@ -219,11 +248,11 @@ def _gpt_oss(k: _Keys) -> dict:
 
 def _llama4(k: _Keys) -> dict:
     layers = k("num_hidden_layers")
-    step = k("interleave_moe_layer_step", default=1)
+    step = k("interleave_moe_layer_step", default=1, minimum=1)
     moe_layers = k("moe_layers", default=None) or list(range(step - 1, layers, step))
     no_rope = k("no_rope_layers", default=None)
     if not no_rope:
-        interval = k("no_rope_layer_interval", default=4)
+        interval = k("no_rope_layer_interval", default=4, minimum=1)
         no_rope = [int((i + 1) % interval != 0) for i in range(layers)]
     chunk = k("attention_chunk_size", default=None)
     pattern = ["chunked" if (uses_rope and chunk) else "full" for uses_rope in no_rope]
@@ -385,21 +414,16 @@ def spec_from_hf_config(config: Config, name: str = "custom", source: str = "con
             quantization=quantization if isinstance(quantization, dict) else None,
             **fields,
         )
-    except ValidationError as error:
-        raise SpecError(f"{source}: {describe_validation(error)}") from None
-    except (TypeError, ValueError, AttributeError) as error:
-        raise SpecError(f"{source}: malformed config ({error})") from None
+    except ValidationError as error:  # named by the config's own keys where the value tells which one it was
+        names = {tuple(e["loc"]): keys.key_for(e.get("input")) for e in error.errors() if "input" in e}
+        raise SpecError(f"{source}: {describe_validation(error, names)}") from None
+    except (TypeError, ValueError, AttributeError, ArithmeticError) as error:
+        last = f" reading {keys.used[-1]}" if keys.used else ""
+        raise SpecError(f"{source}: malformed config{last} ({error})") from None
 
 
 def read_hf_config(path: Path) -> Config:
     """Load config.json from a file or a model directory."""
     if path.is_dir():
         path = path / "config.json"
-    if not path.is_file():
-        raise SpecError(f"no such file: {path}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise SpecError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"{path}: cannot read ({error})") from None
+    return load_document(path, "config", fmt="json")  # a regular file or a pipe such as <(cat config.json)

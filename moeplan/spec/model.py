@@ -102,6 +102,10 @@ class AttentionSpec(_Spec):
     """Attention type of consecutive attention layers, repeated cyclically (e.g. ['sliding', 'full'] for gpt-oss)."""
     output_gate: bool = False
     """gqa: a sigmoid gate on the attention output, projected with the queries (q_proj 2·heads·head_dim wide; Qwen3-Next)."""
+    output_gate_per_head: bool = False
+    """With output_gate: one gate value per head (H → heads; Laguna) instead of one per channel (H → heads·head_dim)."""
+    output_gate_bias: bool = False
+    """With output_gate: a learned per-head bias on the gate (Beam)."""
     indexer: IndexerSpec | None = None
     """mla: a lightning indexer that picks the keys each query attends to (DeepSeek-V3.2's sparse attention)."""
 
@@ -335,6 +339,9 @@ class ModelSpec(_Spec):
     layer_block: Literal["mixer_and_mlp", "mixer_or_mlp"] = "mixer_and_mlp"
     """mixer_and_mlp: each layer has a mixer and an MLP (or MoE), each behind its own norm; mixer_or_mlp: a layer is
     a mixer or (mixer 'none') an MLP/MoE, behind one norm (Nemotron-H)."""
+    layer_norms: PositiveInt | None = None
+    """Model-width norms in each decoder layer when not the layer block's usual count (one per mixer and one per MLP):
+    1 for a parallel block, attention and MLP reading one norm (Cohere); 4 for norms before and after both (AFMoE)."""
     norm: Literal["rmsnorm", "layernorm", "layernorm_nobias"] = "rmsnorm"
     """Norm type: RMSNorm and bias-free LayerNorm have H weights, LayerNorm 2·H."""
     mlp_bias: bool = False

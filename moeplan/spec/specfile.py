@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from moeplan import inputs
 from moeplan.errors import SpecError, describe_validation
 from moeplan.spec.model import ModelSpec
 
@@ -36,19 +37,8 @@ def spec_from_document(data: dict, source: str) -> ModelSpec:
 
 
 def load_document(path: Path) -> object:
-    """Parse a YAML or JSON file (JSON is YAML, but JSON errors are reported as JSON errors)."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"{path}: cannot read ({error})") from None
-    try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except json.JSONDecodeError as error:
-        raise SpecError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
-    except yaml.YAMLError as error:
-        raise SpecError(f"{path}: malformed YAML: {str(error).splitlines()[0]}") from None
+    """Parse a YAML or JSON file (JSON is YAML, but JSON errors are reported as JSON errors); see moeplan.inputs."""
+    return inputs.load_document(path)
 
 
 def spec_to_document(spec: ModelSpec) -> dict:

@@ -1,0 +1,130 @@
+"""Files the user names: inputs read safely, output paths checked before any work.
+
+An input is a regular file or a pipe (``<(cat config.json)``, ``/dev/stdin``), never a device or a FIFO
+nobody writes to; it is read up to MAX_INPUT_BYTES. YAML is parsed by libyaml's C loader where installed,
+refusing duplicate keys; YAML and JSON nested deeper than Python can follow are one-line errors.
+"""
+
+import json
+import os
+import select
+import stat
+from pathlib import Path
+
+import yaml
+
+from moeplan.errors import SpecError
+
+MAX_INPUT_BYTES = 4 * 2**20
+"""Largest plan, config, spec or calibration file read (4 MiB; a config.json is a few KB)."""
+PIPE_WAIT_S = 10
+"""How long a pipe may stay silent before it is given up."""
+
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BASE_LOADER):
+    """The safe YAML loader (C where available) that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *defaults' may be overridden key by key
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first given on line {seen[key]})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: the constructor's own error follows
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_input(path: Path, what: str = "file") -> str:
+    """The text of a file the user named: a regular file or a pipe, at most MAX_INPUT_BYTES, UTF-8."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise SpecError(f"{_short(path)}: {error.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise SpecError(f"{path}: is a directory, not a {what}")
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        raise SpecError(f"{path}: not a regular file (a device or socket cannot be a {what})")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO nobody writes to must not block the open
+        try:
+            data = _read_bounded(fd, path)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read ({error.strerror})") from None
+    if stat.S_ISFIFO(mode) and not data:
+        raise SpecError(f"{path}: a pipe with nothing to read (no program writes to it)")
+    if len(data) > MAX_INPUT_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_INPUT_BYTES // 2**20} MiB, the most moeplan reads as a {what}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path}: not UTF-8 text (byte {error.start})") from None
+
+
+def _read_bounded(fd: int, path: Path) -> bytes:
+    """Up to MAX_INPUT_BYTES + 1 bytes; a pipe whose writer stays silent for PIPE_WAIT_S is given up."""
+    chunks, size = [], 0
+    while size <= MAX_INPUT_BYTES:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:  # a pipe with a writer that has not written yet
+            if not select.select([fd], [], [], PIPE_WAIT_S)[0]:
+                raise SpecError(f"{path}: nothing written to this pipe for {PIPE_WAIT_S} s") from None
+            continue
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def parse_document(text: str, path: Path, fmt: str | None = None) -> object:
+    """YAML or JSON text as data (fmt 'json' or 'yaml'; default: JSON for a .json name, else YAML); errors name
+    the file and line."""
+    try:
+        if (fmt or ("json" if path.suffix.lower() == ".json" else "yaml")) == "json":
+            return json.loads(text)
+        return yaml.load(text, Loader=_Loader)
+    except json.JSONDecodeError as error:
+        raise SpecError(f"{path}, line {error.lineno}: malformed JSON at column {error.colno}: {error.msg}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SpecError(f"{path}" + (f", line {mark.line + 1}" if mark else "") + f": malformed YAML: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: nested too deeply to read") from None
+
+
+def load_document(path: Path, what: str = "file", fmt: str | None = None) -> object:
+    """A YAML or JSON file the user named, with read_input's checks (see parse_document for fmt)."""
+    return parse_document(read_input(path, what), Path(path), fmt)
+
+
+def check_output(path: Path, flag: str, inputs: list[Path] = ()) -> None:
+    """Before any work: the folder of an output file exists and is writable, the path is not a folder, and it is
+    not one of the command's inputs (nothing the user wrote is overwritten)."""
+    path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"{flag} {path}: is a directory; give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise SpecError(f"{flag} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SpecError(f"{flag} {path}: not writable")
+    for source in inputs:
+        if source is not None and path.exists() and Path(source).exists() and path.samefile(source):
+            raise SpecError(f"{flag} {path}: is one of the inputs; moeplan does not overwrite what you wrote")
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 120 else text[:100] + "…" + text[-10:]
