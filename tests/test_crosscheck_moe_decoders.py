@@ -27,9 +27,17 @@ def _defaults(model_type: str) -> dict:
     return AutoConfig.for_model(model_type, **COMPLETIONS.get(model_type, {})).to_dict()
 
 
-@pytest.mark.parametrize("model_type", sorted(READERS))
-def test_class_defaults_count_exactly(model_type: str):
-    config = _defaults(model_type)
+VARIANTS = [
+    ("laguna", {"gating": False}),  # a per-channel output gate
+    ("cohere2_moe", {"rms_norm_eps": None, "num_shared_experts": 1, "first_k_dense_replace": 2}),  # LayerNorm, prefix
+    ("ernie4_5_moe", {"use_bias": True, "moe_layer_interval": 2}),
+]
+"""Class defaults with the keys that switch a family's other variant."""
+
+
+@pytest.mark.parametrize("model_type, changes", [(t, {}) for t in sorted(READERS)] + VARIANTS)
+def test_class_defaults_count_exactly(model_type: str, changes: dict):
+    config = AutoConfig.for_model(model_type, **COMPLETIONS.get(model_type, {}), **changes).to_dict()
     model = _instantiate(config)
     counts = count_params(spec_from_hf_config(config))
     assert counts.by_component == _components(model)

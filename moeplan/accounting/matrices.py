@@ -16,6 +16,7 @@ from moeplan.accounting.params import (
     lm_head_params,
     mtp_params,
     norm_params,
+    output_gate_width,
 )
 from moeplan.spec.model import (
     AttentionSpec,
@@ -70,7 +71,7 @@ def attention_matrices(attn: AttentionSpec, hidden: int, head_dim: int) -> list[
         ]
     kv_width = attn.kv_heads * head_dim
     return [
-        m("q_proj", a * head_dim * (1 + attn.output_gate), hidden),
+        m("q_proj", a * head_dim + output_gate_width(attn, head_dim), hidden),
         m("k_proj", kv_width, hidden),
         m("v_proj", kv_width, hidden),
         m("o_proj", hidden, a * head_dim),

@@ -82,11 +82,16 @@ def attention_params(attn: AttentionSpec, hidden: int, head_dim: int) -> int:
         return query + key_value + out + biases
     q_width = heads * head_dim
     kv_width = attn.kv_heads * head_dim
-    gate_width = q_width * attn.output_gate  # Qwen3-Next: q_proj also emits the output gate
-    projections = hidden * (q_width + gate_width + 2 * kv_width) + q_width * hidden
-    biases = (q_width + 2 * kv_width) * attn.qkv_bias + hidden * attn.o_bias
+    projections = hidden * (q_width + output_gate_width(attn, head_dim) + 2 * kv_width) + q_width * hidden
+    biases = (q_width + 2 * kv_width) * attn.qkv_bias + hidden * attn.o_bias + heads * attn.output_gate_bias
     qk_norm = {"none": 0, "parameter_free": 0, "per_head": 2 * head_dim, "full": q_width + kv_width}[attn.qk_norm]
     return projections + biases + qk_norm + heads * attn.sinks
+
+
+def output_gate_width(attn: AttentionSpec, head_dim: int) -> int:
+    """Outputs of the attention-output gate's projection from H: heads·head_dim (one per channel; Qwen3-Next
+    projects it with the queries), heads (one per head; Laguna), or 0 without a gate."""
+    return attn.output_gate * attn.num_heads * (1 if attn.output_gate_per_head else head_dim)
 
 
 def indexer_params(indexer: IndexerSpec, q_lora_rank: int, hidden: int) -> int:
@@ -168,7 +173,7 @@ def layer_params(spec: ModelSpec, layer: int) -> dict[str, int]:
     """Parameters of one decoder layer, by component."""
     hidden = spec.hidden_size
     counts = dict.fromkeys(COMPONENTS, 0)
-    counts["norms"] = (2 if spec.layer_block == "mixer_and_mlp" else 1) * norm_params(spec)
+    counts["norms"] = (spec.layer_norms or (2 if spec.layer_block == "mixer_and_mlp" else 1)) * norm_params(spec)
     mixer = spec.mixer(layer)
     if mixer == "attention":
         attn = spec.attention

@@ -52,8 +52,12 @@ def _aliases(k: _Keys, aliases: dict[str, str], defaults: dict | None = None) ->
 
 def _same_in_every_layer(k: _Keys, *names: str, default):
     """A key that may be one value or one per layer (Hunyuan); moeplan reads it when every layer agrees."""
-    value = k(*names, default=default)
+    value = k(*names, default=None)  # a number or a list: checked here, not by _Keys' type of the default
+    if value is None:
+        return default
     if isinstance(value, list):
+        if not value:
+            raise SpecError(f"{k.where}: {names[0]} is an empty list")
         if len(set(value)) != 1:
             raise SpecError(f"{k.where}: {names[0]} differs between layers ({value}); moeplan reads one value for all layers")
         return value[0]
@@ -257,6 +261,108 @@ def granitemoe_swa(k: _Keys) -> dict:
     return fields
 
 
+def _cycle_types(layers: int, period: int, full_at: int = 0) -> list[str]:
+    """layer_types with full attention on layers i where (i + 1) % period == full_at, sliding elsewhere."""
+    return ["full_attention" if (i + 1) % period == full_at else "sliding_attention" for i in range(layers)]
+
+
+def cohere2_moe(k: _Keys) -> dict:
+    """Cohere2-MoE: a parallel block (attention and MoE read one norm), biases on all four projections, sliding
+    layers, dense prefix layers of prefix_dense_intermediate_size, shared experts of num_shared × intermediate_size."""
+    layers = k("num_hidden_layers")
+    first_dense = k("first_k_dense_replace", default=0)
+    default_types = (_cycle_types(first_dense, k("prefix_dense_sliding_window_pattern", default=1))
+                     + _cycle_types(layers - first_dense, k("sliding_window_pattern", default=4)))
+    moe = {
+        "num_experts": k("num_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("intermediate_size"),
+        "num_shared_experts": k("num_shared_experts", default=0),
+        "shared_intermediate_size": k("intermediate_size"),
+        "moe_layers": _sparse_layers(k, first_dense),
+    }
+    attention = _gqa_attention(k, **_layer_types(k, default_types))
+    return _base(k, attention=attention, moe=moe, intermediate_size=k("prefix_dense_intermediate_size", "intermediate_size"),
+                 layer_norms=1, norm="rmsnorm" if k.has("rms_norm_eps") else "layernorm_nobias")
+
+
+def afmoe(k: _Keys) -> dict:
+    """AFMoE: norms before and after attention and MoE, a per-channel output gate, per-head q/k norms, sliding
+    layers (full every global_attn_every_n_layers-th), num_dense_layers dense, shared experts, the router's
+    correction term a parameter (expert_bias)."""
+    layers = k("num_hidden_layers")
+    moe = {
+        "num_experts": k("num_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "num_shared_experts": k("num_shared_experts", default=0),
+        "router_correction_bias": True,
+        "router_correction_is_parameter": True,
+        "first_dense_layers": k("num_dense_layers", default=0),
+    }
+    default_types = _cycle_types(layers, k("global_attn_every_n_layers", default=4))
+    attention = _gqa_attention(k, qk_norm="per_head", output_gate=True, **_layer_types(k, default_types))
+    return _base(k, attention=attention, moe=moe, layer_norms=4)
+
+
+def kolibri1(k: _Keys) -> dict:
+    """Kolibri-1: norms before and after attention and MoE, per-head q/k norms, every layer MoE with an ungated
+    shared expert, full attention every 5th layer."""
+    moe = {
+        "num_experts": k("num_local_experts", "num_experts", default=384),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+    }
+    shared = k("shared_expert_intermediate_size", default=0)
+    if shared:
+        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
+    default_types = _cycle_types(k("num_hidden_layers"), 5)
+    attention = _gqa_attention(k, qk_norm="per_head", qkv_bias=False, o_bias=False, **_layer_types(k, default_types))
+    return _base(k, attention=attention, moe=moe, intermediate_size=None, layer_norms=4)
+
+
+def beam(k: _Keys) -> dict:
+    """Beam: norms before and after attention and MLP, a per-channel output gate with a per-head bias, per-head q/k
+    norms, group-limited routing, dense first layers (default 3), full attention every 6th and the last layer."""
+    layers = k("num_hidden_layers")
+    default_types = _cycle_types(layers, 6)
+    default_types[-1] = "full_attention"
+    moe = {
+        "num_experts": k("num_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "router_correction_bias": True,
+        "num_expert_groups": k("n_group", default=1),
+        "topk_groups": k("topk_group", default=1),
+        "moe_layers": _sparse_layers(k, first_dense=min(3, layers)),
+    }
+    attention = _gqa_attention(k, qk_norm="per_head", output_gate=True, output_gate_bias=True, **_layer_types(k, default_types))
+    return _base(k, attention=attention, moe=moe, layer_norms=4)
+
+
+def laguna(k: _Keys) -> dict:
+    """Laguna: per-head q/k norms, an output gate per head (gating true/'per-head') or else per channel, dense/sparse
+    layers, shared expert, the router's correction term a parameter; num_attention_heads_per_layer read when every
+    layer agrees."""
+    heads = _same_in_every_layer(k, "num_attention_heads_per_layer", default=None) or k("num_attention_heads")
+    gating = k("gating", default=None)  # true, false or 'per-head'
+    gating = True if gating is None else gating
+    moe = {
+        "num_experts": k("num_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "router_correction_bias": True,
+        "router_correction_is_parameter": True,
+        "moe_layers": _sparse_layers(k, first_dense=1),
+    }
+    shared = k("shared_expert_intermediate_size", default=0)
+    if shared:
+        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
+    gate = {"output_gate": True, "output_gate_per_head": gating is True or gating == "per-head"}  # g_proj is always built
+    attention = _gqa_attention(k, qk_norm="per_head", **gate, **_layer_types(k)) | {"num_heads": heads}
+    return _base(k, attention=attention, moe=moe)
+
+
 READERS = {
     "ernie4_5_moe": ernie4_5_moe,
     "dots1": dots1,
@@ -273,6 +379,11 @@ READERS = {
     "hy_v3": hy_v3,
     "flint": flint,
     "granitemoe_swa": granitemoe_swa,
+    "cohere2_moe": cohere2_moe,
+    "afmoe": afmoe,
+    "kolibri1": kolibri1,
+    "beam": beam,
+    "laguna": laguna,
 }
 """model_type → reader."""
 
@@ -300,5 +411,16 @@ TRANSFORMERS_DEFAULTS = {
     "flint": {"head_dim": 128, "moe_intermediate_size": 512, "num_experts": 256, "num_experts_per_tok": 6,
               "num_key_value_heads": 4, "shared_expert_intermediate_size": 1024, "sliding_window": 513},
     "granitemoe_swa": {"num_experts_per_tok": 2, "num_local_experts": 8, "sliding_window": 128},
+    "cohere2_moe": {"head_dim": 128, "num_experts": 8, "num_experts_per_tok": 2, "num_shared_experts": 0,
+                    "prefix_dense_sliding_window_pattern": 1, "sliding_window": 4096, "sliding_window_pattern": 4,
+                    "tie_word_embeddings": True},
+    "afmoe": {"global_attn_every_n_layers": 4, "head_dim": 128, "moe_intermediate_size": 1408, "num_dense_layers": 1,
+              "num_experts": 64, "num_experts_per_tok": 6, "num_shared_experts": 2, "sliding_window": 1024},
+    "kolibri1": {"head_dim": 128, "moe_intermediate_size": 512, "num_experts_per_tok": 6, "num_key_value_heads": 4,
+                 "shared_expert_intermediate_size": 512, "sliding_window": 513},
+    "beam": {"head_dim": 128, "moe_intermediate_size": 2560, "n_group": 8, "num_experts": 256, "num_experts_per_tok": 8,
+             "num_key_value_heads": 8, "sliding_window": 512, "topk_group": 4},
+    "laguna": {"gating": True, "head_dim": 128, "moe_intermediate_size": 512, "num_experts": 256, "num_experts_per_tok": 8,
+               "num_key_value_heads": 8, "shared_expert_intermediate_size": 512},
 }
 """transformers 5.24's config-class defaults for the keys these readers read (see hf.TRANSFORMERS_DEFAULTS)."""

@@ -22,18 +22,13 @@ REFUSED: dict[str, str] = {
     # hybrid architectures (issue 17, part B)
     "bailing_hybrid": _HYBRID,
     # MoE decoders without a reader yet
-    "afmoe": _NO_READER,
     "axk1": _NO_READER,
     "axk2": _NO_READER,
-    "beam": _NO_READER,
-    "cohere2_moe": _NO_READER,
     "deepseek_v4": _NO_READER,
     "doge": _NO_READER,
     "gemma4_text": _NO_READER,
     "hy_v4": _NO_READER,
     "jetmoe": _NO_READER,
-    "kolibri1": _NO_READER,
-    "laguna": _NO_READER,
     "lara_mini": _NO_READER,
     "longcat_flash": _NO_READER,
     "mimo_v2_flash": _NO_READER,

@@ -21,6 +21,11 @@ from transformers import (
     HunYuanMoEV1Config,
     MiniMaxM2Config,
     SarvamMoEConfig,
+    AfmoeConfig,
+    BeamConfig,
+    Cohere2MoeConfig,
+    Kolibri1Config,
+    LagunaConfig,
     AriaTextConfig,
     FlintConfig,
     GraniteMoeSWAConfig,
@@ -214,6 +219,33 @@ CONFIGS = {
     "granitemoe_swa": GraniteMoeSWAConfig(
         vocab_size=1289, hidden_size=84, intermediate_size=50, num_hidden_layers=5, num_attention_heads=6,
         num_key_value_heads=2, num_local_experts=5, num_experts_per_tok=2, sliding_window=20, attention_bias=True,
+    ),
+    "cohere2_moe": Cohere2MoeConfig(
+        vocab_size=1291, hidden_size=96, intermediate_size=44, num_hidden_layers=6, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=22, num_experts=5, num_experts_per_tok=2, num_shared_experts=2,
+        prefix_dense_intermediate_size=132, mlp_layer_types=["dense"] + ["sparse"] * 5, sliding_window=16,
+        sliding_window_pattern=3, attention_bias=True, tie_word_embeddings=False,
+    ),
+    "afmoe": AfmoeConfig(
+        vocab_size=1297, hidden_size=80, intermediate_size=140, moe_intermediate_size=30, num_hidden_layers=5,
+        num_dense_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=18, num_experts=6,
+        num_experts_per_tok=2, num_shared_experts=1, global_attn_every_n_layers=3, sliding_window=12, attention_bias=True,
+    ),
+    "kolibri1": Kolibri1Config(
+        vocab_size=1301, hidden_size=72, moe_intermediate_size=26, num_hidden_layers=6, num_attention_heads=6,
+        num_key_value_heads=2, head_dim=14, num_local_experts=7, num_experts_per_tok=2,
+        shared_expert_intermediate_size=34, sliding_window=10,
+    ),
+    "beam": BeamConfig(
+        vocab_size=1303, hidden_size=104, intermediate_size=180, moe_intermediate_size=24, num_hidden_layers=7,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=26, num_experts=8, num_experts_per_tok=2, n_group=4,
+        topk_group=2, sliding_window=14, attention_bias=True,
+    ),
+    "laguna": LagunaConfig(
+        vocab_size=1307, hidden_size=68, intermediate_size=116, moe_intermediate_size=22, num_hidden_layers=4,
+        num_attention_heads=6, num_key_value_heads=3, head_dim=10, num_experts=5, num_experts_per_tok=2,
+        shared_expert_intermediate_size=28, sliding_window=12, layer_types=["sliding_attention", "full_attention"] * 2,
+        attention_bias=True,
     ),
 }
 """File stem -> config object."""
