@@ -136,3 +136,66 @@ def test_glm_dsa_shared_layers_have_no_indexer():
     per_token = kv_cache_summary(spec, "bf16")
     assert per_token.indexer_bytes_per_token == 3 * 10 * 2
     assert per_token.kv_cache_bytes_per_token == 5 * (18 + 6) * 2 + 3 * 10 * 2
+
+
+def test_kimi_k3_features_are_refused():
+    """Kimi-K3 ships its text model as model_type kimi_linear with modules transformers' KimiLinear lacks."""
+    config = json.loads((CONFIGS / "kimi_linear.json").read_text())
+    config["linear_attn_config"] = {"use_full_rank_gate": True}
+    with pytest.raises(SpecError, match="use_full_rank_gate"):
+        spec_from_hf_config({"model_type": "kimi_k3", "text_config": config})
+    with pytest.raises(SpecError, match="mla_use_output_gate, routed_expert_hidden_size"):
+        spec_from_hf_config(config | {"mla_use_output_gate": True, "routed_expert_hidden_size": 64, "linear_attn_config": {}})
+
+
+def test_qwen_attn_output_gate_false_drops_the_gate():
+    config = json.loads((CONFIGS / "qwen3_next.json").read_text())
+    gated = count_params(spec_from_hf_config(config)).by_component["attention"]
+    plain = count_params(spec_from_hf_config(config | {"attn_output_gate": False})).by_component["attention"]
+    assert gated - plain == 2 * (96 * 4 * 20)  # two attention layers, q_proj H → heads·head_dim less
+
+
+def test_presets_through_the_cli(cli):
+    """The two presets end to end: exact counts, the indexer keys and recurrent state in the KV figures, the
+    hybrid layer mix and the sparse-attention row in the report."""
+    data = cli("estimate", "qwen3-next-80b-a3b", "--json").json()
+    assert data["params"]["total"] == 79_674_391_296
+    assert data["params"]["by_component"]["linear_attention"] == 36 * 33_718_464
+    kv = data["memory"]["kv_cache"]
+    assert kv["state_bytes_per_sequence"] == 36 * 2_162_688 and kv["kv_cache_bytes_per_token"] == 24_576
+    assert data["memory"]["kv_cache_bytes"] == 4096 * 24_576 + 36 * 2_162_688  # batch 1, context 4,096
+    data = cli("estimate", "deepseek-v3.2", "--json").json()
+    assert data["params"]["total"] == 671_877_929_216 and data["params"]["mtp"] == 13_477_385_472
+    assert data["memory"]["kv_cache"]["indexer_bytes_per_token"] == 61 * 128 * 2
+    report = cli("estimate", "qwen3-next-80b-a3b", "--gpu", "H100", "--num-gpus", "4").stdout
+    assert "36 gated DeltaNet, 12 attention layers" in report and "recurrent state per sequence" in report
+    assert "indexer 64 heads × 128, top-2048" in cli("estimate", "deepseek-v3.2").stdout
+
+
+@pytest.mark.parametrize("stem", ["nemotron_h", "granitemoehybrid", "kimi_linear", "minimax", "lfm2_moe", "glm_moe_dsa"])
+def test_configs_through_the_cli(cli, stem: str):
+    """Each hybrid config file estimates (inference with TP, training) and plans, with transformers' count."""
+    path = CONFIGS / f"{stem}.json"
+    total = count_params(spec_from_hf_config(json.loads(path.read_text()))).total
+    for args in ((), ("--tp", "2"), ("--mode", "training")):
+        result = cli("estimate", path, "--gpu", "H100", "--json", *args)
+        assert result.exit_code in (0, 1, 2), result.stderr
+        if result.exit_code != 2:  # 2: a TP size the model's heads do not divide (named in the message)
+            assert result.json()["params"]["total"] == total
+        else:
+            assert "must divide" in result.stderr
+    assert cli("plan", path, "--gpu", "H100", "--json").exit_code in (0, 1)
+
+
+@pytest.mark.parametrize("stem", ["qwen3_next", "qwen3_5_moe", "kimi_linear", "minimax", "nemotron_h",
+                                  "granitemoehybrid", "lfm2_moe", "deepseek_v32", "glm_moe_dsa"])
+def test_tp_parts_add_up_to_parameter_counts(stem: str):
+    """The TP/EP parts of every layer (mixers split by heads, their small norms and the indexer replicated) sum to
+    the parameter counts (tests/test_memory.py sums the ranks of the presets' layouts)."""
+    from moeplan.layout.shard import model_parts
+
+    spec = spec_from_hf_config(json.loads((CONFIGS / f"{stem}.json").read_text()))
+    totals: dict[str, int] = {}
+    for part in model_parts(spec):
+        totals[part.component] = totals.get(part.component, 0) + part.params
+    assert totals == {c: p for c, p in count_params(spec).by_component.items() if p}

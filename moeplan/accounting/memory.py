@@ -333,5 +333,12 @@ def _assumptions(spec: ModelSpec, layout: Layout, mode: Mode, worst: GPUMemory, 
         lines.append(f"Mamba state per sequence and layer: conv d_conv·D in bf16 ({CONV_STATE_BYTES} B) and SSM D·d_state in "
                      f"fp32 ({SSM_STATE_BYTES} B), as transformers keeps it; vLLM keeps d_conv − 1 columns and the SSM "
                      "state in the model dtype by default, about half of this")
+    if any(spec.mixer(i) in ("mamba2", "linear_attention", "short_conv") for i in range(spec.num_layers)):
+        lines.append("Mamba-2, linear-attention and short-convolution state per sequence: conv states in bf16 and recurrent "
+                     "states in fp32 (MiniMax's lightning state in bf16), the shapes and dtypes transformers' cache holds; "
+                     "vLLM keeps d_conv − 1 conv columns and the recurrent state in the model dtype by default")
+    if spec.attention.indexer:
+        lines.append("DeepSeek sparse attention: each layer with an indexer also caches one index_head_dim-wide key per "
+                     "token at the KV dtype (vLLM stores it in fp8 with a scale, 132 B per token for DeepSeek-V3.2)")
     return lines + inference_assumptions(prefill_chunk, util, cuda_context_bytes)
 

@@ -75,6 +75,21 @@ class Layout(BaseModel):
         return f"{self.sizes()} ({self.num_gpus} GPU{'s' if self.num_gpus > 1 else ''})"
 
 
+def mixer_tp_counts(spec: ModelSpec) -> dict[str, int]:
+    """What TP splits in the Mamba-2, linear-attention and short-convolution layers, which it must divide:
+    description → count (Mamba-2 heads, linear-attention value and key heads, short-convolution channels)."""
+    mixers = {spec.mixer(i) for i in range(spec.num_layers)}
+    counts = {}
+    if "mamba2" in mixers:
+        counts["Mamba-2 heads"] = spec.mamba2.num_heads
+    if "linear_attention" in mixers:
+        counts["linear-attention heads"] = spec.linear_attention.num_heads
+        counts["linear-attention key heads"] = spec.linear_attention.key_heads
+    if "short_conv" in mixers:
+        counts["short-convolution channels"] = spec.hidden_size
+    return counts
+
+
 def layout_problems(spec: ModelSpec, layout: Layout) -> list[str]:
     """What a serving/training framework would refuse in this layout for this model (empty when valid)."""
     tp, problems = layout.tp, []
@@ -87,6 +102,7 @@ def layout_problems(spec: ModelSpec, layout: Layout) -> list[str]:
             problems.append(f"tp={tp} and the {kv} KV heads: one must divide the other (KV heads are split, or replicated when fewer)")
     if spec.mamba and (spec.mamba.expand * spec.hidden_size) % tp:
         problems.append(f"tp={tp} must divide the Mamba inner size {spec.mamba.expand * spec.hidden_size}")
+    problems += [f"tp={tp} must divide the {count} {name}" for name, count in mixer_tp_counts(spec).items() if count % tp]
     if spec.intermediate_size and any(not spec.is_moe_layer(i) for i in range(spec.num_layers)) and spec.intermediate_size % tp:
         problems.append(f"tp={tp} must divide the dense MLP intermediate size {spec.intermediate_size}")
     if spec.moe:

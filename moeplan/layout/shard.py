@@ -55,7 +55,7 @@ def _attention_parts(spec: ModelSpec) -> list[tuple[Split, int]]:
         return [("tp", sharded), ("replicated", down + hidden * attn.o_bias)]
     q, kv = attn.num_heads * d, attn.kv_heads * d
     full_norm = attn.qk_norm == "full"
-    sharded = 2 * hidden * q + q * attn.qkv_bias + attn.num_heads * attn.sinks + q * full_norm
+    sharded = (2 + attn.output_gate) * hidden * q + q * attn.qkv_bias + attn.num_heads * attn.sinks + q * full_norm
     by_kv = 2 * hidden * kv + 2 * kv * attn.qkv_bias + kv * full_norm
     replicated = hidden * attn.o_bias + 2 * d * (attn.qk_norm == "per_head")
     return [("tp", sharded), ("kv", by_kv), ("replicated", replicated)]

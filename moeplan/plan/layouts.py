@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moeplan.layout.parallel import Layout
+from moeplan.layout.parallel import Layout, mixer_tp_counts
 from moeplan.spec.model import ModelSpec
 
 
@@ -59,7 +59,7 @@ def default_expert_tp(tp: np.ndarray, ep: np.ndarray, etp: int | None = None) ->
 def allowed(spec: ModelSpec, layouts: LayoutArrays) -> np.ndarray:
     """Layouts that Layout's validator and layout_problems accept, as a boolean mask (the same rules, over
     arrays): ep × etp divides tp × dp; tp divides the query heads, the dense MLP, the shared experts and the
-    Mamba inner size; tp and the KV heads divide one another; ep divides the experts and etp the expert
+    Mamba inner size and the other mixers' heads; tp and the KV heads divide one another; ep divides the experts and etp the expert
     intermediate size; pp is at most the layer count; a dense model has ep = 1."""
     tp, ep, etp = layouts.tp, layouts.ep, layouts.expert_tp
     ok = (tp * layouts.dp) % (ep * etp) == 0
@@ -71,6 +71,8 @@ def allowed(spec: ModelSpec, layouts: LayoutArrays) -> np.ndarray:
             ok &= np.where(kv >= tp, kv % tp == 0, tp % kv == 0)
     if spec.mamba:
         ok &= (spec.mamba.expand * spec.hidden_size) % tp == 0
+    for count in mixer_tp_counts(spec).values():
+        ok &= count % tp == 0
     if spec.intermediate_size and any(not spec.is_moe_layer(i) for i in range(spec.num_layers)):
         ok &= spec.intermediate_size % tp == 0
     if spec.moe:

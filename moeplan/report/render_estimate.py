@@ -18,6 +18,20 @@ def _kv_table(title: str) -> Table:
     return table
 
 
+def _layer_mix(spec) -> str | None:
+    """Layers per sequence mixer ('36 gated DeltaNet, 12 attention'), or None when every layer is attention."""
+    counts: dict[str, int] = {}
+    for layer in range(spec.num_layers):
+        mixer = spec.mixer(layer)
+        if mixer == "linear_attention":
+            mixer = {"gated_deltanet": "gated DeltaNet", "kda": "Kimi delta attention", "lightning": "lightning attention"}[spec.linear_attention.kind]
+        counts[mixer] = counts.get(mixer, 0) + 1
+    if set(counts) == {"attention"}:
+        return None
+    names = {"mamba": "Mamba", "mamba2": "Mamba-2", "short_conv": "short-convolution", "none": "MLP/MoE-only"}
+    return ", ".join(f"{n} {names.get(kind, kind)}" for kind, n in counts.items()) + " layers"
+
+
 def _spec_table(report: EstimateReport) -> Table:
     spec, attn = report.spec, report.spec.attention
     table = _kv_table(f"{escape(spec.name)} — {escape(spec.architecture)}")
@@ -36,8 +50,12 @@ def _spec_table(report: EstimateReport) -> Table:
                       f"{report.params.moe_layers} of {spec.num_layers} layers")
     else:
         table.add_row("MLP", f"dense, intermediate {spec.intermediate_size}")
-    if spec.mamba:
-        table.add_row("hybrid", f"{spec.num_layers - spec.attention_layer_count} Mamba layers, {spec.attention_layer_count} attention layers")
+    if attn.indexer:
+        shared = f", none in {len(attn.indexer.shared_layers)} shared layers" if attn.indexer.shared_layers else ""
+        table.add_row("sparse attention", f"indexer {attn.indexer.num_heads} heads × {attn.indexer.head_dim}, "
+                      f"top-{attn.indexer.top_k} tokens per query{shared}")
+    if mix := _layer_mix(spec):
+        table.add_row("hybrid", mix)
     return table
 
 
@@ -67,6 +85,9 @@ def _memory_table(report: EstimateReport) -> Table:
     table.add_row("weights (whole model)", fmt_bytes(m.weights_bytes) + f", active {fmt_bytes(report.weights.active_bytes)}")
     if m.mode == "inference":
         table.add_row("KV cache per token", f"{m.kv_cache_bytes_per_token:,} B ({m.kv_dtype}, one sequence, all layers)")
+        if m.kv_cache.state_bytes_per_sequence:
+            table.add_row("recurrent state per sequence", f"{m.kv_cache.state_bytes_per_sequence:,} B (conv and SSM/linear-attention "
+                          f"states, {sum(m.kv_cache.state_layers.values())} layers; in the KV cache below)")
         table.add_row("KV cache (whole batch)", fmt_bytes(m.kv_cache_bytes))
     state = ((("gradients", w.gradients_bytes), ("optimizer", w.optimizer_bytes)) if m.mode == "training"
              else (("KV", w.kv_cache_bytes),))

@@ -26,6 +26,14 @@ def _aliased_default(k: _Keys, names: tuple[str, ...], value) -> None:
         k.config[names[0]] = value
 
 
+def _refuse_unbuilt(k: _Keys, keys: dict[str, object], what: str) -> None:
+    """Refuse a config that sets keys adding parameters the reader (and transformers' class) does not build."""
+    set_keys = [name for name, value in keys.items() if value not in (None, False, 0, [], {})]
+    if set_keys:
+        raise SpecError(f"{k.where}: {', '.join(set_keys)} describe {what}, which moeplan does not read yet; "
+                        "it refuses rather than count the model without them")
+
+
 def _mixers(k: _Keys, layer_types: list, linear: str) -> list[str]:
     """The per-layer mixers for a config's layer-type list, checked against num_hidden_layers."""
     if not isinstance(layer_types, list) or len(layer_types) != k.config.get("num_hidden_layers", len(layer_types)):
@@ -57,7 +65,9 @@ def _gated_deltanet(k: _Keys) -> dict:
 
 def _qwen3_next(k: _Keys) -> dict:
     """Qwen3-Next and Qwen3.5-MoE: gated DeltaNet layers, every full_attention_interval-th layer gated softmax
-    attention (q_proj also emits the output gate; per-head q/k norms); MoE with a gated shared expert."""
+    attention (q_proj also emits the output gate unless attn_output_gate is false; per-head q/k norms); MoE with a
+    gated shared expert. The checkpoints' MTP module (mtp_num_hidden_layers) is not in transformers' model and is
+    not counted."""
     types = k("layer_types", default=None) or _interval_layer_types(k, k("full_attention_interval", default=4))
     step = k("decoder_sparse_step", default=1)
     moe = {
@@ -73,7 +83,7 @@ def _qwen3_next(k: _Keys) -> dict:
     }
     return _base(
         k,
-        attention=_gqa_attention(k, qk_norm="per_head", output_gate=True),
+        attention=_gqa_attention(k, qk_norm="per_head", output_gate=bool(k("attn_output_gate", default=True))),
         moe=moe,
         mixer_pattern=_mixers(k, types, "linear_attention"),
         linear_attention=_gated_deltanet(k),
@@ -85,6 +95,10 @@ def _kimi_linear(k: _Keys) -> dict:
     linear_attn_config), DeepSeek-style MoE with shared experts and first dense layers."""
     layers = k("num_hidden_layers")
     linear = k("linear_attn_config", default={})
+    _refuse_unbuilt(k, {
+        **{name: k.config.get(name) for name in ("mla_use_output_gate", "routed_expert_hidden_size", "latent_moe_use_norm", "attn_res_block_size")},
+        "linear_attn_config.use_full_rank_gate": linear.get("use_full_rank_gate"),
+    }, "Kimi-K3's output gates, latent experts, full-rank KDA gates or block residuals")
     types = k("layer_types", default=None)
     if types is None and {"full_attn_layers", "kda_layers"} <= linear.keys():
         types = [None] * layers
