@@ -5,6 +5,7 @@ are kept in base units (bytes, seconds, FLOPs, parameters) and converted only fo
 """
 
 import re
+from fractions import Fraction
 
 from moeplan.errors import SpecError
 
@@ -18,21 +19,44 @@ _SUFFIX = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2}
 
 
 def parse_token_count(text: str | int, what: str = "value") -> int:
-    """Parse a token count such as ``4096``, ``32k`` (32,000) or ``32K`` (32,768), by _SUFFIX."""
+    """Parse a token count such as ``4096``, ``32k`` (32,000) or ``32K`` (32,768), by _SUFFIX (exact: no float)."""
+    if isinstance(text, bool) or not isinstance(text, int | str):
+        raise SpecError(f"{what} must be a positive whole number such as 4096, 32k or 128k, not {text!r}")
     if isinstance(text, int):
         value = text
     else:
-        match = _SIZE.match(str(text))
+        match = _SIZE.match(text)
         if not match:
             raise SpecError(f"{what} must be a positive whole number such as 4096, 32k or 128k, not {text!r}")
         number, suffix = match.groups()
-        value = float(number) * _SUFFIX[suffix]
-        if value != int(value):
+        exact = Fraction(number) * _SUFFIX[suffix]
+        if exact.denominator != 1:
             raise SpecError(f"{what} must be a whole number of tokens, not {text!r}")
-        value = int(value)
+        value = int(exact)
     if value <= 0:
         raise SpecError(f"{what} must be positive, not {text!r}")
     return value
+
+
+_BYTE_UNITS = {"TiB": 2**40, "GiB": GiB, "MiB": 2**20, "KiB": 2**10, "TB": TB, "GB": GB, "MB": 10**6, "KB": 10**3, "B": 1}
+_BYTES = re.compile(r"^(\d+(?:\.\d+)?)(" + "|".join(_BYTE_UNITS) + r")?$")
+MAX_BYTES = 2**60
+"""Largest byte size accepted (1 EiB)."""
+
+
+def parse_bytes(value: object, what: str = "value") -> int:
+    """'8 GiB', '100MB', '1.5 TB' or a plain whole number of bytes → bytes (GB = 1e9, GiB = 2^30); never negative,
+    infinite or beyond MAX_BYTES."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer():
+        exact = Fraction(value)
+    else:
+        match = _BYTES.match(str(value).replace(" ", "")) if isinstance(value, str) else None
+        if not match:
+            raise SpecError(f"{what} must be a byte size such as 8GiB or 100MB, not {value!r}")
+        exact = Fraction(match.group(1)) * _BYTE_UNITS[match.group(2) or "B"]
+    if not 0 <= exact <= MAX_BYTES:
+        raise SpecError(f"{what} must be between 0 and 1 EiB, not {value!r}")
+    return int(exact)
 
 
 def fmt_bytes(n: float) -> str:

@@ -65,7 +65,7 @@ def test_calibration_from_another_gpu_is_refused(cli, tmp_path):
 def test_check_refuses_a_cpu_calibration(cli, tmp_path):
     path = _calibration(tmp_path, CPU)
     plan = tmp_path / "plan.yaml"
-    plan.write_text("deployments:\n  - name: a\n    model: mixtral-8x7b\n    gpu: h100\n    num_gpus: 2\n")
+    plan.write_text("deployments:\n  - name: a\n    model: mixtral-8x7b\n    gpu: h100\n    num_gpus: 2\n    assert: {fits: true}\n")
     assert cli("check", plan).exit_code == 0
     result = cli("check", plan, "--calibration", path)
     assert result.exit_code == 2 and "measured on the host CPU" in result.stderr

@@ -82,10 +82,10 @@ assert = { fits = true, max_time_per_output_token_ms = 100 }
 
 
 @pytest.mark.parametrize("body, where", [
-    ("deployments:\n  - name: a\n    model: mixtral-8x7b\n    gpuu: h100\n", "line 4, key deployments.0.gpuu"),
-    ("deployments:\n  - name: a\n    model: mixtral-8x7b\n    assert:\n      fits: maybe\n", "line 5, key deployments.0.assert.fits"),
+    ("deployments:\n  - name: a\n    model: mixtral-8x7b\n    gpuu: h100\n", "line 4, deployment 'a', key gpuu"),
+    ("deployments:\n  - name: a\n    model: mixtral-8x7b\n    assert:\n      fits: maybe\n", "line 5, deployment 'a', key assert.fits"),
     ("deployments:\n  - name: a\n    model: mixtral-8x7b\n    assert:\n      min_headroom: lots\n", "line 5"),
-    ("deployments:\n  - name: a\n    model: mixtral-8x7b\n    batch: 0\n", "line 4, key deployments.0.batch"),
+    ("deployments:\n  - name: a\n    model: mixtral-8x7b\n    batch: 0\n", "line 4, deployment 'a', key batch"),
     ("deployments: [\n", "malformed YAML"),
     ("deployments: []\n", "key deployments"),
 ])
@@ -97,7 +97,7 @@ def test_plan_errors_name_file_line_and_key(cli, tmp_path, body, where):
 
 
 def test_unknown_model_in_plan_is_bad_input(cli, tmp_path):
-    plan = _plan(tmp_path, "deployments:\n  - name: a\n    model: mixtral-9x9b\n")
+    plan = _plan(tmp_path, "deployments:\n  - name: a\n    model: mixtral-9x9b\n    assert: {fits: true}\n")
     result = cli("check", plan)
     assert result.exit_code == 2 and "did you mean" in result.stderr
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_serializer
 
+from moeplan.errors import SpecError
 from moeplan.check.planfile import PlannedDeployment, parse_bytes
 from moeplan.report.document import Document
 from moeplan.calibration import load_calibration
@@ -125,5 +126,10 @@ def evaluate_deployment(d: PlannedDeployment, base: Path, calibration: Path | No
 
 
 def evaluate_plan(deployments: list[PlannedDeployment], base: Path, calibration: Path | None = None) -> CheckReport:
-    results = [evaluate_deployment(d, base, calibration) for d in deployments]
+    results = []
+    for d in deployments:
+        try:
+            results.append(evaluate_deployment(d, base, calibration))
+        except SpecError as error:  # an unknown preset or GPU, a bad layout: say which deployment, where
+            raise SpecError(f"{d.where}: {error}" if d.where else str(error)) from None
     return CheckReport(passed=all(r.passed for r in results), deployments=results)

@@ -17,7 +17,7 @@ PLAN_SUFFIXES = (".yaml", ".yml", ".toml")
 
 def _is_plan_file(target: str) -> bool:
     path = Path(target)
-    if not (path.is_file() and path.suffix in PLAN_SUFFIXES):
+    if not (path.is_file() and path.suffix.lower() in PLAN_SUFFIXES):
         return False
     return "deployments" in path.read_text(errors="replace")
 
