@@ -121,6 +121,28 @@ def test_gguf_through_estimate_plan_and_check(cli, tmp_path):
     assert "moeplan check: PASS" in cli("check", path, "--gpu", "l4").stdout
 
 
+def test_header_walk_agrees_with_ggufs_reader(tmp_path):
+    # moeplan walks the header itself (GGUFReader builds a numpy view per vocabulary entry: seconds for 129k
+    # tokens); the package's own reader must see the same tensors
+    from gguf import GGUFReader
+
+    from moeplan.spec.gguf import read_header
+
+    path = write(tmp_path / "tiny.gguf")
+    header, reader = read_header(path), GGUFReader(path, "r")
+    assert {n: (k, e, b, s) for n, k, e, b, s in header.tensors} == {
+        t.name: (t.tensor_type.name.lower(), int(t.n_elements), int(t.n_bytes), [int(x) for x in reversed(t.shape)]) for t in reader.tensors}
+    assert header.metadata["qwen3moe.expert_count"] == reader.fields["qwen3moe.expert_count"].contents() == E
+    assert header.metadata["tokenizer.ggml.tokens"] == V  # a long array is kept as its length
+
+
+def test_truncated_header_is_exit_2(cli, tmp_path):
+    whole = write(tmp_path / "tiny.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(whole[:200])
+    result = cli("estimate", tmp_path / "cut.gguf")
+    assert result.exit_code == 2 and "GGUF header ends early" in result.stderr
+
+
 def test_bad_gguf_is_exit_2(cli, tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + bytes(20))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from moeplan.errors import SpecError
 from moeplan.spec.resolve import resolve_spec
 
 CONFIG = json.loads((Path(__file__).parent / "data" / "hf-configs" / "qwen3_moe.json").read_text())
@@ -97,6 +98,15 @@ def test_cache_locations_and_revisions(cli, cache, monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_CACHE")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     assert resolve_spec("acme/tiny-moe").spec.num_layers == 4
+
+
+def test_a_snapshot_without_refs_main(cache):
+    put(cache, "acme/by-commit", COMMIT, {"config.json": json.dumps(CONFIG).encode()}, ref=None)
+    assert resolve_spec("acme/by-commit").spec.name == "acme/by-commit"  # the one cached revision
+    put(cache, "acme/by-commit", OTHER, {"config.json": json.dumps(CONFIG).encode()}, ref=None)
+    with pytest.raises(SpecError, match=r"2 cached revisions and no refs/main; name one: acme/by-commit@aaaaaaaaaaaa"):
+        resolve_spec("acme/by-commit")
+    assert resolve_spec(f"acme/by-commit@{OTHER}").spec.name == "acme/by-commit"
 
 
 def test_partly_cached_shards_are_not_counted(cli, cache):

@@ -81,32 +81,134 @@ class GGUFHeader(NamedTuple):
 
 
 _LONG_ARRAY = 64
-"""Metadata arrays longer than this (the tokenizer's vocabulary) are kept as their length only."""
+"""Metadata arrays longer than this (the tokenizer's vocabulary, scores, merges) are kept as their length only."""
+_MAX_COUNT = 10_000_000
+"""Bound on any count the header declares (tensors, keys, array items): a corrupt header cannot hang the read."""
+
+
+class _Header:
+    """A little-endian GGUF v2/v3 header over a memory map, parsed with gguf's type tables (gguf.constants).
+
+    gguf's GGUFReader builds a numpy view of every vocabulary entry (seconds for a 129k-token tokenizer);
+    this walks the same structure once, skipping numeric arrays by their size, and never touches tensor data.
+    """
+
+    def __init__(self, path: Path):
+        import mmap
+        import struct
+
+        from gguf import GGUF_MAGIC, GGUFValueType
+
+        self.path, self.struct, self.types = path, struct, GGUFValueType
+        self.scalar = {GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
+                       GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
+                       GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?", GGUFValueType.UINT64: "<Q",
+                       GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d"}
+        with path.open("rb") as handle:
+            self.buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        self.at = 0
+        if self.buffer[:4] != struct.pack("<I", GGUF_MAGIC):
+            raise SpecError(f"{path}: not a GGUF file (no GGUF magic)")
+        self.at = 4
+        self.version = self._read("<I")
+        if self.version not in (2, 3):
+            raise SpecError(f"{path}: GGUF version {self.version} is not read (2 and 3 are; a big-endian file reads as a huge version)")
+        self.tensor_count, self.kv_count = self._count(), self._count()
+
+    def _read(self, fmt: str):
+        try:
+            (value,) = self.struct.unpack_from(fmt, self.buffer, self.at)
+        except self.struct.error:
+            raise SpecError(f"{self.path}: GGUF header ends early (truncated file)") from None
+        self.at += self.struct.calcsize(fmt)
+        return value
+
+    def _count(self) -> int:
+        value = self._read("<Q")
+        if value > _MAX_COUNT:
+            raise SpecError(f"{self.path}: GGUF header declares {value:,} entries; not a valid file")
+        return value
+
+    def _string(self) -> str:
+        size = self._read("<Q")
+        if self.at + size > len(self.buffer):
+            raise SpecError(f"{self.path}: GGUF header ends early (truncated file)")
+        text = self.buffer[self.at : self.at + size].decode("utf-8", errors="replace")
+        self.at += size
+        return text
+
+    def _skip_strings(self, count: int) -> None:
+        for _ in range(count):
+            size = self._read("<Q")
+            self.at += size
+        if self.at > len(self.buffer):
+            raise SpecError(f"{self.path}: GGUF header ends early (truncated file)")
+
+    def _value(self, kind: int):
+        try:
+            kind = self.types(kind)
+        except ValueError:
+            raise SpecError(f"{self.path}: unknown GGUF value type {kind}") from None
+        if kind == self.types.STRING:
+            return self._string()
+        if kind != self.types.ARRAY:
+            return self._read(self.scalar[kind])
+        item, count = self._read("<I"), self._count()
+        if count > _LONG_ARRAY:  # keep the length; step over the items
+            if item == self.types.STRING:
+                self._skip_strings(count)
+            elif item in self.scalar:
+                self.at += count * self.struct.calcsize(self.scalar[self.types(item)])
+            else:
+                raise SpecError(f"{self.path}: GGUF array of type {item} is not read")
+            return count
+        return [self._value(item) for _ in range(count)]
+
+    def read(self) -> tuple[dict[str, object], list[tuple[str, str, int, int, list[int]]]]:
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        metadata = {}
+        for _ in range(self.kv_count):
+            key = self._string()
+            metadata[key] = self._value(self._read("<I"))
+        tensors = []
+        for _ in range(self.tensor_count):
+            name = self._string()
+            dims = [self._read("<Q") for _ in range(self._read("<I"))]
+            code = self._read("<I")
+            self._read("<Q")  # the data offset: the data is not read
+            try:
+                kind = GGMLQuantizationType(code)
+                block, size = GGML_QUANT_SIZES[kind]
+            except (ValueError, KeyError):
+                raise SpecError(f"{self.path}: tensor {name!r} has ggml type {code}, unknown to gguf {_gguf_version()}") from None
+            elements = 1
+            for n in dims:
+                elements *= n
+            tensors.append((name, kind.name.lower(), elements, elements // block * size, list(reversed(dims))))
+        self.buffer.close()
+        return metadata, tensors
+
+
+def _gguf_version() -> str:
+    from importlib.metadata import version
+
+    return version("gguf")
 
 
 def read_header(path: Path) -> GGUFHeader:
-    """Metadata and tensor table of a GGUF file (all parts of a split one), reading no tensor data."""
-    from gguf import GGUFReader, GGUFValueType
-
+    """Metadata and tensor table of a GGUF file (all parts of a split one), reading no tensor data.
+    Tensor shapes are in PyTorch order (outermost first): token_embd is [vocab, hidden]."""
     metadata: dict[str, object] = {}
     tensors = []
     for index, part in enumerate(split_parts(path)):
         try:
-            reader = GGUFReader(part, "r")
-        except (ValueError, OSError, KeyError, IndexError) as error:
+            part_metadata, part_tensors = _Header(part).read()
+        except (OSError, ValueError) as error:
             raise SpecError(f"{part}: not a readable GGUF file ({error})") from None
-        for tensor in reader.tensors:
-            tensors.append((tensor.name, tensor.tensor_type.name.lower(), int(tensor.n_elements), int(tensor.n_bytes),
-                            [int(n) for n in tensor.shape]))
-        if index:
-            continue
-        for key, field in reader.fields.items():
-            if not field.types:
-                continue
-            if field.types[0] == GGUFValueType.ARRAY:
-                metadata[key] = len(field.data) if len(field.data) > _LONG_ARRAY else field.contents()
-            else:
-                metadata[key] = field.contents()
+        tensors += part_tensors
+        if not index:
+            metadata = part_metadata
     return GGUFHeader(metadata, tensors)
 
 
@@ -120,7 +222,7 @@ def _hf_config(metadata: dict[str, object], tensors: dict[str, list[int]], sourc
     if get("block_count") is None or get("embedding_length") is None:
         raise SpecError(f"{source}: GGUF metadata has no {arch}.block_count / {arch}.embedding_length")
     embedding = tensors.get("token_embd.weight")
-    vocab = get("vocab_size") or metadata.get("tokenizer.ggml.tokens") or (embedding[1] if embedding else None)
+    vocab = get("vocab_size") or metadata.get("tokenizer.ggml.tokens") or (embedding[0] if embedding else None)
     experts = get("expert_count") or 0
     config = {
         "num_hidden_layers": get("block_count"),
@@ -210,11 +312,14 @@ def weight_memory_from_tensors(spec: ModelSpec, tensors: list[StoredTensor], ori
             mix[t.type] += t.bytes
         if len(mix) > 1:
             total = sum(mix.values())
-            notes.append(f"{component}: " + ", ".join(f"{k} {v / total:.0%}" for k, v in mix.most_common()) + " of bytes")
+            shares = [f"{k} {v / total:.0%}" for k, v in mix.most_common() if v / total >= 0.005]
+            if len(shares) > 1:
+                notes.append(f"{component}: {', '.join(shares)} of bytes")
     if unknown:
         notes.append(f"{len(unknown)} tensors of unknown role counted with norms: {', '.join(unknown[:5])}")
     vectors = [t for t in main if t.component == "norms"]
-    stored_params = sum(t.elements for t in main)
+    buffers = spec.moe is not None and spec.moe.router_correction_bias and not spec.moe.router_correction_is_parameter
+    stored_params = sum(t.elements for t in main if not (buffers and ".exp_probs_b" in t.name))  # a buffer, not a parameter
     expected = count_params(spec).total
     if stored_params != expected:
         notes.append(f"the file stores {stored_params:,} weights; the spec built from its metadata has {expected:,}")

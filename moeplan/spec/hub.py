@@ -79,8 +79,29 @@ def cached_snapshot(repo_id: str, revision: str | None = None, cache_dir: Path |
     """The cached snapshot folder holding ``repo_id``'s config.json at ``revision`` (default main), or None."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir or hub_cache_dir(), revision=revision)
-    return Path(found).parent if isinstance(found, str) else None
+    cache_dir = cache_dir or hub_cache_dir()
+    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision)
+    if isinstance(found, str):
+        return Path(found).parent
+    return _only_snapshot(repo_id, cache_dir) if revision is None else None
+
+
+def _only_snapshot(repo_id: str, cache_dir: Path) -> Path | None:
+    """Without refs/main (a download by commit): the one cached revision that holds config.json."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(cache_dir)
+    except CacheNotFound:
+        return None
+    repo = next((r for r in info.repos if r.repo_id == repo_id and r.repo_type == "model"), None)
+    revisions = sorted((r for r in repo.revisions if (r.snapshot_path / "config.json").is_file()),
+                       key=lambda r: r.commit_hash) if repo else []
+    if len(revisions) > 1:
+        named = ", ".join(f"{repo_id}@{r.commit_hash[:12]}" for r in revisions)
+        raise SpecError(f"{repo_id}: {len(revisions)} cached revisions and no refs/main; name one: {named}")
+    return revisions[0].snapshot_path if revisions else None
 
 
 def _snapshot_checkpoint(snapshot: Path, num_layers: int | None) -> tuple[CheckpointSummary | None, list[str]]:
