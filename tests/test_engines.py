@@ -102,6 +102,20 @@ def test_vllm_llama_8b_matches_published_startup(cli, llama):
     assert budget["gpu_memory_utilization × total"] == int(0.95 * round(79.19 * GiB))
 
 
+def test_vllm_windowed_layers_and_long_context(cli):
+    """gpt-oss: half its layers keep a 128-token window, so vLLM's "GPU KV cache size" (concurrency ×
+    max_model_len) is about twice blocks × block size."""
+    code, data = engine(cli, "vllm", "serve", "openai/gpt-oss-120b", "--max-model-len", "32768", flags=("--gpu", "h200"))
+    s = data["startup"]
+    assert code == 0 and 1.9 * s["kv_blocks"] * 16 < s["kv_tokens"] < 2 * s["kv_blocks"] * 16
+    assert s["kv_tokens"] == pytest.approx(s["max_concurrency"] * 32768, abs=1)
+    code, data = engine(cli, "vllm", "serve", "openai/gpt-oss-120b", "--max-model-len", "262144", flags=("--gpu", "h200"))
+    assert code == 1 and "greater than the model's max_position_embeddings 131,072" in data["startup"]["failure"]
+    code, _ = engine(cli, "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1", "vllm", "serve", "openai/gpt-oss-120b", "--max-model-len",
+                     "262144", flags=("--gpu", "h200"))
+    assert code == 0
+
+
 def test_vllm_tp2_pays_nccl_buffers_and_splits_kv_heads(cli, llama):
     _, one = engine(cli, "vllm", "serve", llama, "--max-model-len", "8192")
     _, two = engine(cli, "vllm", "serve", llama, "--max-model-len", "8192", "-tp", "2")

@@ -23,6 +23,7 @@ from moeplan.engines.startup import (
     StartupInputs,
     fail_first,
     gib,
+    page_bytes_per_token,
     pool_figures,
     request_bytes,
     stage_sequences,
@@ -175,9 +176,16 @@ def startup(inputs: StartupInputs) -> EngineStartup:
         stages.append((budget - weights - activation - non_torch, weights, activation, sequences[s]))
     pool, weights, activation, sequence = min(stages, key=lambda st: st[0])
     need = request_bytes(sequence, inputs.max_model_len, size)
-    blocks, tokens_, concurrency = pool_figures(pool, sequence, size, inputs.max_model_len)
+    blocks, _, concurrency = pool_figures(pool, sequence, size, inputs.max_model_len)
+    # vLLM logs "GPU KV cache size" as max concurrency × max_model_len (kv_cache_utils): with windowed layers
+    # that is more tokens than blocks × block_size
+    tokens_ = blocks * size * page_bytes_per_token(sequence) * inputs.max_model_len // need if blocks else 0
     heaviest = max(st[1] for st in stages)
+    trained = spec.max_position_embeddings
     failure, shortfall = fail_first([
+        (trained is not None and inputs.max_model_len > trained and "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1" not in cmd.argv,
+         f"--max-model-len {inputs.max_model_len:,} is greater than the model's max_position_embeddings {trained or 0:,} "
+         "(vLLM refuses it unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)", 0),
         (heaviest + non_torch > total, "model loading: CUDA out of memory (weights exceed the GPU)", heaviest + non_torch - total),
         (pool <= 0, "No available memory for the cache blocks (increase --gpu-memory-utilization)", -pool),
         (need > pool, f"KV cache: one request of max_model_len {inputs.max_model_len:,} needs {gib(need)}, more than the "
