@@ -115,9 +115,9 @@ def _entry(path: str, name: str, info: object) -> tuple[str, int, int, int]:
     problem = None
     if not isinstance(info, dict) or not isinstance(info.get("dtype"), str):
         problem = "needs a dtype, a shape and data_offsets"
-    elif not isinstance(info.get("shape"), list) or len(info["shape"]) > _MAX_DIMS or not all(map(whole, info["shape"])):
+    elif not isinstance(info.get("shape"), list | tuple) or len(info["shape"]) > _MAX_DIMS or not all(map(whole, info["shape"])):
         problem = f"shape must be a list of non-negative whole numbers, not {json.dumps(info.get('shape'))[:60]}"
-    elif not (isinstance(info.get("data_offsets"), list) and len(info["data_offsets"]) == 2
+    elif not (isinstance(info.get("data_offsets"), list | tuple) and len(info["data_offsets"]) == 2
               and all(map(whole, info["data_offsets"])) and info["data_offsets"][0] <= info["data_offsets"][1]):
         problem = f"data_offsets must be [start, end] with 0 <= start <= end, not {json.dumps(info.get('data_offsets'))[:60]}"
     else:
