@@ -167,6 +167,14 @@ def test_sglang_k_size_line(cli):
     assert "#tokens: 122,420, K size: 5.60 GB, V size: 5.60 GB" in data["startup"]["notes"][0]
 
 
+def test_sglang_refuses_a_context_beyond_the_model(cli):
+    argv = ["--model-path", "Qwen/Qwen3-30B-A3B", "--context-length", "131072"]
+    code, data = engine(cli, "python", "-m", "sglang.launch_server", *argv)
+    assert code == 1 and "longer than the model's max_position_embeddings 40,960" in data["startup"]["failure"]
+    code, _ = engine(cli, "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1", "python", "-m", "sglang.launch_server", *argv)
+    assert code == 0
+
+
 def test_sglang_not_enough_memory(cli):
     code, data = engine(cli, "python", "-m", "sglang.launch_server", "--model-path", "mixtral-8x7b", "--tp", "2",
                         "--mem-fraction-static", "0.5")

@@ -123,7 +123,11 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     pool = tokens_ * cell
     blocks, _, concurrency = pool_figures(pool, sequence, page, inputs.max_model_len)
     heaviest = max(r[1] for r in rests)
+    trained = spec.max_position_embeddings
     failure, shortfall = fail_first([
+        (trained is not None and inputs.max_model_len > trained and "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1" not in cmd.argv,
+         f"--context-length {inputs.max_model_len:,} is longer than the model's max_position_embeddings {trained or 0:,} "
+         "(SGLang refuses it unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1)", 0),
         (heaviest > start_free, "loading weights: CUDA out of memory (weights exceed the free memory)", heaviest - start_free),
         (rest <= 0, "Not enough memory. Please try to increase --mem-fraction-static", -rest),
     ])
