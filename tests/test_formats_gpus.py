@@ -104,6 +104,20 @@ def test_nvfp4_through_the_cli(cli):
     assert out["throughput"]["decode_tokens_per_s"] > 0
 
 
+def test_nvfp4_and_mxfp8_through_plan_and_check(cli, tmp_path):
+    fewest = {}
+    for dtype in ("nvfp4", "mxfp8", "fp8"):
+        out = cli("plan", "deepseek-v3", "--gpu", "b300", "--dtype", dtype, "--max-gpus", "16", "--json")
+        assert out.exit_code == 0, out.stderr
+        fewest[dtype] = out.json()["layouts"][0]["gpus"]
+    assert fewest["nvfp4"] < fewest["mxfp8"] <= fewest["fp8"]  # 4.5 bits per expert weight against 8.25 and 8.002
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("deployments:\n  - name: r1-fp4\n    model: deepseek-v3\n    gpu: b300\n    num_gpus: 2\n"
+                    "    dtype: nvfp4\n    assert:\n      fits: true\n  - name: r1-mxfp8\n    model: deepseek-v3\n"
+                    "    gpu: b300\n    num_gpus: 2\n    dtype: mxfp8\n    assert:\n      fits: false\n")
+    assert cli("check", plan).stdout.count("PASS") >= 2
+
+
 # ---------------------------------------------------------------- GPUs
 
 
