@@ -141,6 +141,13 @@ def test_driver_memory_sets_usable_memory(cli, name, mib):
     assert out["memory"]["usable_bytes"] == int(0.9 * mib * 2**20)
 
 
+def test_gpu_detail_shows_the_driver_figure(cli, tmp_path):
+    assert "81,559 MiB (usable memory is computed from it)" in cli("gpus", "h100").stdout
+    saved = tmp_path / "b300.json"
+    saved.write_text(cli("gpus", "b300", "--json").stdout)
+    assert "275,040 MiB" in cli("gpus", saved).stdout  # a GPU file written by moeplan loads back with it
+
+
 def test_memory_override_replaces_the_driver_figure():
     gpu = load_gpu("h100", {"memory_gib": 80})
     assert gpu.driver_memory_bytes is None and gpu.visible_memory_bytes == 80 * GiB

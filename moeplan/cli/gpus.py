@@ -74,6 +74,8 @@ def _render_one(gpu: GPUSpec) -> None:
     rows = [
         ("aliases", ", ".join(gpu.aliases) or "-"),
         ("memory", f"{gpu.memory_bytes / GiB:,.1f} GiB = {gpu.memory_bytes / GB:,.1f} GB ({gpu.memory_type or 'type not given'})"),
+        ("driver reports", f"{gpu.driver_memory_bytes / 2**20:,.0f} MiB (usable memory is computed from it)"
+                           if gpu.driver_memory_bytes else "not known (usable memory from the datasheet figure)"),
         ("memory bandwidth", f"{gpu.hbm_bytes_per_s / 1e12:,.3f} TB/s"),
         ("BF16 dense", f"{_tera(gpu.bf16_flops_per_s)} TFLOP/s"),
         ("FP8 dense", f"{_tera(gpu.fp8_flops_per_s)} TFLOP/s"),
