@@ -276,7 +276,9 @@ def test_plan_prints_a_command_per_ranked_layout(cli):
 
 
 def test_trtllm_cannot_print_data_parallel_layouts(cli):
-    result = cli("estimate", "mixtral-8x7b", "--tp", "1", "--dp", "2", "--engine", "trtllm")
+    result = cli("estimate", "mixtral-8x7b", "--tp", "2", "--dp", "2", "--engine", "trtllm")
+    assert result.exit_code == 2 and "run 2 servers of `trtllm-serve mistralai/Mixtral-8x7B-v0.1 --tp_size 2" in result.stderr
+    result = cli("estimate", "mixtral-8x7b", "--tp", "1", "--dp", "2", "--ep", "2", "--engine", "trtllm")
     assert result.exit_code == 2 and "extra_llm_api_options" in result.stderr
 
 

@@ -78,4 +78,4 @@ def plan_commands(engine: str, report, spec) -> EnginePlan:
 def render_plan_commands(plan: EnginePlan, top: int) -> None:
     console.print(f"Launch commands ({plan.engine}):", highlight=False)
     for i, item in enumerate(plan.launch_commands[:top], 1):
-        console.print(f"{i:>3}. {escape(item.command or f'{item.layout}: not expressible: {item.reason}')}", soft_wrap=True)
+        console.print(f"{i:>3}. {escape(item.command or f'({item.layout}) {item.reason}')}", soft_wrap=True)

@@ -9,6 +9,8 @@ The pool is cut into blocks of ``tokens_per_block`` tokens. A pool smaller than 
 not stop the server (requests are capped); a pool of zero does.
 """
 
+import shlex
+
 from moeplan.accounting.activations import inference_activations
 from moeplan.engines.command import EngineCommand
 from moeplan.engines.flags import Flag, fraction, text, tokens, whole
@@ -109,10 +111,14 @@ def startup(inputs: StartupInputs) -> EngineStartup:
 
 def launch_argv(model: str, layout: Layout, deployment: Deployment, spec: ModelSpec) -> list[str]:
     """`trtllm-serve` realising a layout; SpecError when its flags cannot express it."""
+    moe_in_replica = spec.moe is None or layout.ep * layout.expert_tp == layout.tp
     if layout.dp > 1:
-        raise SpecError(f"trtllm-serve cannot express {layout.describe()} with flags: attention DP needs "
-                        "enable_attention_dp in --extra_llm_api_options")
-    if spec.moe is not None and layout.ep * layout.expert_tp != layout.tp:
+        if moe_in_replica:
+            single = layout.model_copy(update={"dp": 1})
+            line = shlex.join(launch_argv(model, single, deployment, spec))
+            raise SpecError(f"trtllm-serve has no data-parallel flag: run {layout.dp} servers of `{line}`")
+        raise SpecError("trtllm-serve: experts spread over DP ranks need enable_attention_dp in --extra_llm_api_options")
+    if not moe_in_replica:
         raise SpecError(f"trtllm-serve cannot express {layout.describe()}: MoE TP × EP must equal TP")
     argv = ["trtllm-serve", model, "--tp_size", str(layout.tp)]
     if layout.pp > 1:
