@@ -20,6 +20,7 @@ from moeplan.engines.startup import (
     StartupInputs,
     fail_first,
     gib,
+    page_bytes_per_token,
     pool_figures,
     stage_sequences,
     torch_total_bytes,
@@ -104,8 +105,8 @@ def startup(inputs: StartupInputs) -> EngineStartup:
                 Allocation(name="non-torch memory", bytes=non_torch, basis="as vLLM 0.19 measured (NCCL, CUDA context)"),
                 Allocation(name="peak activation (warm-up)", bytes=activation, basis=f"moeplan's activation model at {step:,} tokens"),
                 Allocation(name="KV pool", bytes=pool, basis=f"{fraction_:g} × the {gib(max(free, 0))} free")],
-        weights_per_gpu_bytes=heaviest, kv_pool_bytes=pool, kv_bytes_per_token=sequence.full_bytes_per_token
-        + sum(p for _, p in sequence.capped), block_size=TOKENS_PER_BLOCK, kv_blocks=blocks, kv_tokens=tokens_,
+        weights_per_gpu_bytes=heaviest, kv_pool_bytes=pool, kv_bytes_per_token=page_bytes_per_token(sequence),
+        block_size=TOKENS_PER_BLOCK, kv_blocks=blocks, kv_tokens=tokens_,
         max_model_len=inputs.max_model_len, max_concurrency=concurrency, replicas=layout.dp, notes=notes)
 
 

@@ -153,8 +153,12 @@ def profile_activation_bytes(spec: ModelSpec, layout: Layout, layers: range, las
     if version is not None and version < OLDEST_VERSION:
         raise SpecError(f"--engine vllm=={'.'.join(map(str, version))}: vLLM before 0.8 (the V0 engine) is not modelled")
     forward = inference_activations(spec, layout, layers, 1, batched_tokens, last_stage=False).peak_bytes
-    copies = SAMPLER_LOGIT_COPIES_BEFORE_0_17 if version is not None and version < (0, 17) else SAMPLER_LOGIT_COPIES
-    return forward + (round(copies * max_num_seqs * spec.vocab_size * 4) if last_stage else 0)
+    return forward + (round(sampler_logit_copies(version) * max_num_seqs * spec.vocab_size * 4) if last_stage else 0)
+
+
+def sampler_logit_copies(version: tuple[int, ...] | None) -> float:
+    """fp32 [max_num_seqs, vocab] copies the sampler warm-up holds in this release."""
+    return SAMPLER_LOGIT_COPIES_BEFORE_0_17 if version is not None and version < (0, 17) else SAMPLER_LOGIT_COPIES
 
 
 def startup(inputs: StartupInputs) -> EngineStartup:
@@ -197,9 +201,8 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     if not cmd.enforce_eager and slack < CUDA_GRAPH_BYTES_MAX:
         notes.append(f"CUDA-graph capture takes up to {gib(CUDA_GRAPH_BYTES_MAX)} from the {gib(slack)} left outside "
                      "--gpu-memory-utilization; it may run out of memory after the KV cache is allocated (--enforce-eager avoids it)")
-    copies = SAMPLER_LOGIT_COPIES
-    if inputs.version.version is not None and inputs.version.version < (0, 17):
-        copies = SAMPLER_LOGIT_COPIES_BEFORE_0_17
+    copies = sampler_logit_copies(inputs.version.version)
+    if copies != SAMPLER_LOGIT_COPIES:
         notes.append(f"vLLM {'.'.join(map(str, inputs.version.version))}: before v0.17 the sampler warm-up held about "
                      f"{copies} fp32 logit copies (today {SAMPLER_LOGIT_COPIES})")
     if cmd.speculative:
@@ -214,8 +217,8 @@ def startup(inputs: StartupInputs) -> EngineStartup:
                            basis=f"forward at {batched:,} tokens + {copies} × {seqs:,} fp32 logit rows"),
                 Allocation(name="non-torch memory", bytes=non_torch, basis="measured on H100, vLLM 0.19 (llm-d-planner)"),
                 Allocation(name="Available KV cache memory", bytes=max(pool, 0), basis="the remainder")],
-        weights_per_gpu_bytes=heaviest, kv_pool_bytes=max(pool, 0), kv_bytes_per_token=sequence.full_bytes_per_token
-        + sum(p for _, p in sequence.capped), block_size=size, kv_blocks=blocks, kv_tokens=tokens_,
+        weights_per_gpu_bytes=heaviest, kv_pool_bytes=max(pool, 0), kv_bytes_per_token=page_bytes_per_token(sequence),
+        block_size=size, kv_blocks=blocks, kv_tokens=tokens_,
         max_model_len=inputs.max_model_len, max_concurrency=concurrency, replicas=layout.dp, notes=notes)
 
 
