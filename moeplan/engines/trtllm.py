@@ -54,10 +54,13 @@ POSITIONAL_MODEL = True
 MODEL_HINT = "trtllm-serve MODEL"
 
 FREE_GPU_MEMORY_FRACTION = 0.9
-"""KvCacheConfig.free_gpu_memory_fraction default (TensorRT-LLM LLM API reference, 1.x)."""
+"""KvCacheConfig.free_gpu_memory_fraction default (TensorRT-LLM LLM API reference, 1.x); trtllm-serve's help:
+"Free GPU memory fraction reserved for KV Cache, after allocating model weights and buffers"
+(nvidia.github.io/TensorRT-LLM/0.18.2/commands/trtllm-serve.html)."""
 MAX_BATCH_SIZE = 2048
 MAX_NUM_TOKENS = 8192
-"""trtllm-serve defaults for --max_batch_size and --max_num_tokens (tensorrt_llm/commands/serve.py, 1.x)."""
+"""trtllm-serve defaults for --max_batch_size and --max_num_tokens: BuildConfig's 2048 and 8192
+(tensorrt_llm/commands/serve.py, 0.18–1.x; some third-party pages list 256 batch)."""
 TOKENS_PER_BLOCK = 32
 """KvCacheConfig tokens_per_block default (1.x)."""
 
