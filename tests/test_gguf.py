@@ -161,3 +161,120 @@ def test_tensor_data_is_not_interpreted(tmp_path):
     assert resolve_spec(str(garbage)).weights == resolve_spec(str(path)).weights.model_copy(
         update={"origin": "GGUF garbage.gguf: each tensor's stored type and bytes"})
     assert "gguf" in sys.modules
+
+
+# ---------------------------------------------------------------- files converted from transformers models
+
+HF_TO_GGUF = [  # transformers parameter name → llama.cpp tensor name (convert_hf_to_gguf.py's mapping, in short)
+    (r"^model\.embed_tokens\.weight$", "token_embd.weight"),
+    (r"^lm_head\.weight$", "output.weight"),
+    (r"^model\.norm\.weight$", "output_norm.weight"),
+    (r"\.input_layernorm\.weight$", "attn_norm.weight"),
+    (r"\.post_attention_layernorm\.weight$", "post_attention_norm.weight"),
+    (r"\.self_attn\.([qkv])_proj\.(weight|bias)$", r"attn_\1.\2"),
+    (r"\.self_attn\.o_proj\.(weight|bias)$", r"attn_output.\1"),
+    (r"\.self_attn\.([qk])_norm\.weight$", r"attn_\1_norm.weight"),
+    (r"\.self_attn\.q_a_proj\.weight$", "attn_q_a.weight"),
+    (r"\.self_attn\.q_a_layernorm\.weight$", "attn_q_a_norm.weight"),
+    (r"\.self_attn\.q_b_proj\.weight$", "attn_q_b.weight"),
+    (r"\.self_attn\.kv_a_proj_with_mqa\.weight$", "attn_kv_a_mqa.weight"),
+    (r"\.self_attn\.kv_a_layernorm\.weight$", "attn_kv_a_norm.weight"),
+    (r"\.self_attn\.kv_b_proj\.weight$", "attn_kv_b.weight"),
+    (r"\.self_attn\.sinks$", "attn_sinks.weight"),
+    (r"\.mlp\.(gate|router)\.weight$", "ffn_gate_inp.weight"),
+    (r"\.mlp\.router\.bias$", "ffn_gate_inp.bias"),
+    (r"\.mlp\.gate\.e_score_correction_bias$", "exp_probs_b.bias"),
+    (r"\.mlp\.experts\.gate_up_proj$", "ffn_gate_up_exps.weight"),
+    (r"\.mlp\.experts\.gate_up_proj_bias$", "ffn_gate_up_exps.bias"),
+    (r"\.mlp\.experts\.down_proj$", "ffn_down_exps.weight"),
+    (r"\.mlp\.experts\.down_proj_bias$", "ffn_down_exps.bias"),
+    (r"\.mlp\.shared_experts\.(gate|up|down)_proj\.weight$", r"ffn_\1_shexp.weight"),
+    (r"\.mlp\.(gate|up|down)_proj\.weight$", r"ffn_\1.weight"),
+]
+
+
+def _gguf_name(name: str) -> str:
+    import re
+
+    for pattern, target in HF_TO_GGUF:
+        if re.search(pattern, name):
+            layer = re.search(r"\.layers\.(\d+)\.", name)
+            tail = re.sub(r".*" + pattern, target, name) if "\\" in target else target
+            return f"blk.{layer.group(1)}.{tail}" if layer else tail
+    raise AssertionError(f"no llama.cpp name for {name}")
+
+
+def convert(tmp_path, config_name: str, arch: str, metadata: dict, extra_blocks: int = 0):
+    """A GGUF file (F32 zeros) holding exactly the parameters transformers instantiates for a test config, with the
+    metadata keys llama.cpp's converter writes; ``extra_blocks`` nextn blocks appended, as llama.cpp stores them."""
+    import json
+    from pathlib import Path
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = json.loads((Path(__file__).parent / "data" / "hf-configs" / f"{config_name}.json").read_text())
+    hf = {k: v for k, v in config.items() if k != "model_type"}
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(config["model_type"], **hf))
+    writer = GGUFWriter(str(tmp_path / f"{config_name}.gguf"), arch)
+    for key, value in metadata.items():
+        (writer.add_float32 if isinstance(value, float) else writer.add_uint32)(f"{arch}.{key}", value)
+    total = 0
+    for name, parameter in model.named_parameters():
+        writer.add_tensor_info(_gguf_name(name), list(parameter.shape), np.dtype(np.float32), 4 * parameter.numel())
+        total += parameter.numel()
+    for name, buffer in model.named_buffers():  # llama.cpp also stores DeepSeek/GLM's selection bias (a buffer)
+        if name.endswith("e_score_correction_bias"):
+            writer.add_tensor_info(_gguf_name(name), list(buffer.shape), np.dtype(np.float32), 4 * buffer.numel())
+    for i in range(extra_blocks):
+        layer = config["num_hidden_layers"] + i
+        writer.add_tensor_info(f"blk.{layer}.nextn.eh_proj.weight", [config["hidden_size"], 2 * config["hidden_size"]],
+                               np.dtype(np.float32), 8 * config["hidden_size"] ** 2)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    path = tmp_path / f"{config_name}.gguf"
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size + 4 * total + 8 * config["hidden_size"] ** 2 * extra_blocks + 1024 * 1024)
+    return path, total, config
+
+
+def test_glm4_moe_gguf_counts_what_transformers_instantiates(tmp_path):
+    path, total, config = convert(tmp_path, "glm4_moe", "glm4moe", {
+        "block_count": 4 + 1, "nextn_predict_layers": 1, "embedding_length": 112, "feed_forward_length": 200,
+        "attention.head_count": 8, "attention.head_count_kv": 2, "attention.key_length": 14, "context_length": 131072,
+        "expert_count": 8, "expert_used_count": 3, "expert_shared_count": 1, "leading_dense_block_count": 1,
+        "expert_feed_forward_length": 48, "vocab_size": 1061}, extra_blocks=1)
+    resolved = resolve_spec(str(path))
+    assert resolved.spec.architecture == "glm4_moe" and resolved.spec.num_layers == 4 and resolved.spec.mtp_layers == 1
+    assert count_params(resolved.spec).total == total  # transformers' count, from the header's metadata
+    assert resolved.weights.total_bytes == 4 * (total + 3 * 8) and resolved.weights.mtp_bytes == 8 * 112 ** 2
+    assert not any("stores" in note for note in resolved.weights.notes)
+    assert resolved.weights.by_component_bytes["router"] == 4 * 3 * (8 * 112 + 8)  # 3 MoE layers: gate + correction bias
+
+
+def test_gpt_oss_gguf_counts_what_transformers_instantiates(tmp_path):
+    path, total, config = convert(tmp_path, "gpt_oss", "gpt-oss", {
+        "block_count": 4, "embedding_length": 90, "feed_forward_length": 66, "attention.head_count": 6,
+        "attention.head_count_kv": 2, "attention.key_length": 14, "attention.value_length": 14, "context_length": 131072,
+        "expert_count": 8, "expert_used_count": 2, "expert_feed_forward_length": 66, "attention.sliding_window": 32,
+        "vocab_size": 1117})
+    resolved = resolve_spec(str(path))
+    assert resolved.spec.architecture == "gpt_oss" and resolved.spec.attention.layer_pattern == ["sliding", "full"]
+    assert count_params(resolved.spec).total == total
+    assert resolved.weights.total_bytes == 4 * total and not any("stores" in n for n in resolved.weights.notes)
+
+
+def test_deepseek_v3_gguf_counts_what_transformers_instantiates(tmp_path):
+    path, total, _ = convert(tmp_path, "deepseek_v3", "deepseek2", {
+        "block_count": 5, "embedding_length": 136, "feed_forward_length": 248, "attention.head_count": 6,
+        "attention.head_count_kv": 6, "attention.key_length": 32, "attention.value_length": 26, "rope.dimension_count": 10,
+        "attention.q_lora_rank": 52, "attention.kv_lora_rank": 36, "context_length": 4096, "expert_count": 16,
+        "expert_used_count": 4, "expert_shared_count": 1, "leading_dense_block_count": 2, "expert_feed_forward_length": 28,
+        "expert_group_count": 4, "expert_group_used_count": 2, "expert_gating_func": 2, "vocab_size": 1093})
+    resolved = resolve_spec(str(path))
+    spec = resolved.spec
+    assert (spec.architecture, spec.attention.kind, spec.attention.q_lora_rank, spec.moe.num_expert_groups) == ("deepseek_v3", "mla", 52, 4)
+    assert count_params(spec).total == total
+    assert resolved.weights.total_bytes == 4 * (total + 3 * 16) and not any("stores" in n for n in resolved.weights.notes)

@@ -264,8 +264,24 @@ def _hf_config(metadata: dict[str, object], tensors: dict[str, list[int]], sourc
             "moe_intermediate_size": get("expert_feed_forward_length"), "moe_layer_freq": 1,
             "num_nextn_predict_layers": get("nextn_predict_layers", 0),
         }
-    raise SpecError(f"{source}: GGUF architecture {arch!r} is not modelled "
-                    "(known: llama, qwen2, qwen3, qwen2moe, qwen3moe, olmoe, deepseek2); write a moeplan.yaml spec instead")
+    if arch == "glm4moe":  # convert_hf_to_gguf.py counts the nextn (MTP) blocks in block_count
+        nextn = get("nextn_predict_layers", 0)
+        return {
+            **config, "model_type": "glm4_moe", "num_hidden_layers": get("block_count") - nextn, "num_nextn_predict_layers": nextn,
+            "n_routed_experts": experts, "n_shared_experts": get("expert_shared_count", 0),
+            "first_k_dense_replace": get("leading_dense_block_count", 0), "n_group": get("expert_group_count", 1),
+            "topk_group": get("expert_group_used_count", 1), "use_qk_norm": "blk.0.attn_q_norm.weight" in tensors,
+            "attention_bias": "blk.0.attn_q.bias" in tensors, **moe,
+        }
+    if arch == "gpt-oss":  # llama.cpp: sliding-window attention in every other layer, from layer 0
+        layers = get("block_count")
+        return {
+            **config, "model_type": "gpt_oss", "num_local_experts": experts, "num_experts_per_tok": get("expert_used_count"),
+            "intermediate_size": get("expert_feed_forward_length"), "sliding_window": get("attention.sliding_window"),
+            "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)], "attention_bias": True,
+        }
+    raise SpecError(f"{source}: GGUF architecture {arch!r} is not modelled (known: llama, qwen2, qwen3, qwen2moe, "
+                    "qwen3moe, olmoe, deepseek2, glm4moe, gpt-oss); write a moeplan.yaml spec instead")
 
 
 def _stored(header: GGUFHeader) -> list[StoredTensor]:
