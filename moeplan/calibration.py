@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from moeplan.errors import SpecError, describe_validation
 from moeplan.hardware.catalogue import load_gpu
 from moeplan.report.document import Document
-from moeplan.throughput.roofline import COLLECTIVE_LATENCY_S, Efficiency
+from moeplan.perf.roofline import COLLECTIVE_LATENCY_S, Efficiency
 
 CALIBRATION_SCHEMA = 2
 """The ``schema`` a calibration file is read with (2: device kind, GEMM bounds, link of the all-to-all)."""

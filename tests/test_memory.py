@@ -11,7 +11,7 @@ from moeplan.accounting.weights import weight_memory
 from moeplan.errors import SpecError
 from moeplan.hardware.catalogue import get_gpu
 from moeplan.layout import Layout, check_layout, implied_num_gpus, stage_layers
-from moeplan.layout.shard import model_parts, most_loaded_rank, rank_amounts
+from moeplan.accounting.shard import model_parts, most_loaded_rank, rank_amounts
 from moeplan.spec.presets import load_preset, preset_names
 from moeplan.units import GiB
 

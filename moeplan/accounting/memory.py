@@ -43,7 +43,7 @@ from moeplan.accounting.weights import WeightMemory
 from moeplan.docstrings import add_field_docstrings
 from moeplan.hardware.catalogue import GPUSpec
 from moeplan.layout.parallel import Layout, check_layout, stage_layers
-from moeplan.layout.shard import most_loaded_rank, rank_layer_amounts
+from moeplan.accounting.shard import most_loaded_rank, rank_layer_amounts
 from moeplan.spec.model import ModelSpec
 
 Mode = Literal["inference", "training"]

@@ -9,7 +9,6 @@ per token are written as multiples of h where the paper does (2 B per bf16 eleme
 See docs/formulas.md §Memory, "Training".
 """
 
-import math
 from collections.abc import Iterable
 from typing import Literal, NamedTuple
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from moeplan.accounting.matrices import mixer_matrices
 from moeplan.docstrings import add_field_docstrings
 from moeplan.layout.parallel import Layout
+from moeplan.namespace import SCALAR
 from moeplan.spec.model import ModelSpec
 
 ZeroStage = Literal[0, 1, 2, 3]
@@ -60,19 +60,26 @@ def training_state(dense_params: int, expert_params: int, layout: Layout, zero: 
     (= Megatron's distributed optimizer: 6 + 12/dp B per parameter), 2 also gradients, 3 also parameters;
     at stage 3 the GPU also holds ``gathered_params`` (one layer's parameters gathered for compute)."""
 
-    def part(per_param: int, stage_from: int) -> int:
+    params, gradients, optimizer = training_state_bytes(SCALAR, dense_params, expert_params, layout.dp, layout.expert_replicas,
+                                                        zero, grad_dtype, gathered_params)
+    return TrainingState(params_bytes=params, gradients_bytes=gradients, optimizer_bytes=optimizer)
+
+
+def training_state_bytes(ns, dense_params, expert_params, dp, expert_replicas, zero: ZeroStage, grad_dtype: GradDtype,
+                         gathered_params) -> tuple:
+    """(parameter, gradient, optimizer) bytes of one GPU, written once for a layout (ns = SCALAR) and for arrays of
+    layouts (`moeplan plan`, numpy): a state sharded at this ZeRO stage takes ⌈dense·b / dp⌉ + ⌈expert·b / expert
+    replicas⌉, else dense·b + expert·b."""
+
+    def part(per_param: int, stage_from: int):
         dense = dense_params * per_param
         expert = expert_params * per_param
         if zero >= stage_from:
-            return math.ceil(dense / layout.dp) + math.ceil(expert / layout.expert_replicas)
+            return ns.ceil(dense / dp) + ns.ceil(expert / expert_replicas)
         return dense + expert
 
     params = part(PARAM_BYTES, 3) + (gathered_params * PARAM_BYTES if zero == 3 else 0)
-    return TrainingState(
-        params_bytes=params,
-        gradients_bytes=part(GRAD_BYTES[grad_dtype], 2),
-        optimizer_bytes=part(MASTER_BYTES + ADAM_BYTES, 1),
-    )
+    return params, part(GRAD_BYTES[grad_dtype], 2), part(MASTER_BYTES + ADAM_BYTES, 1)
 
 
 class Coefficients(NamedTuple):

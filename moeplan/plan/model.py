@@ -1,22 +1,23 @@
-"""moeplan estimate's memory and roofline model, evaluated over many layouts at once.
+"""moeplan estimate's memory and speed model, evaluated over many layouts at once.
 
 Everything that does not depend on the layout comes from one scalar estimate of the 1-GPU layout
-(GPU, weight formats, usable memory, FLOPs per token, peak). What depends on the layout is decomposed
-into tables computed by the scalar functions themselves, once per distinct value of the layout sizes
-they depend on, then combined per layout with numpy:
+(GPU, weight formats, usable memory, parameters). What depends on the layout is decomposed into tables
+computed by the scalar functions themselves, once per distinct value of the layout sizes they depend on,
+then combined per layout with numpy:
 
 - weights: each part's rank-0 share (``rank_amount``; rank 0 holds the most of every part) per distinct
-  (tp, ep, etp), summed per position, prefix-summed so a stage's weights are two lookups;
+  (tp, ep, etp), summed per position and weight group, prefix-summed so a stage's weights are two lookups;
 - KV cache: ``sequence_kv`` of each single layer per distinct tp (the cache is additive over layers);
-- inference activations: ``inference_activations`` workspaces per distinct tp and ``fused_moe_bytes``
-  per distinct (tp, dp, ep, etp) — a stage's peak is the hidden states plus the largest workspace of the
+- inference activations: ``inference_activations`` workspaces per distinct (tp, batch) and ``fused_moe_bytes``
+  per distinct (tp, dp, ep, etp, batch) — a stage's peak is the hidden states plus the largest workspace of the
   layer kinds it holds; training activations: ``stage_activation`` per distinct (pp, stage) and
-  ``activation_bytes`` on arrays;
-- roofline: experts touched on the busiest EP rank per distinct (ep, replicas per expert group), all-to-all bytes per token per distinct ep, all-reduce time
-  per distinct tp; the rest by the array forms in moeplan.plan.twins.
+  ``activation_bytes`` on arrays; training state: ``training_state_bytes`` on arrays;
+- speed: perf.speed.StageTerms per distinct (pp, stage, tp), the busiest EP rank's expert load per distinct
+  (ep, routed tokens), and then perf.step.step_ops and perf.speed.serving_figures themselves, over arrays —
+  the very formulas `moeplan estimate` evaluates on one layout.
 
 Each layout's GPU memory is evaluated for every pipeline stage (layouts grouped by pp) and the
-most-loaded stage, the first on ties as memory_report picks it, decides fit and feeds the roofline.
+most-loaded stage, the first on ties as memory_report picks it, decides fit and feeds the speed model.
 """
 
 from typing import NamedTuple
@@ -25,20 +26,26 @@ import numpy as np
 
 from moeplan.accounting.activations import ALLOCATOR_RESERVE_FRACTION, fused_moe_bytes, inference_activations
 from moeplan.accounting.kv_cache import sequence_kv
-from moeplan.accounting.training import Coefficients, activation_bytes, stage_activation
+from moeplan.accounting.shard import placed_amounts, rank_amount
+from moeplan.accounting.training import Coefficients, activation_bytes, stage_activation, training_state_bytes
 from moeplan.layout.parallel import Layout, stage_layers
-from moeplan.layout.shard import placed_amounts, rank_amount
+from moeplan.namespace import numpy_namespace
+from moeplan.perf.constants import PerfConstants, calibrated
+from moeplan.perf.roofline import Efficiency
+from moeplan.perf.speed import BOUNDS, MIXERS, StageTerms, expert_load, fixed_terms, format_peaks, routed_tokens, serving_figures
+from moeplan.perf.step import BOUND, StepShape, step_ops
 from moeplan.plan.layouts import LayoutArrays
-from moeplan.plan.twins import all_to_all_layer_s, communication_s, step_time, training_state_bytes
 from moeplan.report.estimate import EstimateReport, build_estimate
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.resolve import ResolvedSpec
-from moeplan.throughput.roofline import Efficiency, peak_flops, touched_fraction, tp_allreduce_time_s
-from moeplan.traffic.alltoall import spec_all_to_all_traffic
+
+GROUPS = {"mixer": MIXERS, "mlp": ("dense_mlp", "shared_experts"), "expert": ("routed_experts",), "router": ("router",),
+          "lm_head": ("lm_head",), "embedding": ("embedding",)}
+"""Weight groups the speed model reads (perf.speed.held_bytes); norms are held but not read by it."""
 
 
 class LayoutMetrics(NamedTuple):
-    """Per layout (arrays): the most-loaded GPU's memory, in bytes, and the roofline throughput."""
+    """Per layout (arrays): the most-loaded GPU's memory, in bytes, and the expected speed beside its bound."""
 
     per_gpu_bytes: np.ndarray
     weights_bytes: np.ndarray
@@ -54,8 +61,9 @@ class LayoutMetrics(NamedTuple):
     time_per_output_token_s: np.ndarray
     prefill_tokens_per_s: np.ndarray
     ttft_s: np.ndarray
+    roofline_time_per_output_token_s: np.ndarray
     bound: np.ndarray
-    """Decode bound, an index into twins.BOUNDS."""
+    """Decode bound, an index into perf.speed.BOUNDS."""
 
 
 def unique_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,8 +99,10 @@ class LayoutModel:
     def __init__(self, resolved: ResolvedSpec, deployment: Deployment, efficiency: Efficiency | None = None):
         self.reference = ref = reference_estimate(resolved, deployment, efficiency)
         self.spec, self.d, self.gpu = ref.spec, deployment, ref.gpu
-        self.eff = efficiency or Efficiency()
+        self.constants = calibrated(efficiency)
         self.training = deployment.mode == "training"
+        self.serving = deployment.concurrency is not None
+        self.context = deployment.isl + deployment.osl if self.serving else deployment.context
         spec = self.spec
         self.usable_bytes = ref.memory.usable_bytes
         self.context_bytes = ref.memory.most_loaded.cuda_context_bytes
@@ -104,17 +114,21 @@ class LayoutModel:
         layers = range(spec.num_layers)
         self.is_attention = np.array([spec.is_attention_layer(i) for i in layers])
         self.is_moe = np.array([spec.is_moe_layer(i) for i in layers])
-        self.chunk = min(deployment.prefill_chunk, deployment.context)
-        self.link_bytes_per_s = (self.gpu.link_bytes_per_s_per_direction or self.gpu.pcie_bytes_per_s_per_direction) * self.eff.link
-        self.nic_bytes_per_s = deployment.nic_gb_s * 1e9
-        self.peak_flops_per_s = peak_flops(self.gpu, ref.weights) * self.eff.gemm
-        self.hbm_bytes_per_s = self.gpu.hbm_bytes_per_s * self.eff.hbm
+        peaks, _ = format_peaks(spec, self.gpu, ref.weights)
+        self.fixed = fixed_terms(spec, deployment, self.gpu, peaks)
+
+    def batch(self, layouts: LayoutArrays) -> np.ndarray:
+        """Sequences per replica memory is sized for (perf.speed.serving_shape): ⌈C/dp⌉ serving, else --batch."""
+        if self.serving:
+            return -(-self.d.concurrency // layouts.dp)
+        return np.full(len(layouts), self.d.batch, dtype=np.int64)
 
     # --- tables over distinct layout sizes -------------------------------------------------------------
 
-    def _weight_tables(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _weight_tables(self, keys: np.ndarray) -> dict[str, np.ndarray]:
         """Per distinct (tp, ep, etp): prefix sums over positions (−1 … L, shifted by one) of rank 0's
-        non-expert and expert amounts, its amount of the pp > 1 parts, and its amount per layer."""
+        non-expert and expert amounts and of each weight group, its amount of the pp > 1 parts, and its
+        amount per layer."""
         spec, positions = self.spec, self.spec.num_layers + 2
         onehot = np.zeros((len(self.parts), positions), dtype=np.int64)
         onehot[np.arange(len(self.parts)), [p.position + 1 for p, _ in self.parts]] = 1
@@ -125,29 +139,38 @@ class LayoutModel:
             layout = Layout(tp=tp, ep=ep, dp=ep * etp, etp=etp)
             held[k] = [rank_amount(part, amount, spec, layout, 0, 0) for part, amount in self.parts]
             extra[k] = sum(rank_amount(part, amount, spec, layout, 0, 0) for part, amount in self.pipelined_parts)
-        per_layer = (held @ onehot)[:, 1:-1]
-        return prefix_sums((held * ~expert) @ onehot), prefix_sums((held * expert) @ onehot), extra, per_layer
+        tables = {"other": prefix_sums((held * ~expert) @ onehot), "expert": prefix_sums((held * expert) @ onehot),
+                  "extra": extra, "per_layer": (held @ onehot)[:, 1:-1]}
+        for group, components in GROUPS.items():
+            member = np.array([p.component in components for p, _ in self.parts])
+            tables[f"group_{group}"] = prefix_sums((held * member) @ onehot)
+        return tables
 
     def _kv_table(self, tps: np.ndarray) -> np.ndarray:
-        """Per distinct tp: prefix sums over layers of one sequence's cache at the deployment's context."""
+        """Per distinct tp: prefix sums over layers of one sequence's cache at the context memory is sized for."""
         d = self.d
-        per_layer = [[sequence_kv(self.spec, d.kv_dtype, [i], tp).bytes(d.context) for i in range(self.spec.num_layers)] for tp in tps.tolist()]
+        per_layer = [[sequence_kv(self.spec, d.kv_dtype, [i], tp).bytes(self.context) for i in range(self.spec.num_layers)]
+                     for tp in tps.tolist()]
         return prefix_sums(np.array(per_layer, dtype=np.int64))
 
-    def _workspaces(self, tps: np.ndarray) -> tuple[dict[str, np.ndarray], int, int]:
-        """Per distinct tp, each layer kind's inference workspace bytes; the hidden-state bytes; T."""
+    def _workspaces(self, layouts: LayoutArrays) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per layout, each layer kind's inference workspace bytes and the hidden-state bytes, evaluated once
+        per distinct (tp, batch)."""
         d, kinds = self.d, ("attention", "mamba", "dense_mlp", "logits")
         layers = range(self.spec.num_layers)  # each kind's workspace is the same in every layer of that kind
-        steps = [inference_activations(self.spec, Layout(tp=tp), layers, d.batch, d.prefill_chunk, True) for tp in tps.tolist()]
-        table = {kind: np.array([s.workspace_bytes.get(kind, 0) for s in steps], dtype=np.int64) for kind in kinds}
-        return table, steps[0].hidden_bytes, steps[0].tokens
+        rows, inverse = unique_rows(layouts.tp, self.batch(layouts))
+        steps = [inference_activations(self.spec, Layout(tp=tp), layers, batch, d.prefill_chunk, True) for tp, batch in rows.tolist()]
+        table = {kind: np.array([s.workspace_bytes.get(kind, 0) for s in steps], dtype=np.int64)[inverse] for kind in kinds}
+        return table, np.array([s.hidden_bytes for s in steps], dtype=np.int64)[inverse]
 
-    def _moe_workspace(self, layouts: LayoutArrays, tokens: int) -> np.ndarray:
-        """Per layout, fused_moe_bytes (0 for a dense model), evaluated once per distinct (tp, dp, etp)."""
+    def _moe_workspace(self, layouts: LayoutArrays) -> np.ndarray:
+        """Per layout, fused_moe_bytes (0 for a dense model) at the step's tokens, max(chunk, batch), evaluated
+        once per distinct (tp, dp, ep, etp, batch)."""
         if not self.is_moe.any():
             return np.zeros(len(layouts), dtype=np.int64)
-        rows, inverse = unique_rows(layouts.tp, layouts.dp, layouts.ep, layouts.expert_tp)
-        values = [fused_moe_bytes(self.spec, Layout(tp=tp, dp=dp, ep=ep, etp=etp), tokens) for tp, dp, ep, etp in rows.tolist()]
+        rows, inverse = unique_rows(layouts.tp, layouts.dp, layouts.ep, layouts.expert_tp, self.batch(layouts))
+        values = [fused_moe_bytes(self.spec, Layout(tp=tp, dp=dp, ep=ep, etp=etp), max(self.d.prefill_chunk, batch))
+                  for tp, dp, ep, etp, batch in rows.tolist()]
         return np.array(values, dtype=np.int64)[inverse]
 
     # --- memory --------------------------------------------------------------------------------------
@@ -167,12 +190,15 @@ class LayoutModel:
         if pp > 1:
             other[:, -1] += tables["extra"][tables["key"]]
         moe = np.add.reduceat(self.is_moe.astype(np.int64), first)
-        embedding = np.where(stage == 0, tables["other"][key, 1] - tables["other"][key, 0], 0)  # position −1 on stage 0
-        out = {"expert": expert, "held": other + expert, "embedding": embedding, "layers": np.broadcast_to(last - first + 1, other.shape),
+        out = {"expert": expert, "held": other + expert, "layers": np.broadcast_to(last - first + 1, other.shape),
                "moe_layers": np.broadcast_to(moe, other.shape)}
+        scale = 2 if self.training else 1  # training holds bf16 parameters: what a step reads
+        for name in GROUPS:
+            out[f"group_{name}"] = scale * (tables[f"group_{name}"][key, high] - tables[f"group_{name}"][key, low])
+        if pp > 1:
+            out["group_lm_head"][:, -1] += scale * tables["extra"][tables["key"]]
         if self.training:
             out.update(self._training_terms(group, ranges, other, expert, tables))
-            out["embedding"] = 2 * embedding  # bf16 parameters, as "held"
         else:
             out.update(self._inference_terms(ranges, other, expert, tables))
         reserve = np.ceil(ALLOCATOR_RESERVE_FRACTION * out["activations"]).astype(np.int64)
@@ -185,8 +211,8 @@ class LayoutModel:
         d, pp = self.d, len(ranges)
         first = [r[0] for r in ranges]
         gathered = np.maximum.reduceat(tables["per_layer"], first, axis=1)[tables["key"]] if d.zero == 3 else 0
-        params, grads, optimizer = training_state_bytes(other, expert, group.dp[:, None], group.expert_replicas[:, None],
-                                                        d.zero, d.grad_dtype, gathered)
+        params, grads, optimizer = (np.asarray(x).astype(np.int64) for x in training_state_bytes(
+            numpy_namespace(), other, expert, group.dp[:, None], group.expert_replicas[:, None], d.zero, d.grad_dtype, gathered))
         coefficients = [stage_activation(self.spec, Layout(pp=pp), s, ranges[s], d.recompute) for s in range(pp)]
         linear, quadratic = (np.array(c, dtype=np.int64) for c in zip(*coefficients))
         activations = activation_bytes(Coefficients(linear, quadratic), d.batch, d.context, group.tp[:, None])
@@ -200,35 +226,38 @@ class LayoutModel:
         first = np.array([r[0] for r in ranges])
         layers = np.array([len(r) for r in ranges])
         attention, moe = (np.add.reduceat(flags.astype(np.int64), first) for flags in (self.is_attention, self.is_moe))
-        tp, ws = tables["tp"][:, None], tables["workspace"]
-        kv = self.d.batch * (tables["kv"][tp, first + layers] - tables["kv"][tp, first])
+        tp, ws = tables["tp"][:, None], {kind: values[:, None] for kind, values in tables["workspace"].items()}
+        kv = tables["batch"][:, None] * (tables["kv"][tp, first + layers] - tables["kv"][tp, first])
         present = lambda flags, values: np.where(flags, values, 0)  # noqa: E731
         largest = np.maximum.reduce([
-            present(attention > 0, ws["attention"][tp]), present(layers - attention > 0, ws["mamba"][tp]),
-            present(moe > 0, tables["moe_workspace"][:, None]), present(layers - moe > 0, ws["dense_mlp"][tp]),
-            present(np.arange(len(ranges)) == len(ranges) - 1, ws["logits"][tp]),
+            present(attention > 0, ws["attention"]), present(layers - attention > 0, ws["mamba"]),
+            present(moe > 0, tables["moe_workspace"][:, None]), present(layers - moe > 0, ws["dense_mlp"]),
+            present(np.arange(len(ranges)) == len(ranges) - 1, ws["logits"]),
         ])
-        return {"weights": other + expert, "state": np.zeros_like(kv), "kv": kv, "activations": tables["hidden"] + largest}
+        return {"weights": other + expert, "state": np.zeros_like(kv), "kv": kv, "activations": tables["hidden"][:, None] + largest}
 
     def _tables(self, layouts: LayoutArrays) -> dict:
         keys, key = unique_rows(layouts.tp, layouts.ep, layouts.expert_tp)
-        other, expert, extra, per_layer = self._weight_tables(keys)
-        tables = {"key": key, "other": other, "expert": expert, "extra": extra, "per_layer": per_layer}
+        tables = {"key": key, **self._weight_tables(keys)}
         if not self.training:
             tps, tp = np.unique(layouts.tp, return_inverse=True)
-            workspace, hidden, tokens = self._workspaces(tps)
-            tables.update(tp=tp, kv=self._kv_table(tps), workspace=workspace, hidden=hidden,
-                          moe_workspace=self._moe_workspace(layouts, tokens))
+            workspace, hidden = self._workspaces(layouts)
+            tables.update(tp=tp, kv=self._kv_table(tps), workspace=workspace, hidden=hidden, batch=self.batch(layouts),
+                          moe_workspace=self._moe_workspace(layouts))
         return tables
 
     def memory(self, layouts: LayoutArrays) -> dict[str, np.ndarray]:
-        """Per layout, the most-loaded stage's memory terms and what the roofline needs of it."""
+        """Per layout, the most-loaded stage's memory terms and what the speed model needs of it."""
         tables = self._tables(layouts)
-        names = ("total", "weights", "state", "kv", "activations", "overhead", "held", "expert", "embedding", "layers", "moe_layers")
+        names = ("total", "weights", "state", "kv", "activations", "overhead", "held", "expert", "layers", "moe_layers",
+                 *(f"group_{name}" for name in GROUPS))
         out = {name: np.zeros(len(layouts), dtype=np.int64) for name in (*names, "stage")}
+        per_layout = ("key", "tp", "moe_workspace", "hidden", "batch")
         for pp in np.unique(layouts.pp).tolist():
             index = np.flatnonzero(layouts.pp == pp)
-            sub = {k: (v[index] if k in ("key", "tp", "moe_workspace") else v) for k, v in tables.items()}
+            sub = {k: (v[index] if k in per_layout else v) for k, v in tables.items()}
+            if "workspace" in sub:
+                sub["workspace"] = {kind: values[index] for kind, values in tables["workspace"].items()}
             stages = self._stage_memory(layouts.take(index), pp, sub)
             worst = np.argmax(stages["total"], axis=1)
             out["stage"][index] = worst
@@ -236,66 +265,53 @@ class LayoutModel:
                 out[name][index] = np.take_along_axis(stages[name], worst[:, None], axis=1)[:, 0]
         return out
 
-    # --- roofline ------------------------------------------------------------------------------------
+    # --- speed -------------------------------------------------------------------------------------------
 
-    def _touched(self, layouts: LayoutArrays, tokens: int) -> np.ndarray:
-        """Share of a GPU's routed-expert weights a step reads (roofline.touched_fraction: the busiest EP rank, for
-        the tokens of the replicas one copy of the experts serves), per distinct (ep, replicas per expert group)."""
-        group = -(-layouts.ep * layouts.expert_tp // layouts.tp)
-        rows, inverse = unique_rows(layouts.ep, group)
-        return np.array([touched_fraction(self.spec, tokens * r, self.d, ep) for ep, r in rows.tolist()])[inverse]
+    def _stage_terms(self, layouts: LayoutArrays, stage: np.ndarray) -> dict[str, np.ndarray]:
+        """Per layout, perf.speed.StageTerms of its most-loaded stage, once per distinct (pp, stage, tp)."""
+        rows, inverse = unique_rows(layouts.pp, stage, layouts.tp)
+        terms = [StageTerms(self.spec, self.d, stage_layers(self.spec.num_layers, pp)[s], tp, s == pp - 1).values
+                 for pp, s, tp in rows.tolist()]
+        return {name: np.array([t[name] for t in terms])[inverse] for name in terms[0]}
 
-    def _lookup(self, layouts: LayoutArrays, embedding: np.ndarray, stage: np.ndarray, tokens: int) -> np.ndarray:
-        """roofline.lookup_bytes over arrays: a row per token of the held table, or all of a tied table that is also lm_head."""
-        rows = embedding * np.minimum(1.0, tokens * layouts.tp / self.spec.vocab_size)
-        if self.spec.tie_word_embeddings:
-            return np.where((layouts.pp == 1) & (stage == 0), embedding, rows)
-        return rows
+    def _shape(self, layouts: LayoutArrays, m: dict[str, np.ndarray]) -> dict:
+        """The layout-dependent StepShape fields (float arrays), as perf.speed._Layout builds them for one layout."""
+        last = m["stage"] == layouts.pp - 1
+        tied = self.spec.tie_word_embeddings & last & (m["group_lm_head"] == 0)
+        held = {f"{name}_bytes": m[f"group_{name}"].astype(float) for name in GROUPS}
+        held["lm_head_bytes"] = np.where(tied, m["group_embedding"], m["group_lm_head"]).astype(float)
+        held["embedding_bytes"] = np.where(tied, 0, m["group_embedding"]).astype(float)
+        return {**self.fixed, **self._stage_terms(layouts, m["stage"]), **held, "tp": layouts.tp.astype(float),
+                "ep": layouts.ep.astype(float), "etp": layouts.expert_tp.astype(float),
+                "group_replicas": (-(-layouts.ep * layouts.expert_tp // layouts.tp)).astype(float)}
 
-    def _traffic_per_token(self, ep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per layout, all-to-all bytes per token routed by a rank, per MoE layer: (all sent, sent to other
-        nodes), from all_to_all_traffic at one token per rank (its bytes are linear in tokens), per distinct ep."""
-        d = self.d
-        values, inverse = np.unique(ep, return_inverse=True)
-        per_layer, inter_node = np.zeros(len(values)), np.zeros(len(values))
-        for i, size in enumerate(values.tolist()):
-            if size > 1:
-                traffic = spec_all_to_all_traffic(self.spec, size, 1, d.a2a_mode, d.dispatch_dtype, d.gpus_per_node)
-                per_layer[i], inter_node[i] = traffic.per_layer_bytes_per_rank, traffic.inter_node_bytes_per_rank
-        return per_layer[inverse], inter_node[inverse]
+    def _run(self, layouts: LayoutArrays, base: dict, constants: PerfConstants):
+        """step_ops over arrays as a function of (decode sequences, prefill tokens), each a float or an array."""
+        ns, n = numpy_namespace(), len(layouts)
 
-    def _communication(self, layouts: LayoutArrays, tokens: int, layers: np.ndarray, moe_layers: np.ndarray,
-                       traffic: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        tps, tp_index = np.unique(layouts.tp, return_inverse=True)
-        latency = self.eff.collective_latency_s
-        allreduce = np.array([tp_allreduce_time_s(tokens, self.spec.hidden_size, tp, self.link_bytes_per_s, latency) for tp in tps.tolist()])
-        all_to_all = all_to_all_layer_s(tokens, layouts.tp, *traffic, self.link_bytes_per_s, self.nic_bytes_per_s, latency)
-        return communication_s(layers, moe_layers, layouts.ep, allreduce[tp_index], all_to_all)
+        def run(decode, prefill):
+            decode, prefill = np.broadcast_to(decode, n).astype(float), np.broadcast_to(prefill, n).astype(float)
+            tokens = np.ceil(routed_tokens(decode, prefill, self.d.mtp, base["group_replicas"]) - 1e-9).astype(np.int64)
+            rows, inverse = unique_rows(layouts.ep, tokens)
+            load = np.array([expert_load(self.spec, t, ep) for ep, t in rows.tolist()]).reshape(-1, 2)[inverse]
+            shape = StepShape(decode=decode, prefill=prefill, experts_touched=load[:, 0], expert_rows=load[:, 1], **base)
+            return step_ops(ns, shape, constants)
+
+        return run
 
     def evaluate(self, layouts: LayoutArrays) -> LayoutMetrics:
-        """Memory and throughput of every layout (arrays of the same length as ``layouts``)."""
-        d, flops = self.d, self.reference.flops
+        """Memory, expected speed and bound of every layout (arrays of the same length as ``layouts``)."""
         m = self.memory(layouts)
-        traffic = self._traffic_per_token(layouts.ep)
-        share = layouts.tp * layouts.pp
-        held, expert, kv, embedding = m["held"], m["expert"], m["kv"], m["embedding"]
-        dense = held - expert - embedding
-        decode_bytes = dense + self._lookup(layouts, embedding, m["stage"], d.batch) + expert * self._touched(layouts, d.batch) + kv
-        decode_s, bound = step_time(decode_bytes, flops.decode_per_token * d.batch / share,
-                                    self._communication(layouts, d.batch, m["layers"], m["moe_layers"], traffic),
-                                    self.hbm_bytes_per_s, self.peak_flops_per_s)
-        chunk = self.chunk
-        prefill_bytes = (dense + self._lookup(layouts, embedding, m["stage"], chunk) + expert * self._touched(layouts, chunk)
-                         + kv / max(d.batch, 1) / d.context * chunk)
-        prefill_s, _ = step_time(prefill_bytes, flops.prefill_per_token * chunk / share,
-                                 self._communication(layouts, chunk, m["layers"], m["moe_layers"], traffic),
-                                 self.hbm_bytes_per_s, self.peak_flops_per_s)
-        tpot = layouts.pp * decode_s
-        prefill_chunk_s = layouts.pp * prefill_s
+        base = self._shape(layouts, m)
+        sequences = self.d.concurrency / layouts.dp if self.serving else np.full(len(layouts), float(self.d.batch))
+        args = (sequences, layouts.dp, layouts.pp, base["layers"], layouts.num_gpus)
+        ns = numpy_namespace()
+        f = serving_figures(ns, self._run(layouts, base, self.constants), self.d, *args)
+        b = serving_figures(ns, self._run(layouts, base, BOUND), self.d, *args)
+        terms = np.stack([b["decode"]["memory_s"], b["decode"]["compute_s"], b["decode"]["communication_s"]])
         return LayoutMetrics(
-            per_gpu_bytes=m["total"], weights_bytes=m["weights"], state_bytes=m["state"], kv_cache_bytes=kv,
+            per_gpu_bytes=m["total"], weights_bytes=m["weights"], state_bytes=m["state"], kv_cache_bytes=m["kv"],
             activation_bytes=m["activations"], overhead_bytes=m["overhead"], worst_stage=m["stage"],
-            decode_tokens_per_s=d.batch * layouts.dp / tpot, time_per_output_token_s=tpot,
-            prefill_tokens_per_s=chunk * layouts.dp / prefill_chunk_s,
-            ttft_s=-(-d.context // chunk) * prefill_chunk_s, bound=bound,
+            decode_tokens_per_s=f["rate"], time_per_output_token_s=f["tpot"], prefill_tokens_per_s=f["prefill_rate"],
+            ttft_s=f["ttft"], roofline_time_per_output_token_s=b["tpot"], bound=np.argmax(terms, axis=0),
         )

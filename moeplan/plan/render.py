@@ -2,6 +2,7 @@
 
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from moeplan.plan.search import PlanReport, PlanRow
 from moeplan.report.console import console
@@ -22,7 +23,7 @@ def _layout(row: PlanRow) -> str:
 def plan_table(report: PlanReport, top: int) -> Table:
     """The first ``top`` layouts, ranked by the objective."""
     rate = "prefill tok/s/GPU" if report.deployment.mode == "training" else "tok/s per GPU"
-    table = Table(title=f"{_header(report)}; best {min(top, report.feasible)} by {report.ranking}", title_justify="left",
+    table = Table(title=Text(f"{_header(report)}; best {min(top, report.feasible)} by {report.ranking}"), title_justify="left",
                   box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
     columns = ["#", "GPUs", "nodes", "tp/ep/pp/dp", "GiB/ GPU", "head- room", "decode tok/s", rate, "TPOT ms", "prefill tok/s", "bound"]
     if report.gpu_hour_price is not None:

@@ -9,12 +9,12 @@ from moeplan.errors import SpecError
 from moeplan.plan.layouts import LayoutArrays, enumerate_layouts, gpu_counts
 from moeplan.plan.model import LayoutMetrics, LayoutModel
 from moeplan.plan.objective import OBJECTIVES, Objective
-from moeplan.plan.twins import BOUNDS
 from moeplan.report.document import Document
 from moeplan.report.estimate import EstimateReport, build_estimate
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.resolve import ResolvedSpec
 from moeplan.perf.roofline import Bound, Efficiency
+from moeplan.perf.speed import BOUNDS
 from moeplan.perf.offload import offload_requested
 
 FIXED_SIZES = ("tp", "ep", "pp", "dp", "etp")
@@ -22,7 +22,7 @@ FIXED_SIZES = ("tp", "ep", "pp", "dp", "etp")
 
 
 class PlanRow(BaseModel):
-    """One layout that fits: the most-loaded GPU's memory (bytes) and the roofline throughput."""
+    """One layout that fits: the most-loaded GPU's memory (bytes), the expected speed and its bound."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
@@ -52,9 +52,12 @@ class PlanRow(BaseModel):
     tokens_per_s_per_gpu: float
     """The ranking rate (decode tokens/s; prefill tokens/s in training) divided by gpus."""
     time_per_output_token_s: float
+    """Expected TPOT (what the objectives rank by)."""
     ttft_s: float
+    roofline_time_per_output_token_s: float
+    """The bound on TPOT: the same operations at catalogue peaks without fixed costs."""
     bound: Bound
-    """The decode bound."""
+    """What bounds the decode step."""
     cost_per_million_tokens: float | None = None
     """$ per million tokens at --gpu-hour-price (None without a price)."""
 
@@ -64,7 +67,7 @@ class PlanRow(BaseModel):
 
 
 class PlanReport(Document):
-    """Everything `moeplan plan` finds; `--json` prints this model with every layout that fits."""
+    """Everything `moeplan plan` finds; `--json` prints this model with the best `--top` layouts that fit."""
 
     model: str
     gpu: str
@@ -136,7 +139,8 @@ def _rows(layouts: LayoutArrays, m: LayoutMetrics, index: np.ndarray, usable: in
         "headroom_fraction": (usable - m.per_gpu_bytes[index]) / usable, "worst_stage": m.worst_stage[index],
         "decode_tokens_per_s": m.decode_tokens_per_s[index], "prefill_tokens_per_s": m.prefill_tokens_per_s[index],
         "tokens_per_s_per_gpu": rate / gpus, "time_per_output_token_s": m.time_per_output_token_s[index],
-        "ttft_s": m.ttft_s[index], "bound": np.array(BOUNDS)[m.bound[index]],
+        "ttft_s": m.ttft_s[index], "roofline_time_per_output_token_s": m.roofline_time_per_output_token_s[index],
+        "bound": np.array(BOUNDS)[m.bound[index]],
     }
     if cost is not None:
         columns["cost_per_million_tokens"] = cost

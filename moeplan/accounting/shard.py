@@ -16,6 +16,7 @@ from moeplan.accounting.params import (
     layer_params,
     lm_head_params,
     norm_params,
+    output_gate_width,
 )
 from moeplan.layout.parallel import Layout, stage_layers
 from moeplan.spec.model import ModelSpec
@@ -48,14 +49,15 @@ def _attention_parts(spec: ModelSpec) -> list[tuple[Split, int]]:
         q_in = attn.q_lora_rank or hidden
         sharded = q_in * attn.num_heads * (attn.qk_nope_head_dim + attn.qk_rope_head_dim)
         sharded += attn.kv_lora_rank * attn.num_heads * (attn.qk_nope_head_dim + attn.v_head_dim)
-        sharded += attn.num_heads * attn.v_head_dim * hidden
+        sharded += attn.num_heads * attn.v_head_dim * hidden + hidden * output_gate_width(attn, attn.v_head_dim)
         down = hidden * latent + attn.kv_lora_rank + latent * attn.qkv_bias
         if attn.q_lora_rank:
             down += hidden * attn.q_lora_rank + attn.q_lora_rank * (1 + attn.qkv_bias)
         return [("tp", sharded), ("replicated", down + hidden * attn.o_bias)]
     q, kv = attn.num_heads * d, attn.kv_heads * d
     full_norm = attn.qk_norm == "full"
-    sharded = (2 + attn.output_gate) * hidden * q + q * attn.qkv_bias + attn.num_heads * attn.sinks + q * full_norm
+    gate = hidden * output_gate_width(attn, d) + attn.num_heads * attn.output_gate_bias
+    sharded = 2 * hidden * q + gate + q * attn.qkv_bias + attn.num_heads * attn.sinks + q * full_norm
     by_kv = 2 * hidden * kv + 2 * kv * attn.qkv_bias + kv * full_norm
     replicated = hidden * attn.o_bias + 2 * d * (attn.qk_norm == "per_head")
     return [("tp", sharded), ("kv", by_kv), ("replicated", replicated)]

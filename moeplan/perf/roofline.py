@@ -1,8 +1,9 @@
-"""Roofline throughput: time of one decode step and one prefill chunk on the most-loaded GPU.
+"""The speed-of-light bound: time of one decode step and one prefill chunk on the most-loaded GPU.
 
 Each stage's time is max(bytes moved / HBM bandwidth, FLOPs / peak) plus the communication it cannot hide
 (tensor-parallel all-reduces and expert-parallel all-to-alls over the layout's links). The bound named for
-a stage is the largest of the three terms. See docs/formulas.md §Throughput.
+a stage is the largest of the three terms. No real step is faster; moeplan.perf.speed gives the expected time.
+See docs/formulas.md §Speed, "Roofline bound".
 """
 
 import math
@@ -58,25 +59,8 @@ class StepTime(BaseModel):
     bound: Bound
 
 
-class OffloadEstimate(BaseModel):
-    """Routed experts in host RAM, run by the CPU (llama.cpp's --override-tensor exps=CPU)."""
-
-    host_bytes: int
-    """Routed-expert weights held in host RAM."""
-    gpu_bytes: int
-    """Everything else, in VRAM."""
-    fits_in_host_memory: bool
-    gpu_time_s: float
-    """Per decode step: non-expert weights and KV over HBM."""
-    cpu_time_s: float
-    """Per decode step: experts touched, read from host RAM at host bandwidth."""
-    pcie_stream_time_s: float
-    """For comparison: streaming the touched experts to the GPU over PCIe instead."""
-    decode_tokens_per_s: float
-
-
-class Throughput(BaseModel):
-    """Roofline throughput of the deployment."""
+class Roofline(BaseModel):
+    """The roofline bound of the deployment."""
 
     decode: StepTime
     prefill: StepTime
@@ -92,7 +76,6 @@ class Throughput(BaseModel):
     experts_touched_per_layer: float
     """Distinct routed experts one decode step reads per MoE layer on the busiest expert-parallel rank (the tokens of
     the replicas that one copy of the experts serves)."""
-    offload: OffloadEstimate | None = None
     assumptions: list[str]
 
 
@@ -166,8 +149,8 @@ def lookup_bytes(spec: ModelSpec, held: dict[str, int], tokens: int, last_stage:
     return table * min(1.0, tokens / spec.vocab_size)
 
 
-def throughput(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu: GPUSpec, weights: WeightMemory,
-               memory: MemoryReport, flops: FlopsPerToken, nic_bytes_per_s: float, eff: Efficiency | None = None) -> Throughput:
+def roofline(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu: GPUSpec, weights: WeightMemory,
+             memory: MemoryReport, flops: FlopsPerToken, nic_bytes_per_s: float, eff: Efficiency | None = None) -> Roofline:
     """Decode and prefill roofline of the most-loaded GPU, and the deployment's tokens/s."""
     eff = eff or Efficiency()
     worst = memory.most_loaded
@@ -201,30 +184,13 @@ def throughput(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu: GPU
     )
     tpot = layout.pp * decode.time_s
     prefill_chunk_s = layout.pp * prefill.time_s
-    offload = _offload(spec, deployment, gpu, weights, worst.kv_cache_bytes, batch, touched, eff) if deployment.offload_experts else None
-    return Throughput(
+    return Roofline(
         decode=decode, prefill=prefill,
         decode_tokens_per_s=batch * layout.dp / tpot, time_per_output_token_s=tpot,
         prefill_tokens_per_s=chunk * layout.dp / prefill_chunk_s,
         ttft_s=math.ceil(deployment.context / chunk) * prefill_chunk_s,
-        bound=decode.bound, experts_touched_per_layer=touched * spec.num_experts / layout.ep, offload=offload,
+        bound=decode.bound, experts_touched_per_layer=touched * spec.num_experts / layout.ep,
         assumptions=_assumptions(layout, peak, gpu, eff, nic_bytes_per_s, deployment),
-    )
-
-
-def _offload(spec: ModelSpec, deployment: Deployment, gpu: GPUSpec, weights: WeightMemory, kv_bytes: int,
-             batch: int, touched: float, eff: Efficiency) -> OffloadEstimate:
-    """Single-GPU llama.cpp-style offload: experts in host RAM, everything else in VRAM."""
-    host = weights.by_component_bytes.get("routed_experts", 0)
-    vram = weights.total_bytes - host
-    gpu_time = (vram + kv_bytes) / (gpu.hbm_bytes_per_s * eff.hbm)
-    touched_bytes = host * touched
-    cpu_time = touched_bytes / (deployment.host_memory_gb_s * 1e9)
-    pcie = (gpu.pcie_bytes_per_s_per_direction or gpu.link_bytes_per_s_per_direction) * eff.pcie
-    return OffloadEstimate(
-        host_bytes=host, gpu_bytes=vram, fits_in_host_memory=host <= deployment.host_memory_gib * 2**30,
-        gpu_time_s=gpu_time, cpu_time_s=cpu_time, pcie_stream_time_s=touched_bytes / pcie,
-        decode_tokens_per_s=batch / (gpu_time + cpu_time),
     )
 
 

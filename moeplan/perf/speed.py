@@ -1,0 +1,387 @@
+"""`moeplan estimate`'s speed: engine steps per operation (moeplan.perf.step), continuous batching at
+--concurrency with --isl/--osl, MTP, and the speed-of-light bound beside it. See docs/formulas.md §Speed.
+
+Serving (continuous batching, what `vllm bench serve` measures): C requests in flight, b = C/dp per replica
+(at most what its KV cache holds). While its b sequences decode OSL tokens, a replica prefills the b·ISL prompt
+tokens of the requests that replace them, in chunks: m = min(OSL, ⌈b·ISL/chunk⌉) of every OSL decode steps
+carry b·ISL/m prompt tokens, the others none, so TPOT = ((OSL − m)·t(decode) + m·t(mixed)) / OSL / tokens per
+step. TTFT = the prompt's own ⌈ISL/chunk⌉ chunk steps plus the wait behind the prompts ahead of it (an M/D/1
+queue of the replica's prefill work). Without --concurrency: one decode step of --batch sequences at --context,
+TTFT one prompt of --context tokens.
+
+serving_figures is written once for a scalar layout (estimate, SCALAR namespace) and for arrays of layouts
+(plan, numpy): moeplan.plan.model calls it with its own step function over arrays.
+"""
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from moeplan.accounting.flops import FlopsPerToken, attended_keys, lm_head_matmul_params
+from moeplan.accounting.kv_cache import sequence_kv
+from moeplan.accounting.memory import GPUMemory, MemoryReport
+from moeplan.accounting.params import layer_params
+from moeplan.accounting.weights import WeightMemory
+from moeplan.hardware.catalogue import GPUSpec
+from moeplan.layout.parallel import Layout
+from moeplan.perf.constants import PerfConstants, calibrated
+from moeplan.perf.experts import busiest_rank_assignments, busiest_rank_experts
+from moeplan.perf.formats import format_peak_flops
+from moeplan.namespace import SCALAR
+from moeplan.perf.offload import OffloadEstimate
+from moeplan.perf.roofline import Bound, Efficiency, StepTime
+from moeplan.perf.step import BOUND, OPS, StepShape, step_ops
+from moeplan.spec.deployment import Deployment
+from moeplan.spec.model import ModelSpec
+
+MIXERS = ("attention", "mamba", "linear_attention", "short_conv")
+"""Components whose weights are a layer's sequence-mixer projections."""
+BOUNDS: tuple[Bound, ...] = ("memory", "compute", "communication")
+"""Bound labels, in the order ties are broken."""
+
+
+class StepEstimate(BaseModel):
+    """One engine step on the busiest GPU of the busiest pipeline stage."""
+
+    decode_sequences: float
+    prefill_tokens: float
+    experts_touched_per_layer: float
+    """Distinct routed experts the busiest EP rank runs per MoE layer (0 for a dense model)."""
+    time_s: float
+    ops_s: dict[str, float]
+    """Seconds per operation (perf.step.OPS), all layers of the stage together."""
+
+
+class ServingPoint(BaseModel):
+    """The continuous-batching steady state the expected figures are for."""
+
+    isl: int
+    osl: int
+    concurrency: int
+    """Requests in flight over the whole deployment."""
+    sequences_per_replica: float
+    """Sequences decoding together in a replica: concurrency / dp, at most what its KV cache holds."""
+    mixed_steps_per_cycle: float
+    """Of every OSL decode steps, those that also carry prompt chunks: min(OSL, ⌈sequences·ISL / chunk⌉)."""
+    prefill_tokens_per_mixed_step: float
+    """Prompt tokens each of them carries: sequences·ISL / mixed steps."""
+    prefill_queue_s: float
+    """Mean wait of a prompt behind the prompts ahead of it."""
+
+
+class Expected(BaseModel):
+    """The expected speed: per-operation step model, fixed costs, communication, continuous batching."""
+
+    time_per_output_token_s: float
+    ttft_s: float
+    output_tokens_per_s: float
+    """Output tokens per second of the whole deployment."""
+    output_tokens_per_s_per_gpu: float
+    output_tokens_per_s_per_user: float
+    """1 / TPOT."""
+    tokens_per_step: float
+    """Output tokens a sequence gains per step: 1, or 1 + A + … + A^N with MTP."""
+    decode_step: StepEstimate
+    """A decode step without prompt tokens."""
+    mixed_step: StepEstimate | None = None
+    """Serving: a decode step that also carries a chunk of arriving prompts."""
+    prefill_step: StepEstimate
+    """One chunk of a prompt (the steps TTFT is made of)."""
+    serving: ServingPoint | None = None
+    breakdown: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Seconds of one decode step per layer of each kind (attention layer, moe layer, every layer) and once per step."""
+    notes: list[str] = Field(default_factory=list)
+
+
+def tokens_per_step(mtp: int, acceptance: float) -> float:
+    """Output tokens per sequence per step with N draft tokens each accepted with probability A given the ones
+    before it: 1 + A + A² + … + A^N (the verified token plus the accepted prefix)."""
+    return 1 + sum(acceptance ** i for i in range(1, mtp + 1))
+
+
+def serving_shape(d: Deployment, layout: Layout) -> tuple[int, int]:
+    """(sequences per replica, tokens per sequence) memory is sized for: ⌈C/dp⌉ at ISL + OSL in serving mode,
+    else --batch at --context."""
+    if d.concurrency is None:
+        return d.batch, d.context
+    return math.ceil(d.concurrency / layout.dp), d.isl + d.osl
+
+
+def decode_context(d: Deployment) -> float:
+    """Keys a decode token attends to on average: ISL + OSL/2 in serving mode, else --context."""
+    return d.isl + d.osl / 2 if d.concurrency is not None else d.context
+
+
+def prompt_tokens(d: Deployment) -> int:
+    return d.isl if d.concurrency is not None else d.context
+
+
+def prefill_queue_s(ns, sequences, prefill_s, cycle_s):
+    """Mean wait of a prompt behind the prompts ahead of it. Each replica's prefill work is an M/D/1 server of
+    service time prefill_s (one prompt) fed by its `sequences` requests, each back every cycle_s (OSL·TPOT + its
+    own prefill): ρ = sequences·prefill_s/cycle_s and the wait ρ/(2(1 − ρ))·prefill_s, at most half a wave,
+    (sequences − 1)/2·prefill_s, which is also the wait past saturation (ρ ≥ 1)."""
+    load = sequences * prefill_s / cycle_s
+    wave = ns.max(sequences - 1, 0) / 2 * prefill_s
+    return ns.where(load >= 1, wave, ns.min(load / (2 * ns.max(1 - load, 1e-9)) * prefill_s, wave))
+
+
+def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, sequences, dp, pp, layers, num_gpus) -> dict[str, Any]:
+    """TPOT, TTFT and output rates from ``run(decode sequences, prefill tokens) -> step_ops result``; every
+    argument but ``d`` may be an array (one entry per layout). See the module docstring."""
+    chunk, prompt = d.prefill_chunk, prompt_tokens(d)
+    per_step = tokens_per_step(d.mtp, d.acceptance)
+
+    def draft(ops):  # MTP: N passes of one layer-sized module (the step's per-layer time) and the lm_head
+        once = ops["lm_head"] + ops["embedding"] + ops["host_overhead"]
+        return d.mtp * ((ops["total"] - once) / layers + ops["lm_head"]) if d.mtp else 0.0
+
+    decode = run(sequences, 0.0)
+    out = {"decode": decode, "mixed": None}
+    if d.concurrency is not None:
+        per_cycle = sequences * d.isl
+        mixed_steps = ns.min(d.osl, ns.ceil(per_cycle / chunk))
+        mixed = run(sequences, per_cycle / mixed_steps)
+        step_s = ((d.osl - mixed_steps) * (decode["total"] + draft(decode)) + mixed_steps * (mixed["total"] + draft(mixed))) / d.osl
+        out.update(mixed=mixed, mixed_steps=mixed_steps, prefill_per_mixed_step=per_cycle / mixed_steps)
+        riding = sequences
+    else:
+        step_s, riding = decode["total"] + draft(decode), 0.0 * sequences
+    tpot = pp * step_s / per_step
+    first = run(riding, min(chunk, prompt))
+    full = run(riding, chunk * 1.0) if chunk < prompt else first
+    own = pp * math.ceil(prompt / chunk) * first["total"]
+    if d.concurrency is not None:
+        queue = prefill_queue_s(ns, sequences, pp * prompt / chunk * full["total"], d.osl * tpot + own)
+    else:
+        queue = 0.0 * own
+    rate = sequences * dp / tpot
+    out.update(first=first, tpot=tpot, ttft=own + queue, queue=queue, rate=rate, rate_per_gpu=rate / num_gpus,
+               prefill_rate=dp * min(chunk, prompt) / (pp * first["total"]))
+    return out
+
+
+class StageTerms:
+    """The layout-light inputs of StepShape for one pipeline stage on one TP size: layer counts, parameter totals,
+    KV bytes and attention FLOPs per token. Scalars; `moeplan plan` computes them once per distinct (stage, tp)."""
+
+    def __init__(self, spec: ModelSpec, d: Deployment, layers: range, tp: int, last: bool):
+        self.layers = layers
+        counts = [layer_params(spec, i) for i in layers]
+        total = lambda *names: float(sum(c.get(n, 0) for c in counts for n in names))  # noqa: E731
+        attention = [i for i in range(spec.num_layers) if spec.is_attention_layer(i)]
+        kinds = spec.attention_layer_types()
+        self.attention_kinds = [kinds[attention.index(i)] for i in layers if spec.is_attention_layer(i)]
+        moe = [spec.is_moe_layer(i) for i in layers]
+        shared = total("shared_experts") > 0
+        self.values = {
+            "attention_layers": float(len(self.attention_kinds)), "moe_layers": float(sum(moe)), "layers": float(len(layers)),
+            "mlp_layers": float(sum((not m and c.get("dense_mlp", 0) > 0) or (m and shared) for m, c in zip(moe, counts))),
+            "mixer_params": total(*MIXERS), "mlp_params": total("dense_mlp", "shared_experts"), "router_params": total("router"),
+            "expert_params": total("routed_experts"), "lm_head_params": float(lm_head_matmul_params(spec)) if last else 0.0,
+        }
+        kv = sequence_kv(spec, d.kv_dtype, layers, tp)
+        context, prompt = decode_context(d), prompt_tokens(d)
+        self.values.update(kv_context_bytes=float(kv.bytes(max(int(context), 1))), kv_token_bytes=float(kv.bytes(1)),
+                           **self._attention_flops(spec, context, prompt))
+
+    def _attention_flops(self, spec: ModelSpec, context: float, prompt: int) -> dict[str, float]:
+        """Score and value FLOPs per token over the stage: decode at ``context`` keys (MLA in the absorbed form
+        FlashMLA runs: 2·heads·(2·kv_lora + rope) per key), prefill causal over a ``prompt``-token prompt."""
+        attn = spec.attention
+        if attn.kind == "mla":
+            decode_per_key = 2 * attn.num_heads * (2 * attn.kv_lora_rank + attn.qk_rope_head_dim)
+            prefill_per_key = 2 * attn.num_heads * (attn.qk_nope_head_dim + attn.qk_rope_head_dim + attn.v_head_dim)
+        else:
+            decode_per_key = prefill_per_key = 2 * attn.num_heads * 2 * spec.head_dim
+        spans = {"full": (None, False), "sliding": (attn.sliding_window, False), "chunked": (attn.chunk_size, True)}
+        decode = prefill = 0.0
+        for kind in self.attention_kinds:
+            decode += decode_per_key * attended_keys(max(int(context), 1), "decode", *spans[kind])
+            prefill += prefill_per_key * attended_keys(prompt, "causal", *spans[kind])
+        return {"decode_attention_flops": decode, "prefill_attention_flops": prefill}
+
+
+def format_peaks(spec: ModelSpec, gpu: GPUSpec, weights: WeightMemory) -> tuple[dict[str, float], list[str]]:
+    """Tensor peak of each weight group's format on this GPU, and notes where a format runs at a lower rate."""
+    fmt, peaks, notes = weights.formats, {}, []
+    groups = {"mixer": "attention", "mlp": "dense_mlp" if "dense_mlp" in fmt else "shared_experts",
+              "expert": "routed_experts", "lm_head": "lm_head"}
+    for group, component in groups.items():
+        peak, note = format_peak_flops(gpu, fmt.get(component, "bf16"))
+        peaks[group] = peak
+        if note and note not in notes and component in fmt:
+            notes.append(note)
+    return peaks, notes
+
+
+def held_bytes(spec: ModelSpec, held: dict[str, int], last: bool) -> dict[str, float]:
+    """A GPU's weights by the groups StepShape reads (a tied table is read whole as lm_head on the last stage)."""
+    tied = spec.tie_word_embeddings and last and not held.get("lm_head", 0)
+    return {"mixer_bytes": float(sum(held.get(m, 0) for m in MIXERS)),
+            "mlp_bytes": float(held.get("dense_mlp", 0) + held.get("shared_experts", 0)),
+            "expert_bytes": float(held.get("routed_experts", 0)), "router_bytes": float(held.get("router", 0)),
+            "lm_head_bytes": float(held.get("embedding", 0) if tied else held.get("lm_head", 0)),
+            "embedding_bytes": 0.0 if tied else float(held.get("embedding", 0))}
+
+
+def fixed_terms(spec: ModelSpec, d: Deployment, gpu: GPUSpec, peaks: dict[str, float]) -> dict[str, Any]:
+    """StepShape fields that depend on neither the layout nor the step."""
+    moe = spec.moe
+    return {"mtp": float(d.mtp), "num_experts": float(spec.num_experts), "vocab": float(spec.vocab_size),
+            "hidden": float(spec.hidden_size), "top_k": float(moe.top_k if moe else 1),
+            "dispatch_bytes": 1.0 if d.dispatch_dtype == "fp8" else 2.0, "hbm_bytes_per_s": gpu.hbm_bytes_per_s,
+            "mixer_peak": peaks["mixer"], "mlp_peak": peaks["mlp"], "expert_peak": peaks["expert"],
+            "lm_head_peak": peaks["lm_head"], "bf16_peak": gpu.bf16_flops_per_s,
+            "link_bytes_per_s": gpu.link_bytes_per_s_per_direction or gpu.pcie_bytes_per_s_per_direction,
+            "nic_bytes_per_s": d.nic_gb_s * 1e9, "gpus_per_node": float(d.gpus_per_node), "cuda_graphs": d.cuda_graphs}
+
+
+def expert_load(spec: ModelSpec, routed_tokens: int, ep: int) -> tuple[float, float]:
+    """(distinct experts, assignments) on the busiest EP rank for ``routed_tokens`` tokens routed together."""
+    moe = spec.moe
+    if moe is None:
+        return 0.0, 0.0
+    groups = (moe.num_expert_groups, moe.topk_groups) if moe.topk_groups < moe.num_expert_groups else None
+    return busiest_rank_experts(moe.num_experts, moe.top_k, routed_tokens, ep, groups), busiest_rank_assignments(moe.top_k, routed_tokens, ep)
+
+
+def routed_tokens(decode, prefill, mtp: int, group_replicas):
+    """Tokens one copy of the experts routes together in a step (an integer: ⌈(decode·(1 + mtp) + prefill)·replicas⌉)."""
+    return (decode * (1 + mtp) + prefill) * group_replicas
+
+
+class _Layout:
+    """One layout's StepShape inputs (scalars) and its step function."""
+
+    def __init__(self, spec: ModelSpec, d: Deployment, layout: Layout, gpu: GPUSpec, weights: WeightMemory, worst: GPUMemory):
+        self.spec, self.d, self.layout = spec, d, layout
+        last = worst.stage == layout.pp - 1
+        self.terms = StageTerms(spec, d, range(worst.first_layer, worst.last_layer + 1), layout.tp, last)
+        peaks, self.notes = format_peaks(spec, gpu, weights)
+        self.base = {**fixed_terms(spec, d, gpu, peaks), **self.terms.values,
+                     **held_bytes(spec, worst.weights_by_component_bytes, last),
+                     "tp": float(layout.tp), "ep": float(layout.ep), "etp": float(layout.expert_tp),
+                     "group_replicas": float(layout.replicas_per_expert_group)}
+
+    def shape(self, decode: float, prefill: float) -> StepShape:
+        tokens = math.ceil(routed_tokens(decode, prefill, self.d.mtp, self.layout.replicas_per_expert_group) - 1e-9)
+        touched, rows = expert_load(self.spec, tokens, self.layout.ep)
+        return StepShape(decode=decode, prefill=prefill, experts_touched=touched, expert_rows=rows, **self.base)
+
+    def run(self, constants: PerfConstants) -> Callable[[float, float], dict]:
+        return lambda decode, prefill: step_ops(SCALAR, self.shape(decode, prefill), constants)
+
+
+def _step(ops: dict[str, float], shape: StepShape) -> StepEstimate:
+    return StepEstimate(decode_sequences=shape.decode, prefill_tokens=shape.prefill, experts_touched_per_layer=shape.experts_touched,
+                        time_s=ops["total"], ops_s={name: ops[name] for name in OPS})
+
+
+def _breakdown(terms: StageTerms, ops: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Seconds of one decode step per layer of each kind: the stage's per-op times over the layers that run them."""
+    v = terms.values
+    per = lambda name, count: ops[name] / count if count else 0.0  # noqa: E731
+    out = {"attention layer": {"attention_proj": per("attention_proj", v["attention_layers"]),
+                               "attention": per("attention", v["attention_layers"])}}
+    if v["moe_layers"]:
+        out["moe layer"] = {name: per(name, v["moe_layers"]) for name in ("router", "routed_experts", "ep_dispatch_combine")}
+    out["every layer"] = {name: per(name, v["layers"]) for name in ("mlp", "elementwise", "tp_all_reduce", "kernel_launches")}
+    out["once per step"] = {name: ops[name] for name in ("lm_head", "embedding", "host_overhead")}
+    return out
+
+
+class Throughput(BaseModel):
+    """Speed of the deployment: the expected figures first (what `check` asserts and `plan` ranks by), the
+    speed-of-light bound beside them (the same operations at catalogue peaks, no fixed costs: no step is faster)."""
+
+    time_per_output_token_s: float
+    """Expected TPOT."""
+    ttft_s: float
+    """Expected time to first token."""
+    decode_tokens_per_s: float
+    """Expected output tokens per second of the whole deployment."""
+    tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float
+    prefill_tokens_per_s: float
+    """Expected prompt tokens per second of the whole deployment, prefill alone (one chunk step per replica)."""
+    experts_touched_per_layer: float
+    """Distinct routed experts one decode step reads per MoE layer on the busiest expert-parallel rank."""
+    expected: Expected
+    roofline_time_per_output_token_s: float
+    """The bound on TPOT."""
+    roofline_ttft_s: float
+    roofline_decode_tokens_per_s: float
+    decode: StepTime
+    """Bound terms of one decode step (bytes and FLOPs at catalogue peaks, collectives at link rate)."""
+    prefill: StepTime
+    """Bound terms of one prompt chunk."""
+    bound: Bound
+    """What bounds the decode step: the largest of its memory, compute and communication terms."""
+    offload: OffloadEstimate | None = None
+    """Experts in host RAM (--offload-experts): filled by the offload model."""
+    assumptions: list[str]
+
+
+def bound_step(ops: dict[str, float], tokens: float) -> StepTime:
+    """A step's roofline terms from step_ops at BOUND constants: max(memory, compute) + communication."""
+    terms = {"memory": ops["memory_s"], "compute": ops["compute_s"], "communication": ops["communication_s"]}
+    return StepTime(tokens=math.ceil(tokens), bytes_read=int(ops["bytes"]), flops=ops["flops"], memory_s=ops["memory_s"],
+                    compute_s=ops["compute_s"], communication_s=ops["communication_s"], bound=max(terms, key=terms.get),
+                    time_s=max(ops["memory_s"], ops["compute_s"]) + ops["communication_s"])
+
+
+def throughput(spec: ModelSpec, d: Deployment, layout: Layout, gpu: GPUSpec, weights: WeightMemory, memory: MemoryReport,
+               flops: FlopsPerToken, eff: Efficiency | None = None, constants: PerfConstants | None = None) -> Throughput:
+    """Expected speed and bound of a deployment whose memory report is ``memory`` (sized by serving_shape); a
+    calibration's efficiencies ``eff`` replace the constants they measured (perf.constants.calibrated)."""
+    c = constants or calibrated(eff)
+    model = _Layout(spec, d, layout, gpu, weights, memory.most_loaded)
+    sequences = d.batch * 1.0 if d.concurrency is None else min(d.concurrency / layout.dp, max(memory.max_batch, 1))
+    args = (sequences, layout.dp, layout.pp, model.terms.values["layers"], layout.num_gpus)
+    f = serving_figures(SCALAR, model.run(c), d, *args)
+    b = serving_figures(SCALAR, model.run(BOUND), d, *args)
+    prompt = min(d.prefill_chunk, prompt_tokens(d))
+    decode = _step(f["decode"], model.shape(sequences, 0.0))
+    serving = None
+    if d.concurrency is not None:
+        serving = ServingPoint(isl=d.isl, osl=d.osl, concurrency=d.concurrency, sequences_per_replica=sequences,
+                               mixed_steps_per_cycle=f["mixed_steps"], prefill_tokens_per_mixed_step=f["prefill_per_mixed_step"],
+                               prefill_queue_s=f["queue"])
+    riding = sequences if d.concurrency is not None else 0.0
+    expected = Expected(
+        time_per_output_token_s=f["tpot"], ttft_s=f["ttft"], output_tokens_per_s=f["rate"], output_tokens_per_s_per_gpu=f["rate_per_gpu"],
+        output_tokens_per_s_per_user=1 / f["tpot"], tokens_per_step=tokens_per_step(d.mtp, d.acceptance), decode_step=decode,
+        mixed_step=_step(f["mixed"], model.shape(sequences, f["prefill_per_mixed_step"])) if f["mixed"] else None,
+        prefill_step=_step(f["first"], model.shape(riding, prompt)), serving=serving,
+        breakdown=_breakdown(model.terms, f["decode"]), notes=model.notes)
+    bound_decode = bound_step(b["decode"], sequences * (1 + d.mtp))
+    return Throughput(
+        time_per_output_token_s=f["tpot"], ttft_s=f["ttft"], decode_tokens_per_s=f["rate"], tokens_per_s_per_gpu=f["rate_per_gpu"],
+        tokens_per_s_per_user=1 / f["tpot"], prefill_tokens_per_s=f["prefill_rate"],
+        experts_touched_per_layer=decode.experts_touched_per_layer if spec.moe else 1.0, expected=expected,
+        roofline_time_per_output_token_s=b["tpot"], roofline_ttft_s=b["ttft"], roofline_decode_tokens_per_s=b["rate"],
+        decode=bound_decode, prefill=bound_step(b["first"], prompt + riding), bound=bound_decode.bound,
+        assumptions=[*_assumptions(d, layout, gpu, c), *model.notes],
+    )
+
+
+def _assumptions(d: Deployment, layout: Layout, gpu: GPUSpec, c: PerfConstants) -> list[str]:
+    calibrated = [f"speed constants measured on {c.measured_on} (moeplan profile calibration)"] if c.measured_on else []
+    if c.measured_on and c.measured_on != gpu.name:
+        calibrated.append(f"warning: the calibration was measured on {c.measured_on}, not on {gpu.name}")
+    serving = (f"continuous batching: {d.concurrency} requests in flight, ISL {d.isl}, OSL {d.osl}; decode steps carry the "
+               f"chunked prefill ({d.prefill_chunk} tokens) of arriving requests" if d.concurrency is not None else
+               f"one decode step of {d.batch} sequences at context {d.context}; TTFT one {d.context}-token prompt")
+    return [
+        *calibrated, serving,
+        f"expected: each op at {c.hbm_fraction:.0%} of {gpu.hbm_bytes_per_s / 1e12:.2f} TB/s HBM or {c.gemm_fraction:.0%} of its "
+        f"format's tensor peak, GEMM rows padded to {c.gemm_tile_rows}, {c.kernel_s * 1e6:g} µs per kernel "
+        f"({'CUDA graphs' if d.cuda_graphs else 'no CUDA graphs: ' + format(c.eager_kernel_s * 1e6, 'g') + ' µs'}), "
+        f"{c.step_overhead_s * 1e3:g} ms host time per step, collectives α + size/β; nothing overlaps",
+        "bound: the same operations at catalogue peaks without fixed costs or latency (no real step is faster)",
+        f"routed experts: the busiest of {layout.ep} EP ranks sets the step; pipeline stages run one after another for a "
+        f"token (TPOT = {layout.pp} × stage step)",
+    ]
