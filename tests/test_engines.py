@@ -202,8 +202,11 @@ def test_llamacpp_cache_types_and_context(cli):
     assert (slots["startup"]["max_model_len"], slots["startup"]["max_concurrency"]) == (8192, 4.0)
     assert slots["deployment"]["dtype"] == "q4_k_m"
     assert slots["startup"]["weights_per_gpu_bytes"] < 0.35 * f16["startup"]["weights_per_gpu_bytes"]
-    code, big = engine(cli, "llama-server", "-m", "deepseek-v3")
+    code, big = engine(cli, "llama-server", "-m", "deepseek-v3", "-ngl", "99")
     assert code == 1 and big["startup"]["failure"].startswith("cudaMalloc failed")
+    assert big["startup"]["max_model_len"] == 163840  # -c 0, the default: the model's trained context
+    code, fitted = engine(cli, "llama-server", "-m", "deepseek-v3")
+    assert code == 0 and any("auto-fit" in note for note in fitted["startup"]["notes"])
 
 
 def test_vllm_version_before_0_17_reserves_more_activation(cli, llama):

@@ -27,7 +27,7 @@ CACHE_TYPES = {name: name for name in CACHE_TYPE_BYTES}
 
 FLAGS = [
     Flag(("-m", "--model", "-hf", "--hf-repo"), "model", text),
-    Flag(("-ngl", "--gpu-layers", "--n-gpu-layers"), "gpu_layers", count),
+    Flag(("-ngl", "--gpu-layers", "--n-gpu-layers"), "gpu_layers", count),  # omitted or "auto": fit (see FIT_MARGIN_BYTES)
     Flag(("--n-cpu-moe", "-ncmoe"), "n_cpu_moe", count),
     Flag(("-c", "--ctx-size"), "max_model_len", count),
     Flag(("-ctk", "--cache-type-k"), "cache_type_k", choice(CACHE_TYPES)),
@@ -40,18 +40,20 @@ IGNORED_SWITCHES = frozenset({"--jinja", "--cont-batching", "--no-mmap", "--mloc
                               "--metrics", "--cpu-moe"})
 POSITIONAL_MODEL = False
 MODEL_HINT = "llama-server -m MODEL"
-DEFAULT_CONTEXT = 4096
-"""-c default (tools/server/README.md: "--ctx-size N  size of the prompt context (default: 4096, 0 = loaded from model)")."""
+FIT_MARGIN_BYTES = 1024 * 2**20
+"""Without -ngl, llama.cpp fits layers and context into the free memory, leaving at least 1024 MiB free
+(common_fit_params: "will leave 49133 >= 1024 MiB of free device memory", ollama/ollama#16416's log)."""
 DEFAULT_UBATCH = 512
 """-ub default: physical micro-batch of 512 tokens (README)."""
 
 
 def _context(command: EngineCommand, spec: ModelSpec) -> int:
-    if command.max_model_len == 0:
-        if spec.max_position_embeddings is None:
-            raise SpecError("-c 0: the model gives no trained context")
-        return spec.max_position_embeddings
-    return command.max_model_len or DEFAULT_CONTEXT
+    """-c, where 0 (the default in current llama-server, tools/server/README.md) is the model's trained context."""
+    if command.max_model_len:
+        return command.max_model_len
+    if spec.max_position_embeddings is None:
+        raise SpecError("-c: the model gives no trained context; set -c")
+    return spec.max_position_embeddings
 
 
 def deployment_fields(command: EngineCommand, spec: ModelSpec, gpu: GPUSpec) -> dict:
@@ -93,12 +95,16 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     ubatch = cmd.max_num_batched_tokens or DEFAULT_UBATCH
     compute = inference_activations(spec, Layout(), range(layers), ubatch, ubatch, layers == spec.num_layers).peak_bytes
     used = weights + kv + compute
-    failure, shortfall = fail_first([(used > total, "cudaMalloc failed: out of memory (weights + KV cache + compute buffer)",
-                                      used - total)])
+    auto = cmd.gpu_layers is None
+    failure, shortfall = fail_first([(used > total and not auto,
+                                      "cudaMalloc failed: out of memory (weights + KV cache + compute buffer)", used - total)])
     slots = min(cmd.max_num_seqs or 1, n_ctx)
     per_token = kv // n_ctx
     notes = [f"llama_kv_cache: {n_ctx:,} cells, {attention_layers} layers on the GPU, K ({cache_k}) + V ({cache_v}): {gib(kv)}",
              "the token embedding stays in host memory; -ts/--split-mode over several GPUs is not modelled"]
+    if auto and used > total - FIT_MARGIN_BYTES:
+        notes.append(f"all layers need {gib(used)} against {gib(total)}: without -ngl llama.cpp's auto-fit moves layers or "
+                     "context to host memory to keep 1 GiB free, so it starts, slower; give -ngl to check a full offload")
     if experts_on_host:
         notes.append(f"--n-cpu-moe {cmd.n_cpu_moe}: {gib(experts_on_host)} of routed experts in host memory")
     if slots > 1:
