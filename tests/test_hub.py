@@ -173,6 +173,7 @@ class FakeHub(BaseHTTPRequestHandler):
     repos: dict[str, dict[str, bytes]] = {}
     gated: set[str] = set()
     seen: list[tuple[str, str, str | None]] = []
+    ranges: list[tuple[str, str | None]] = []
 
     def log_message(self, *args):
         pass
@@ -181,6 +182,7 @@ class FakeHub(BaseHTTPRequestHandler):
         parts = self.path.split("?")[0].strip("/").split("/")
         repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
         self.seen.append((self.command, self.path, self.headers.get("authorization")))
+        self.ranges.append((self.path, self.headers.get("range")))
         if repo in self.gated and self.headers.get("authorization") != "Bearer hf_good":
             return self._error(403, "GatedRepo", "Access to model is restricted.")
         if repo not in self.repos:
@@ -223,7 +225,12 @@ class FakeHub(BaseHTTPRequestHandler):
 def hub(tmp_path, monkeypatch):
     FakeHub.repos = {"acme/tiny-moe": {"config.json": json.dumps(CONFIG).encode(), "model.safetensors": safetensors_bytes(TENSORS)},
                      "acme/gated": {"config.json": json.dumps(CONFIG).encode()}}
-    FakeHub.gated, FakeHub.seen = {"acme/gated"}, []
+    shards = {"model-00001-of-00002.safetensors": dict(list(TENSORS.items())[:2]),
+              "model-00002-of-00002.safetensors": dict(list(TENSORS.items())[2:])}
+    index = {"metadata": {"total_size": 0}, "weight_map": {t: f for f, ts in shards.items() for t in ts}}
+    FakeHub.repos["acme/sharded"] = {"config.json": json.dumps(CONFIG).encode(), "model.safetensors.index.json": json.dumps(index).encode(),
+                                     **{f: safetensors_bytes(ts) for f, ts in shards.items()}}
+    FakeHub.gated, FakeHub.seen, FakeHub.ranges = {"acme/gated"}, [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -247,6 +254,13 @@ def test_online_fetches_config_and_header_ranges_only(cli, hub, tmp_path):
     assert not (tmp_path / "hub" / "models--acme--tiny-moe" / "snapshots" / COMMIT / "model.safetensors").exists()
     # config.json landed in the cache: the next run works offline
     assert (tmp_path / "hub" / "models--acme--tiny-moe" / "snapshots" / COMMIT / "config.json").is_file()
+
+
+def test_online_sharded_repo_reads_every_shard_header_by_range(cli, hub):
+    report = cli("estimate", "acme/sharded", "--json").json()
+    assert report["checkpoint"]["elements"] == STORED and report["checkpoint"]["files"] == 2
+    shard_gets = [r for path, r in FakeHub.ranges if path.endswith("-of-00002.safetensors") and r]
+    assert sorted(shard_gets) == ["bytes=0-100000", "bytes=0-100000"]  # headers only, by byte range
 
 
 def test_online_errors_name_the_repo(cli, hub, monkeypatch):
