@@ -51,3 +51,34 @@ def test_per_layer_lists_that_differ_are_refused():
     with pytest.raises(SpecError, match="moe_topk differs between layers"):
         spec_from_hf_config(config)
     assert spec_from_hf_config(config | {"moe_topk": [2] * 32}).top_k == 2
+
+
+MIMO_V2_FLASH_HUB = {
+    "architectures": ["MiMoV2FlashForCausalLM"], "model_type": "mimo_v2_flash", "vocab_size": 152576, "hidden_size": 4096,
+    "num_hidden_layers": 48, "num_attention_heads": 64, "num_key_value_heads": 4, "head_dim": 192, "v_head_dim": 128,
+    "swa_num_attention_heads": 64, "swa_num_key_value_heads": 8, "swa_head_dim": 192, "swa_v_head_dim": 128,
+    "partial_rotary_factor": 0.334, "rope_theta": 5000000, "swa_rope_theta": 10000, "sliding_window": 128,
+    "sliding_window_size": 128, "hybrid_layer_pattern": [int(not (i == 0 or (i + 1) % 6 == 0)) for i in range(48)],
+    "moe_layer_freq": [int(i != 0) for i in range(48)], "add_swa_attention_sink_bias": True,
+    "add_full_attention_sink_bias": False, "intermediate_size": 16384, "n_routed_experts": 256, "num_experts_per_tok": 8,
+    "moe_intermediate_size": 2048, "routed_scaling_factor": None, "scoring_func": "sigmoid", "topk_method": "noaux_tc",
+    "n_group": 1, "norm_topk_prob": True, "layernorm_epsilon": 1e-5, "attention_value_scale": 0.707,
+}
+"""XiaomiMiMo/MiMo-V2-Flash's config.json in the Hub's spelling (hybrid_layer_pattern, swa_* keys, sliding_window_size),
+its fields as reproduced in a public inference engine's test fixture (mimo_v2_flash_hub_config)."""
+
+
+def test_mimo_v2_flash_hub_config_counts_exactly():
+    """The 309B model the issue saw counted as a 16B dense one: exact now, by component, KV per layer type."""
+    from moeplan.accounting.kv_cache import kv_cache_summary
+
+    model = _instantiate(MIMO_V2_FLASH_HUB)
+    spec = spec_from_hf_config(MIMO_V2_FLASH_HUB)
+    counts = count_params(spec)
+    assert counts.by_component == _components(model)
+    assert counts.total == sum(p.numel() for p in model.parameters()) == 308_778_768_832
+    # 9 full layers (0, 5, 11, ..., 47) cache 4 KV heads x (192 + 128) per token; 39 sliding ones 8 heads, capped at 129
+    summary = kv_cache_summary(spec, "bf16")
+    assert summary.bytes_per_token_beyond_windows == 9 * 4 * (192 + 128) * 2
+    assert summary.capped_layers == {129: 39}
+    assert summary.kv_cache_bytes_per_token == 9 * 4 * 320 * 2 + 39 * 8 * 320 * 2

@@ -30,21 +30,23 @@ class _Result(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
 
 
-def kv_heads_per_rank(spec: ModelSpec, tp: int) -> int:
-    """KV heads one TP rank holds: g / t, or one (replicated) when there are fewer KV heads than ranks."""
-    return max(1, spec.attention.kv_heads // tp)
+def kv_heads_per_rank(spec: ModelSpec, tp: int, layer_type: str = "full") -> int:
+    """KV heads one TP rank holds in a layer of ``layer_type``: g / t, or one (replicated) when there are fewer KV
+    heads than ranks."""
+    return max(1, spec.attention.layer_kv_heads(layer_type) // tp)
 
 
-def kv_bytes_per_token_per_layer(spec: ModelSpec, kv_dtype: KVDtype, tp: int = 1) -> int:
-    """Bytes one attention layer caches per token on one TP rank.
+def kv_bytes_per_token_per_layer(spec: ModelSpec, kv_dtype: KVDtype, tp: int = 1, layer_type: str = "full") -> int:
+    """Bytes one attention layer of ``layer_type`` caches per token on one TP rank.
 
-    GQA/MHA: 2 (K and V) · kv_heads_per_rank · d · bytes. MLA: (kv_lora_rank + qk_rope_head_dim) · bytes,
-    the compressed latent and the shared rotary key that vLLM and SGLang cache, replicated on every TP rank.
+    GQA/MHA: kv_heads_per_rank · (d + d_v) · bytes, K and V (d_v = d unless the value head differs, MiMo-V2-Flash).
+    MLA: (kv_lora_rank + qk_rope_head_dim) · bytes, the compressed latent and the shared rotary key that vLLM and
+    SGLang cache, replicated on every TP rank.
     """
     attn, size = spec.attention, KV_DTYPE_BYTES[kv_dtype]
     if attn.kind == "mla":
         return (attn.kv_lora_rank + attn.qk_rope_head_dim) * size
-    return 2 * kv_heads_per_rank(spec, tp) * spec.head_dim * size
+    return kv_heads_per_rank(spec, tp, layer_type) * (spec.head_dim + (attn.v_head_dim or spec.head_dim)) * size
 
 
 def mla_uncompressed_bytes_per_token_per_layer(spec: ModelSpec, kv_dtype: KVDtype) -> int:
@@ -164,12 +166,12 @@ class SequenceKV(_Result):
 def sequence_kv(spec: ModelSpec, kv_dtype: KVDtype, layers: Iterable[int] | None = None, tp: int = 1) -> SequenceKV:
     """One sequence's cache on one TP rank, over ``layers`` (default: all; a pipeline stage's range)."""
     chosen = set(range(spec.num_layers) if layers is None else layers)
-    per_layer = kv_bytes_per_token_per_layer(spec, kv_dtype, tp)
+    per_layer = {kind: kv_bytes_per_token_per_layer(spec, kv_dtype, tp, kind) for kind in ("full", "sliding", "chunked")}
     indexer = indexer_bytes_per_token_per_layer(spec, kv_dtype)
     caps = layer_token_caps(spec)
     full, capped = 0, {}
     for layer in sorted(chosen & caps.keys()):
-        per_token = per_layer + indexer * has_indexer(spec, layer)
+        per_token = per_layer[spec.attention_type(layer)] + indexer * has_indexer(spec, layer)
         if caps[layer] is None:
             full += per_token
         else:
@@ -181,8 +183,10 @@ def sequence_kv(spec: ModelSpec, kv_dtype: KVDtype, layers: Iterable[int] | None
 def kv_cache_bytes_per_token(spec: ModelSpec, kv_dtype: KVDtype) -> int:
     """One sequence, all attention layers, unsharded: the full-attention-equivalent slope (windows ignored),
     indexer keys included."""
-    indexed = sum(has_indexer(spec, layer) for layer in layer_token_caps(spec))
-    return len(layer_token_caps(spec)) * kv_bytes_per_token_per_layer(spec, kv_dtype) + indexed * indexer_bytes_per_token_per_layer(spec, kv_dtype)
+    layers = layer_token_caps(spec)
+    indexed = sum(has_indexer(spec, layer) for layer in layers)
+    keys_values = sum(kv_bytes_per_token_per_layer(spec, kv_dtype, 1, spec.attention_type(layer)) for layer in layers)
+    return keys_values + indexed * indexer_bytes_per_token_per_layer(spec, kv_dtype)
 
 
 def kv_cache_bytes(spec: ModelSpec, batch: int, context: int, kv_dtype: KVDtype,

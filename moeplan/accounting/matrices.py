@@ -49,8 +49,9 @@ class Matrix(NamedTuple):
         return self.rows * self.cols * self.count
 
 
-def attention_matrices(attn: AttentionSpec, hidden: int, head_dim: int) -> list[Matrix]:
-    """Projections of one attention layer (MLA: q_a/q_b or q, kv_a_proj_with_mqa, kv_b, o; GQA: q, k, v, o)."""
+def attention_matrices(attn: AttentionSpec, hidden: int, head_dim: int, layer_type: str = "full") -> list[Matrix]:
+    """Projections of one attention layer of ``layer_type`` (MLA: q_a/q_b or q, kv_a_proj_with_mqa, kv_b, o; GQA: q
+    (with the output gate, if any), k, v, o)."""
     a = attn.num_heads
 
     def m(name: str, rows: int, cols: int) -> Matrix:
@@ -69,12 +70,12 @@ def attention_matrices(attn: AttentionSpec, hidden: int, head_dim: int) -> list[
             m("kv_b_proj", a * (attn.qk_nope_head_dim + attn.v_head_dim), attn.kv_lora_rank),
             m("o_proj", hidden, a * attn.v_head_dim),
         ]
-    kv_width = attn.kv_heads * head_dim
+    kv_heads, v_head_dim = attn.layer_kv_heads(layer_type), attn.v_head_dim or head_dim
     return [
         m("q_proj", a * head_dim + output_gate_width(attn, head_dim), hidden),
-        m("k_proj", kv_width, hidden),
-        m("v_proj", kv_width, hidden),
-        m("o_proj", hidden, a * head_dim),
+        m("k_proj", kv_heads * head_dim, hidden),
+        m("v_proj", kv_heads * v_head_dim, hidden),
+        m("o_proj", hidden, a * v_head_dim),
     ]
 
 
@@ -150,7 +151,7 @@ def mixer_matrices(spec: ModelSpec, layer: int) -> list[Matrix]:
     hidden, mixer = spec.hidden_size, spec.mixer(layer)
     if mixer == "attention":
         attn = spec.attention
-        matrices = attention_matrices(attn, hidden, spec.head_dim)
+        matrices = attention_matrices(attn, hidden, spec.head_dim, spec.attention_type(layer))
         if attn.indexer and layer not in attn.indexer.shared_layers:
             matrices += indexer_matrices(attn.indexer, attn.q_lora_rank, hidden)
         return matrices

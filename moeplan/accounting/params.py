@@ -64,8 +64,8 @@ def norm_params(spec: ModelSpec) -> int:
     return spec.hidden_size * (2 if spec.norm == "layernorm" else 1)
 
 
-def attention_params(attn: AttentionSpec, hidden: int, head_dim: int) -> int:
-    """Parameters of one attention layer: projections, their biases, q/k norms and sinks."""
+def attention_params(attn: AttentionSpec, hidden: int, head_dim: int, layer_type: str = "full") -> int:
+    """Parameters of one attention layer of ``layer_type``: projections, their biases, q/k norms and sinks."""
     heads = attn.num_heads
     if attn.kind == "mla":
         qk_head = attn.qk_nope_head_dim + attn.qk_rope_head_dim
@@ -80,12 +80,13 @@ def attention_params(attn: AttentionSpec, hidden: int, head_dim: int) -> int:
         out = heads * attn.v_head_dim * hidden
         biases = (query_bias + latent) * attn.qkv_bias + hidden * attn.o_bias
         return query + key_value + out + biases
-    q_width = heads * head_dim
-    kv_width = attn.kv_heads * head_dim
-    projections = hidden * (q_width + output_gate_width(attn, head_dim) + 2 * kv_width) + q_width * hidden
-    biases = (q_width + 2 * kv_width) * attn.qkv_bias + hidden * attn.o_bias + heads * attn.output_gate_bias
-    qk_norm = {"none": 0, "parameter_free": 0, "per_head": 2 * head_dim, "full": q_width + kv_width}[attn.qk_norm]
-    return projections + biases + qk_norm + heads * attn.sinks
+    kv_heads, v_head_dim = attn.layer_kv_heads(layer_type), attn.v_head_dim or head_dim
+    q_width, k_width, v_width = heads * head_dim, kv_heads * head_dim, kv_heads * v_head_dim
+    projections = hidden * (q_width + output_gate_width(attn, head_dim) + k_width + v_width) + heads * v_head_dim * hidden
+    biases = (q_width + k_width + v_width) * attn.qkv_bias + hidden * attn.o_bias + heads * attn.output_gate_bias
+    qk_norm = {"none": 0, "parameter_free": 0, "per_head": 2 * head_dim, "full": q_width + k_width}[attn.qk_norm]
+    sinks = attn.sinks and (layer_type == "sliding" or not attn.sinks_sliding_only)
+    return projections + biases + qk_norm + heads * sinks
 
 
 def output_gate_width(attn: AttentionSpec, head_dim: int) -> int:
@@ -177,7 +178,7 @@ def layer_params(spec: ModelSpec, layer: int) -> dict[str, int]:
     mixer = spec.mixer(layer)
     if mixer == "attention":
         attn = spec.attention
-        counts["attention"] = attention_params(attn, hidden, spec.head_dim)
+        counts["attention"] = attention_params(attn, hidden, spec.head_dim, spec.attention_type(layer))
         if attn.indexer and layer not in attn.indexer.shared_layers:
             counts["attention"] += indexer_params(attn.indexer, attn.q_lora_rank, hidden)
     elif mixer == "mamba":

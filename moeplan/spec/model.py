@@ -84,7 +84,7 @@ class AttentionSpec(_Spec):
     qk_rope_head_dim: PositiveInt | None = None
     """MLA: per-head query/key dimension carrying rotary embedding (the key part is shared by all heads)."""
     v_head_dim: PositiveInt | None = None
-    """MLA: per-head value dimension."""
+    """MLA: per-head value dimension; gqa: the value head dimension where it differs from head_dim (MiMo-V2-Flash)."""
     qkv_bias: bool = False
     """Biases on the q, k and v projections."""
     o_bias: bool = False
@@ -102,6 +102,10 @@ class AttentionSpec(_Spec):
     """Attention type of consecutive attention layers, repeated cyclically (e.g. ['sliding', 'full'] for gpt-oss)."""
     output_gate: bool = False
     """gqa: a sigmoid gate on the attention output, projected with the queries (q_proj 2·heads·head_dim wide; Qwen3-Next)."""
+    sliding_kv_heads: PositiveInt | None = None
+    """gqa: KV heads of the 'sliding' layers where they differ from num_kv_heads (MiMo-V2-Flash: twice as many)."""
+    sinks_sliding_only: bool = False
+    """With sinks: only the 'sliding' layers have them (MiMo-V2-Flash)."""
     output_gate_per_head: bool = False
     """With output_gate: one gate value per head (H → heads; Laguna) instead of one per channel (H → heads·head_dim)."""
     output_gate_bias: bool = False
@@ -134,6 +138,10 @@ class AttentionSpec(_Spec):
     @property
     def kv_heads(self) -> int:
         return self.num_kv_heads or self.num_heads
+
+    def layer_kv_heads(self, layer_type: str = "full") -> int:
+        """KV heads of a layer of this type ('sliding' layers may have their own count, sliding_kv_heads)."""
+        return (self.sliding_kv_heads if layer_type == "sliding" else None) or self.kv_heads
 
 
 class MoESpec(_Spec):
@@ -424,6 +432,11 @@ class ModelSpec(_Spec):
         """Attention type of each attention layer, in order (the cyclic layer_pattern unrolled)."""
         pattern = self.attention.layer_pattern
         return [pattern[i % len(pattern)] for i in range(self.attention_layer_count)]
+
+    def attention_type(self, layer: int) -> LayerAttention:
+        """Attention type of one attention layer (layer_pattern counts attention layers only)."""
+        pattern = self.attention.layer_pattern
+        return pattern[sum(self.is_attention_layer(i) for i in range(layer)) % len(pattern)]
 
     @property
     def num_experts(self) -> int:

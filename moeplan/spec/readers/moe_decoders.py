@@ -363,6 +363,30 @@ def laguna(k: _Keys) -> dict:
     return _base(k, attention=attention, moe=moe)
 
 
+def mimo_v2_flash(k: _Keys) -> dict:
+    """MiMo-V2-Flash: GQA whose value heads (v_head_dim) are narrower than the query/key heads, sliding layers with
+    twice the KV heads and attention sinks (full attention on layer 0 and every 6th), dense/sparse layers, DeepSeek-V3
+    routing (correction bias a buffer)."""
+    _aliases(k, {"num_local_experts": "n_routed_experts"}, defaults={"n_routed_experts": 256})
+    if k.has("sliding_window_size"):  # the Hub file's spelling: the window counts the query too (transformers' rule)
+        k.config["sliding_window"] = k("sliding_window_size", default=0) + 1
+    layers = k("num_hidden_layers")
+    default_types = ["full_attention" if i == 0 or not (i + 1) % 6 else "sliding_attention" for i in range(layers)]
+    kv_heads = k("num_key_value_heads")
+    moe = {
+        "num_experts": k("n_routed_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "router_correction_bias": True,
+        "num_expert_groups": k("n_group", default=1),
+        "topk_groups": k("topk_group", default=1),
+        "moe_layers": _sparse_layers(k, first_dense=1),
+    }
+    attention = _gqa_attention(k, o_bias=False, v_head_dim=k("v_head_dim"), sliding_kv_heads=2 * kv_heads, sinks=True,
+                               sinks_sliding_only=True, **_layer_types(k, default_types))
+    return _base(k, attention=attention, moe=moe)
+
+
 READERS = {
     "ernie4_5_moe": ernie4_5_moe,
     "dots1": dots1,
@@ -384,6 +408,7 @@ READERS = {
     "kolibri1": kolibri1,
     "beam": beam,
     "laguna": laguna,
+    "mimo_v2_flash": mimo_v2_flash,
 }
 """model_type → reader."""
 
@@ -422,5 +447,7 @@ TRANSFORMERS_DEFAULTS = {
              "num_key_value_heads": 8, "sliding_window": 512, "topk_group": 4},
     "laguna": {"gating": True, "head_dim": 128, "moe_intermediate_size": 512, "num_experts": 256, "num_experts_per_tok": 8,
                "num_key_value_heads": 8, "shared_expert_intermediate_size": 512},
+    "mimo_v2_flash": {"head_dim": 192, "moe_intermediate_size": 2048, "num_experts_per_tok": 8, "num_key_value_heads": 4,
+                      "sliding_window": 129, "v_head_dim": 128},
 }
 """transformers 5.24's config-class defaults for the keys these readers read (see hf.TRANSFORMERS_DEFAULTS)."""

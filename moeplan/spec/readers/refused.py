@@ -31,7 +31,6 @@ REFUSED: dict[str, str] = {
     "jetmoe": _NO_READER,
     "lara_mini": _NO_READER,
     "longcat_flash": _NO_READER,
-    "mimo_v2_flash": _NO_READER,
     "mistral4": _NO_READER,
     "step3p5": _NO_READER,
     "zaya": _NO_READER,

@@ -26,6 +26,7 @@ from transformers import (
     Cohere2MoeConfig,
     Kolibri1Config,
     LagunaConfig,
+    MiMoV2FlashConfig,
     AriaTextConfig,
     FlintConfig,
     GraniteMoeSWAConfig,
@@ -246,6 +247,11 @@ CONFIGS = {
         num_attention_heads=6, num_key_value_heads=3, head_dim=10, num_experts=5, num_experts_per_tok=2,
         shared_expert_intermediate_size=28, sliding_window=12, layer_types=["sliding_attention", "full_attention"] * 2,
         attention_bias=True,
+    ),
+    "mimo_v2_flash": MiMoV2FlashConfig(
+        vocab_size=1319, hidden_size=92, intermediate_size=156, moe_intermediate_size=22, num_hidden_layers=7,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=24, v_head_dim=14, n_routed_experts=6,
+        num_experts_per_tok=2, sliding_window=17, attention_bias=True,
     ),
 }
 """File stem -> config object."""
