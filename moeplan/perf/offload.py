@@ -247,7 +247,8 @@ def with_offload(memory: MemoryReport, speed, estimate: OffloadEstimate):
     fits = memory.fits and estimate.fits_in_host_memory
     reason = [] if estimate.fits_in_host_memory else [
         f"host RAM: {estimate.host_bytes / GiB:,.1f} GiB of offloaded weights exceed --host-memory-gib {estimate.host_memory_bytes / GiB:g}"]
-    memory = memory.model_copy(update={"fits": fits, "assumptions": [*memory.assumptions, *reason, *estimate.assumptions]})
+    memory = memory.model_copy(update={"fits": fits, "weights_bytes": estimate.gpu_bytes + estimate.host_bytes,
+                                       "assumptions": [*memory.assumptions, *reason, *estimate.assumptions]})
     per_gpu = estimate.decode_tokens_per_s  # one GPU
     speed = speed.model_copy(update={
         "offload": estimate, "decode_tokens_per_s": estimate.decode_tokens_per_s, "tokens_per_s_per_gpu": per_gpu,

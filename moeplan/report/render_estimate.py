@@ -130,7 +130,8 @@ def _speed_table(report: EstimateReport) -> Table:
     table.add_row("prefill", f"{t.prefill_tokens_per_s:,.0f} tokens/s, time to first token {t.ttft_s * 1e3:,.1f} ms")
     if t.offload is not None:
         o = t.offload
-        table.add_row("expert offload", f"{o.host_bytes / GiB:,.1f} GiB experts in host RAM ({'fits' if o.fits_in_host_memory else 'does NOT fit'}), "
+        table.add_row("offload", f"{o.host_bytes / GiB:,.1f} GiB in host RAM ({'fits' if o.fits_in_host_memory else 'does NOT fit'}; "
+                      f"{', '.join(o.rules)}), "
                       f"{o.gpu_bytes / GiB:,.1f} GiB in VRAM → {o.decode_tokens_per_s:,.1f} tokens/s (CPU {o.cpu_time_s * 1e3:,.1f} ms + "
                       f"GPU {o.gpu_time_s * 1e3:,.1f} ms per step; streaming over PCIe instead: {o.pcie_stream_time_s * 1e3:,.1f} ms)")
     return table
