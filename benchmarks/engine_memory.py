@@ -97,13 +97,13 @@ CASES = [
          "vllm-project/vllm#23278 (v0.10.1: Available KV cache memory -2.14 GiB)", engine="vllm==0.10"),
     Case("gpt-oss-120b (MoE, MXFP4)", "vllm serve openai/gpt-oss-120b --gpu-memory-utilization 0.95 --max-num-batched-tokens 1024",
          "kv_pool", 1.71, "vllm-project/vllm#27508 (v0.11: Available KV cache memory 1.71 GiB)", engine="vllm==0.11",
-         miss="2.1 GiB more activation than the pre-0.17 sampler fit explains; the verdict is still right"),
+         miss="1.9 GiB more activation than the pre-0.17 sampler fit explains; the verdict is still right"),
     Case("gpt-oss-120b (MoE, MXFP4)", "vllm serve openai/gpt-oss-120b --gpu-memory-utilization 0.95 --max-num-batched-tokens 1024",
          "starts", False, "vllm-project/vllm#27508 (v0.11: max seq len 131072 does not fit)", engine="vllm==0.11"),
     Case("Qwen3-235B-A22B-FP8 TP4 (MoE)", "vllm serve Qwen/Qwen3-235B-A22B --quantization fp8 -tp 4", "kv_pool", 8.11,
-         Q235, engine="vllm==0.9", miss="4% above: the pre-0.17 sampler fit comes from one gpt-oss case"),
+         Q235 + " (one of the two fit points of the pre-0.17 sampler)", engine="vllm==0.9"),
     Case("Qwen3-235B-A22B-FP8 TP4 (MoE)", "vllm serve Qwen/Qwen3-235B-A22B --quantization fp8 -tp 4", "kv_tokens", 178_880,
-         Q235, engine="vllm==0.9", miss="follows the KV pool's +4%"),
+         Q235, engine="vllm==0.9"),
     Case("Qwen3-235B-A22B-FP8 TP4 (MoE)", "python3 -m sglang.launch_server --model Qwen/Qwen3-235B-A22B --quantization fp8 "
          "--tp 4 --mem-fraction-static 0.93", "kv_tokens", 367_404, Q235 + " (SGLang: #tokens: 367404)", engine="sglang"),
     Case("Qwen3-235B-A22B-FP8 TP4 (MoE)", "python3 -m sglang.launch_server --model Qwen/Qwen3-235B-A22B --quantization fp8 "

@@ -215,7 +215,7 @@ def test_vllm_version_before_0_17_reserves_more_activation(cli, llama):
     _, old = engine(cli, *argv, flags=("--engine", "vllm==0.16"))
     act = lambda d: {line["name"]: line["bytes"] for line in d["startup"]["budget"]}["peak activation (profiling run)"]  # noqa: E731
     assert old["engine"] == "vllm==0.16"
-    assert act(old) - act(new) == pytest.approx((8.5 - 2.2) * 1024 * 128256 * 4, abs=2)
+    assert act(old) - act(new) == pytest.approx((8.8 - 2.2) * 1024 * 128256 * 4, abs=2)
     assert 0.55 < 1 - act(new) / act(old) < 0.65  # "vLLM cut its activation estimate ~60% between 0.16 and 0.17"
     assert cli("check", "--engine", "vllm==0.6", "--", *argv).exit_code == 2
 

@@ -87,11 +87,12 @@ SAMPLER_LOGIT_COPIES = 2.2
 step's forward peak: fitted to vLLM 0.19's profiled activation of Llama-3.1-8B (1.89 GiB) and Qwen2.5-7B
 (2.21 GiB) at 8,192 tokens and 1,024 sequences on H100 (llm-d-planner vllm_memory_constants.json
 activation_profiles), with the forward peak from moeplan's activation model."""
-SAMPLER_LOGIT_COPIES_BEFORE_0_17 = 8.5
-"""Before v0.17 the sampler warm-up held about 8.5 fp32 logit copies: fitted to gpt-oss-120b on one H100 with
-v0.10.1 (weights 65.97 GiB, "Available KV cache memory: -2.14 GiB" at util 0.9: 7.2 GiB of activation,
-vllm-project/vllm#23278). It also gives llm-d-planner's older Llama constant (4.8 GiB against 4.96 here) and
-the ~60% cut to v0.19's 1.89 GiB (issue 15)."""
+SAMPLER_LOGIT_COPIES_BEFORE_0_17 = 8.8
+"""Before v0.17 the sampler warm-up held about 8.8 fp32 logit copies: the mean of the two published start-ups that
+pin it, gpt-oss-120b on one H100 with v0.10.1 (weights 65.97 GiB, "Available KV cache memory: -2.14 GiB" at util
+0.9: 7.2 GiB of activation, 8.5 copies; vllm-project/vllm#23278) and Qwen3-235B-A22B-FP8 on 4 × H100 in July 2025
+("Available KV cache memory: 8.11 GiB", 9.1 copies; vllm-project/vllm#21348). It puts Llama-3.1-8B at 5.1 GiB
+(llm-d-planner's older constant: 4.8 GiB) and makes v0.19's 1.89 GiB the ~60% cut the issue describes."""
 OLDEST_VERSION = (0, 8)
 """vLLM before 0.8 ran the V0 engine, whose profiling differs; not modelled."""
 MXFP4_INTERMEDIATE_ALIGN = 256
