@@ -1,6 +1,9 @@
 """The first ten minutes of a new user, through the CLI at 100 columns: the verdict first, flags that complete a
 partial layout, training speed, context suffixes."""
 
+import subprocess
+import sys
+
 import pytest
 
 from conftest import CONFIGS, ROOT
@@ -139,7 +142,7 @@ def test_pipeline_bubble(cli):
 
 
 def test_context_suffixes_follow_vllm(cli):
-    contexts = [cli("estimate", "mixtral-8x7b", "--context", text, "--json").json()["deployment"]["context"]
+    contexts = [cli("estimate", "mixtral-8x7b", "--context", text, "--allow-long-context", "--json").json()["deployment"]["context"]
                 for text in ("128k", "128K", "32000", "1m")]
     assert contexts == [128_000, 131_072, 32_000, 1_000_000]
     help_text = flowing(cli("estimate", "--help").stdout)
@@ -266,3 +269,25 @@ def test_plot_pdf_marks_the_limits(cli, tmp_path):
         assert cli("estimate", "mixtral-8x7b", "--plot", tmp_path / "no.png", "--json").exit_code == 0
     report = cli("estimate", "mixtral-8x7b", "--json").json()["memory"]
     assert drawn == {"batch": (False, report["max_batch"]), "context": (False, report["max_context"])}
+
+
+def test_estimate_imports_only_its_command():
+    """A fitting estimate loads neither yaml nor numpy nor the other commands' modules (start-up time)."""
+    code = ("import sys; sys.argv = ['moeplan', 'estimate', 'mixtral-8x7b', '--gpu', 'h200', '--json']\n"
+            "from moeplan.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "loaded = [m for m in ('yaml', 'numpy', 'moeplan.cli.plan', 'moeplan.cli.check', 'moeplan.cli.profile',"
+            " 'moeplan.cli.gpus', 'moeplan.calibration', 'moeplan.plan.search') if m in sys.modules]\n"
+            "assert not loaded, loaded")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert '"verdict"' in result.stdout
+
+
+def test_plan_title_escapes_the_model_name(cli, tmp_path):
+    model = tmp_path / "Mixtral [fp8]"
+    model.mkdir()
+    (model / "config.json").write_text((CONFIGS / "mixtral-8x7b.json").read_text())
+    out = cli("plan", model, "--top", "1")
+    assert out.exit_code == 0, out.stderr
+    assert flowing(out.stdout).startswith("Mixtral [fp8] on h100-sxm")

@@ -79,7 +79,8 @@ def attention_params(attn: AttentionSpec, hidden: int, head_dim: int, layer_type
         key_value = hidden * latent + attn.kv_lora_rank + attn.kv_lora_rank * heads * (attn.qk_nope_head_dim + attn.v_head_dim)
         out = heads * attn.v_head_dim * hidden
         biases = (query_bias + latent) * attn.qkv_bias + hidden * attn.o_bias
-        return query + key_value + out + biases
+        gate = hidden * output_gate_width(attn, attn.v_head_dim)  # g_proj (Ling-2.5: one gate per head)
+        return query + key_value + out + biases + gate
     kv_heads, v_head_dim = attn.layer_kv_heads(layer_type), attn.v_head_dim or head_dim
     q_width, k_width, v_width = heads * head_dim, kv_heads * head_dim, kv_heads * v_head_dim
     projections = hidden * (q_width + output_gate_width(attn, head_dim) + k_width + v_width) + heads * v_head_dim * hidden
@@ -143,10 +144,10 @@ def linear_attention_params(linear: LinearAttentionSpec, hidden: int) -> int:
     if linear.kind == "gated_deltanet":  # in_proj_qkvz, in_proj_ba, conv over q k v, dt_bias, A_log, norm, out_proj
         key, value = linear.key_heads * d, heads * dv
         return hidden * (2 * key + 2 * value + 2 * heads) + (2 * key + value) * linear.conv_kernel + 2 * heads + dv + value * hidden
-    if linear.kind == "kda":  # q k v, their convs, forget gate (f_a, f_b, dt_bias, A_log), b_proj, g_a/g_b, o_norm, o_proj
+    if linear.kind == "kda":  # q k v, their convs, forget gate (f_a, f_b or f_proj; dt_bias, A_log), b_proj, g_a/g_b or g_proj, o_norm, o_proj
         width = heads * d
-        forget = hidden * d + d * width + width + heads
-        return 3 * hidden * width + 3 * width * linear.conv_kernel + forget + hidden * heads + hidden * d + d * width + d + width * hidden
+        gate = hidden * width if linear.full_rank_gates else hidden * d + d * width
+        return 3 * hidden * width + 3 * width * linear.conv_kernel + 2 * gate + width + heads + hidden * heads + d + width * hidden
     width = heads * d  # lightning: qkv_proj, output_gate, norm over all heads, out_proj
     return 3 * hidden * width + hidden * width + width + width * hidden
 
@@ -223,8 +224,21 @@ def mtp_params(spec: ModelSpec) -> int:
     return spec.mtp_layers * per_module
 
 
+_COUNTED: dict[str, "ParamCounts"] = {}
+"""count_params by spec content (an estimate asks for the same spec's counts several times)."""
+
+
 def count_params(spec: ModelSpec) -> ParamCounts:
-    """Total and active parameters of a spec, by component."""
+    """Total and active parameters of a spec, by component; cached by the spec's content."""
+    key = spec.model_dump_json()
+    if key not in _COUNTED:
+        if len(_COUNTED) >= 256:
+            _COUNTED.clear()
+        _COUNTED[key] = _count_params(spec)
+    return _COUNTED[key]
+
+
+def _count_params(spec: ModelSpec) -> ParamCounts:
     total = dict.fromkeys(COMPONENTS, 0)
     for layer in range(spec.num_layers):
         for name, value in layer_params(spec, layer).items():

@@ -8,7 +8,6 @@ import typer
 from moeplan.cli.figures import CurveOpt, PlotOpt, check_figures, show_figures
 from moeplan.cli.options import LAYOUT_FLAGS, JsonOpt, command_arguments, deployment_command, model_command
 from moeplan.report.console import print_json
-from moeplan.calibration import load_calibration
 from moeplan.report.estimate import build_estimate
 from moeplan.report.render_estimate import render_estimate, render_verdict
 from moeplan.report.verdict import build_verdict
@@ -41,7 +40,7 @@ def estimate(
         moeplan estimate mixtral-8x7b --num-gpus 2 --curve --plot mixtral.png
     """
     check_figures(plot, curve, json_)
-    efficiency, source = load_calibration(calibration, deployment.gpu)
+    efficiency, source = _calibration(calibration, deployment.gpu)
     report = build_estimate(resolved, deployment, efficiency, source)
     plan_args = command_arguments({**ctx.params, "gpu": deployment.gpu}, LAYOUT_FLAGS)
     verdict = build_verdict(resolved, report, deployment.model_fields_set, efficiency, plan_args)
@@ -59,3 +58,12 @@ def estimate(
         if report.launch_command:
             print(f"launch command: {report.launch_command}")
     show_figures(report, plot, curve)
+
+
+def _calibration(path: Path | None, gpu: str):
+    """(efficiencies, file name) of --calibration, imported only when one is given."""
+    if path is None:
+        return None, None
+    from moeplan.calibration import load_calibration
+
+    return load_calibration(path, gpu)

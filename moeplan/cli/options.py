@@ -142,13 +142,22 @@ def _deployment_parameters() -> list[inspect.Parameter]:
         kind = _option_type(info.annotation)
         if field in ("batch", "context", "prefill_chunk"):
             kind = str  # accepts 32k (32,000) and 32K (32,768)
-        help_text = attribute_docstrings(Deployment).get(field, "")
-        if info.default is not None and kind is not bool:
-            help_text += f" [default: {info.default}]"
-        option = typer.Option(f"--{field.replace('_', '-')}", help=help_text, rich_help_panel="Deployment", show_default=False,
+        option = typer.Option(f"--{field.replace('_', '-')}", rich_help_panel="Deployment", show_default=False,
                               autocompletion=complete_gpu if field == "gpu" else None, metavar=METAVARS.get(field))
         params.append(inspect.Parameter(field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], option]))
     return params
+
+
+def deployment_help(name: str) -> str | None:
+    """The help of a Deployment flag: its field docstring and default. Read only when help is printed (parsing
+    the docstrings costs every start about 8 ms); None for another parameter."""
+    info = Deployment.model_fields.get(name)
+    if info is None:
+        return None
+    text = attribute_docstrings(Deployment).get(name, "")
+    if info.default is not None and _option_type(info.annotation) is not bool:
+        text += f" [default: {info.default}]"
+    return text
 
 
 def build_deployment(**values) -> Deployment:

@@ -1,6 +1,5 @@
 """'What if' overrides on any spec: ``--set moe.num_experts=16`` (dotted spec paths, with short aliases)."""
 
-import yaml
 from pydantic import ValidationError
 
 from moeplan.errors import SpecError, describe_validation
@@ -33,6 +32,8 @@ def parse_assignment(text: str) -> tuple[str, object]:
     if not sep or not key:
         raise SpecError(f"--set expects key=value, not {text!r}")
     try:
+        import yaml  # only when --set is given
+
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw

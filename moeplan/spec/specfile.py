@@ -7,7 +7,6 @@ pydantic model, so it cannot drift).
 import json
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from moeplan import inputs
@@ -54,6 +53,7 @@ def dump_spec(spec: ModelSpec, fmt: str = "yaml") -> str:
     origin = document.pop("source", None)
     if fmt == "json":
         return json.dumps(document, indent=2)
+    import yaml  # only when a spec is written as YAML
     return (f"# written by `moeplan spec` from {origin}\n" if origin else "") + yaml.safe_dump(document, sort_keys=False, width=100)
 
 
