@@ -172,11 +172,11 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     batched, seqs = cmd.max_num_batched_tokens or default_tokens, cmd.max_num_seqs or default_seqs
     size = block_size(spec, cmd)
     non_torch = non_torch_bytes(layout)
+    expert_format = inputs.weights.formats.get("routed_experts", "") if spec.moe is not None else ""
     sequences = stage_sequences(spec, inputs.deployment.kv_dtype, layout)
     stages = []
     for s, layers in enumerate(stage_layers(spec.num_layers, layout.pp)):
-        weights = loaded_weight_bytes(spec, layout, inputs.memory.stages[s].weights_by_component_bytes,
-                                      inputs.weights.formats.get("routed_experts", ""))
+        weights = loaded_weight_bytes(spec, layout, inputs.memory.stages[s].weights_by_component_bytes, expert_format)
         activation = profile_activation_bytes(spec, layout, layers, s == layout.pp - 1, batched, seqs, inputs.version.version)
         stages.append((budget - weights - activation - non_torch, weights, activation, sequences[s]))
     pool, weights, activation, sequence = min(stages, key=lambda st: st[0])
@@ -213,11 +213,12 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     return EngineStartup(
         starts=failure is None, failure=failure, shortfall_bytes=shortfall, total_bytes=total,
         budget=[Allocation(name="gpu_memory_utilization × total", bytes=budget, basis=f"{util:g} × {gib(total)}"),
-                Allocation(name="weights (Model loading took)", bytes=weights, basis="moeplan's weights of the most-loaded GPU"),
+                Allocation(name="weights (Model loading took)", bytes=weights, basis="moeplan's weights of the most-loaded GPU"
+                           + (f", MXFP4 experts padded to {MXFP4_INTERMEDIATE_ALIGN}" if expert_format == "mxfp4" else "")),
                 Allocation(name="peak activation (profiling run)", bytes=activation,
                            basis=f"forward at {batched:,} tokens + {copies} × {seqs:,} fp32 logit rows"),
                 Allocation(name="non-torch memory", bytes=non_torch, basis="measured on H100, vLLM 0.19 (llm-d-planner)"),
-                Allocation(name="Available KV cache memory", bytes=max(pool, 0), basis="the remainder")],
+                Allocation(name="Available KV cache memory", bytes=pool, basis="the remainder (vLLM logs it even when negative)")],
         weights_per_gpu_bytes=heaviest, kv_pool_bytes=max(pool, 0), kv_bytes_per_token=page_bytes_per_token(sequence),
         block_size=size, kv_blocks=blocks, kv_tokens=tokens_,
         max_model_len=inputs.max_model_len, max_concurrency=concurrency, replicas=layout.dp, notes=notes)
