@@ -35,6 +35,7 @@ def test_vllm_flags_both_forms_and_ignored():
     assert (cmd.model, cmd.tp, cmd.max_model_len, cmd.memory_fraction, cmd.kv_dtype, cmd.expert_parallel, cmd.max_num_seqs) == \
         ("deepseek-ai/DeepSeek-V3", 8, 32768, 0.85, "fp8", True, 64)
     assert cmd.ignored == ["--port 8000", "--trust-remote-code"]
+    assert parse_command("vllm serve m --json --gpu h200").ignored == ["--json", "--gpu h200"]
     assert parse_command(["VLLM_USE_V1=1", "python3", "-m", "vllm.entrypoints.openai.api_server", "--model", "m", "-pp", "2"]).pp == 2
 
 
@@ -68,6 +69,11 @@ def test_malformed_commands_exit_2_naming_the_flag(cli, argv, message):
     result = cli("check", "--", *argv)
     assert result.exit_code == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_moeplan_flags_after_the_separator_are_pointed_out(cli):
+    result = cli("check", "--", "vllm", "serve", "mixtral-8x7b", "-tp", "2", "--json")
+    assert result.exit_code == 0 and "--json: moeplan's own flags go before `--`" in result.stdout
 
 
 def test_engine_flags_conflict_with_moeplan_layout_flags(cli):

@@ -25,6 +25,9 @@ from moeplan.units import GiB
 LAYOUT_FIELDS = ("tp", "ep", "pp", "dp", "etp", "num_gpus")
 """Deployment settings an engine command always decides; with `check --` they are not moeplan flags."""
 
+MOEPLAN_FLAGS = frozenset({"--json", "--gpu", "--assert", "--engine", "--batch", "--context", "--gpu-memory-gib"})
+"""`check` flags a user may type after `--` by mistake (the engine command then ignores them)."""
+
 COMMAND_FIELDS = {"context": "max_model_len", "gpu_util": "memory_fraction", "prefill_chunk": "max_num_batched_tokens",
                   "ep": "ep_size"}
 """Deployment field → the EngineCommand field it comes from (to name the flag as written in errors)."""
@@ -164,6 +167,9 @@ def check_engine_command(argv: list[str], base: Deployment, engine: EngineVersio
     inputs = StartupInputs(spec=resolved.spec, command=command, version=version, gpu=estimate.gpu, layout=estimate.layout,
                            memory=estimate.memory, weights=estimate.weights, deployment=deployment, max_model_len=max_model_len)
     startup = engine_module(command.engine).startup(inputs)
+    misplaced = [word for word in (w.split()[0] for w in command.ignored) if word.split("=")[0] in MOEPLAN_FLAGS]
+    if misplaced:
+        startup.notes.append(f"{', '.join(misplaced)}: moeplan's own flags go before `--`, not in the engine command")
     speed = estimate.throughput
     report = EngineReport(engine=version.describe(), command=command, model=resolved.spec.name, gpu=estimate.gpu.name,
                           layout=estimate.layout, deployment=deployment, startup=startup,
