@@ -97,6 +97,28 @@ def test_compressed_tensors_nvfp4_config():
     assert weight_memory(spec.model_copy(update={"quantization": fp8})).formats["attention"] == "fp8"
 
 
+INT4_EXPERTS = {
+    # llm-compressor W4A16 export of a DeepSeek-V3-architecture model (the form Kimi-K2-Thinking's config.json takes):
+    # routed experts int4, group 32, symmetric; attention, shared experts, dense MLPs and lm_head ignored
+    "quant_method": "compressed-tensors",
+    "format": "pack-quantized",
+    "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+        "num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 32}}},
+    "ignore": ["lm_head", "re:.*self_attn.*", "re:.*shared_experts.*", "re:.*mlp\\.(gate|up|gate_up|down)_proj.*"],
+}
+
+
+def test_compressed_tensors_int4_pack_quantized():
+    spec = load_preset("kimi-k2").model_copy(update={"quantization": INT4_EXPERTS})
+    memory = weight_memory(spec)
+    assert memory.formats["routed_experts"] == "int4-ct-g32"
+    assert {memory.formats[c] for c in ("attention", "shared_experts", "dense_mlp", "lm_head")} == {"bf16"}
+    assert not memory.notes  # every ignore entry, the regex alternation included, names a component
+    # one expert: weight_packed int32 (8 values each), weight_scale bf16 per 32 inputs, weight_shape int64 [2], × 3 matrices
+    per_matrix = 2048 * 7168 // 2 + 2048 * 7168 // 32 * 2 + 16
+    assert memory.per_expert_bytes == 3 * per_matrix == 3 * 8_257_552
+
+
 def test_nvfp4_through_the_cli(cli):
     out = cli("estimate", "deepseek-v3", "--dtype", "nvfp4", "--gpu", "b300", "--num-gpus", "8", "--json").json()
     assert out["weights"]["formats"]["routed_experts"] == "nvfp4"

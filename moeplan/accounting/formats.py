@@ -140,6 +140,21 @@ def int4_group_format(method: str, group_size: int | None = 128) -> WeightFormat
     )
 
 
+def int_pack_format(bits: int, group_size: int | None, symmetric: bool = True, scale: tuple[str, int] = ("bf16 scale", 16)) -> WeightFormat:
+    """compressed-tensors ``pack-quantized`` integers (llm-compressor W4A16/W8A16): ``weight_packed`` int32
+    [out, in·bits/32], ``weight_scale`` in the model dtype [out, in/group] (None: per channel), a packed
+    ``weight_zero_point`` [out·bits/32, groups] when asymmetric, and ``weight_shape`` int64 [2]."""
+    group = f"group {group_size}" if group_size else "per channel"
+    fields = (scale, *((("packed zero-point", bits),) if not symmetric else ()))
+    return WeightFormat(
+        name=f"int{bits}-ct" + ("" if group_size == 128 else f"-g{group_size}" if group_size else "-channel") + ("" if symmetric else "-asym"),
+        value_bits=bits, block_rows=1, block_cols=group_size, block_fields=fields,
+        tensor_fields=(("int64 weight_shape x2", 128),),
+        description=f"compressed-tensors pack-quantized int{bits} ({group}, {'symmetric' if symmetric else 'asymmetric'}): "
+                    "weight_packed int32, weight_scale, " + ("" if symmetric else "weight_zero_point packed int32, ") + "weight_shape int64 [2]",
+    )
+
+
 def _gguf(name: str, value_bits: int, block: int, fields: tuple[tuple[str, int], ...], layout: str,
           fallback: str | None = None) -> WeightFormat:
     return WeightFormat(

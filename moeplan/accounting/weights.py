@@ -9,11 +9,12 @@ ModelOpt and compressed-tensors NVFP4 checkpoints: nvfp4 on the linear layers th
 config without one is bf16. See docs/formulas.md §Weight formats.
 """
 
+import re
 from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from moeplan.accounting.formats import WeightFormat, fp8_block_format, get_format, int4_group_format, matrix_bytes
+from moeplan.accounting.formats import WeightFormat, fp8_block_format, get_format, int4_group_format, int_pack_format, matrix_bytes
 from moeplan.accounting.matrices import (
     MTP_PROJECTION,
     Matrix,
@@ -120,6 +121,10 @@ _MODULE_COMPONENTS = {
     "shared_expert": "shared_experts",
     "shared_experts": "shared_experts",
     "experts": "routed_experts",
+    "mlp.gate_proj": "dense_mlp",
+    "mlp.up_proj": "dense_mlp",
+    "mlp.gate_up_proj": "dense_mlp",
+    "mlp.down_proj": "dense_mlp",
 }
 """Module names (whole dotted parts) in a quantization_config's modules_to_not_convert → component."""
 
@@ -128,12 +133,21 @@ _UNQUANTIZED_PARTS = ("shared_expert_gate", "norm", "input_layernorm", "post_att
 """Module names an ignore list may name that moeplan keeps in bf16 anyway (or does not count): no note."""
 
 
-def _module_parts(entry: str) -> list[str]:
-    """The dotted parts of a module name, glob ('model.layers.0.self_attn*') or 're:' regex ('re:.*mlp.gate$')."""
+def _module_variants(entry: str) -> list[list[str]]:
+    """The dotted parts of a module name, glob ('model.layers.0.self_attn*') or 're:' regex ('re:.*mlp.gate$'),
+    one list per alternative of a regex group ('re:.*mlp\\.(gate|up)_proj.*': mlp.gate_proj and mlp.up_proj)."""
     text = entry.removeprefix("re:").replace("\\.", ".")
     for wildcard in (".*", ".+", "*", "$", "^"):
         text = text.replace(wildcard, ".")
-    return [part for part in text.split(".") if part]
+    group = re.search(r"\(([^()]*)\)", text)
+    if group and text.count("(") <= 4:
+        return [v for choice in group[1].split("|") for v in _module_variants(text[: group.start()] + choice + text[group.end():])]
+    return [[part for part in text.split(".") if part]]
+
+
+def _module_parts(entry: str) -> list[str]:
+    """The dotted parts of a module name (the first alternative of a regex group)."""
+    return _module_variants(entry)[0]
 
 
 def _names(parts: list[str], fragment: str) -> bool:
@@ -154,8 +168,9 @@ def _unconverted(modules: list[str], num_layers: int | None = None) -> tuple[set
     component excluded in some layers only is counted as quantized everywhere, and a note says so."""
     found, notes, per_layer = set(), [], {}
     for module in modules:
-        parts = _module_parts(str(module))
-        hits = {c for fragment, c in _MODULE_COMPONENTS.items() if _names(parts, fragment)}
+        variants = _module_variants(str(module))
+        parts = variants[0]
+        hits = {c for v in variants for fragment, c in _MODULE_COMPONENTS.items() if _names(v, fragment)}
         if not hits:
             if not any(p in _UNQUANTIZED_PARTS for p in parts):
                 notes.append(f"quantization_config ignore entry {module!r} matches no component; ignored")
@@ -192,6 +207,8 @@ def _compressed_tensors_format(weights: dict) -> WeightFormat:
         return fp8_block_format(*block)
     if kind == "float" and bits == 8 and strategy in _COMPRESSED_TENSORS_STRATEGY:
         return get_format(_COMPRESSED_TENSORS_STRATEGY[strategy])
+    if kind == "int" and bits in (4, 8) and strategy in ("group", "channel"):
+        return int_pack_format(bits, group if strategy == "group" else None, bool(weights.get("symmetric", True)))
     raise SpecError(f"quantization_config: compressed-tensors weights {kind} {bits}-bit ({strategy or 'no strategy'}, "
                     f"group {group}) is not modelled; pass --dtype to choose a format")
 
