@@ -59,7 +59,7 @@ class Deployment(BaseModel):
     nic_gb_s: float = Field(50, gt=0)
     """Network bandwidth per GPU across nodes, GB/s per direction (400 Gb/s InfiniBand/RoCE = 50)."""
     dtype: str | None = None
-    """Format of the linear layers (bf16, fp8, int4-gptq, mxfp4, q4_k_m, ...); default: the config's own quantization_config, else bf16."""
+    """Format of the linear layers (bf16, fp8, nvfp4, mxfp8, mxfp4, int4-gptq, q4_k_m, ...); default: the config's own quantization_config, else bf16."""
     expert_dtype: str | None = None
     """Format of the routed and shared experts (overrides --dtype for them)."""
     attention_dtype: str | None = None
