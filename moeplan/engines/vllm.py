@@ -39,7 +39,8 @@ from moeplan.units import GiB
 KV_DTYPES = {"auto": None, "bfloat16": "bf16", "float16": "fp16", "fp8": "fp8", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8",
              "fp8_inc": "fp8"}
 QUANTIZATIONS = {"fp8": "fp8", "mxfp4": "mxfp4", "awq": "int4-awq", "awq_marlin": "int4-awq", "gptq": "int4-gptq",
-                 "gptq_marlin": "int4-gptq", "modelopt_fp4": "nvfp4", "compressed-tensors": None, "bitsandbytes": "int8"}
+                 "gptq_marlin": "int4-gptq", "modelopt_fp4": "nvfp4", "compressed-tensors": None, "bitsandbytes": None}
+"""--quantization spellings → moeplan formats; None: the checkpoint's own (compressed-tensors, bitsandbytes)."""
 DTYPES = {"auto": None, "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
 
 FLAGS = [
