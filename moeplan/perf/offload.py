@@ -237,6 +237,7 @@ def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Pl
             f"decode step = GPU bytes / {gpu.hbm_bytes_per_s * eff.hbm / 1e12:,.2f} TB/s + host bytes / {d.host_memory_gb_s:g} GB/s "
             f"(the blocks run in order; routed experts read at the {touched:.1%} a step of {d.batch} tokens touches)",
             "the KV cache is counted in VRAM for every layer (llama.cpp keeps a host block's KV cache in host RAM)",
+            "prefill and time to first token are not modelled with offload: those figures assume every weight in VRAM",
         ],
     )
 
