@@ -193,7 +193,7 @@ def test_plan_json_document(cli):
 
 @pytest.mark.parametrize("objective", ["fewest-gpus", "throughput-per-gpu", "latency", "cost"])
 def test_ranking_per_objective(cli, objective):
-    data = _plan(cli, "qwen3-30b-a3b", "--max-gpus", "32", "--batch", "16", "--objective", objective, "--gpu-hour-price", "2.5")
+    data = _plan(cli, "qwen3-30b-a3b", "--max-gpus", "32", "--batch", "16", "--objective", objective, "--gpu-hour-price", "2.5", "--top", "1000")
     rows = data["layouts"]
     assert len(rows) > 20
     gpus = [r["gpus"] for r in rows]

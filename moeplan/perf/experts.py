@@ -12,6 +12,13 @@ from functools import lru_cache
 from statistics import NormalDist
 
 
+def _binomial_term(n: int, x: int, p: float) -> float:
+    """P(X = x) for X ~ Binomial(n, p)."""
+    if p <= 0 or p >= 1:
+        return float(x == (n if p >= 1 else 0))
+    return math.exp(math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1) + x * math.log(p) + (n - x) * math.log1p(-p))
+
+
 def _binomial_pmf(n: int, p: float) -> list[float]:
     """P(X = x), x = 0 … n, for X ~ Binomial(n, p), by the ratio P(x+1)/P(x) in log space."""
     if p <= 0:
@@ -41,7 +48,10 @@ def _group_share_pmf(experts: int, per_group: int, picks: int, top_k: int, token
     """
     per_expert = top_k / (picks * per_group)
     mixture = [0.0] * (experts + 1)
-    for n, weight in enumerate(_binomial_pmf(tokens, choose)):
+    mean, spread = tokens * choose, 10 * math.sqrt(tokens * choose * (1 - choose)) + 10
+    low, high = max(0, int(mean - spread)), min(tokens, int(mean + spread) + 1)  # weights outside are below 1e-20
+    for n in range(low, high + 1):
+        weight = _binomial_term(tokens, n, choose)
         if weight > 1e-15:
             for x, p in enumerate(_binomial_pmf(experts, 1 - (1 - per_expert) ** n)):
                 mixture[x] += weight * p

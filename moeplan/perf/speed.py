@@ -163,45 +163,61 @@ def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, sequence
     return out
 
 
-class StageTerms:
-    """The layout-light inputs of StepShape for one pipeline stage on one TP size: layer counts, parameter totals,
-    KV bytes and attention FLOPs per token. Scalars; `moeplan plan` computes them once per distinct (stage, tp)."""
+class LayerTable:
+    """Per-layer inputs of StageTerms, computed once per model and deployment: parameters by component, MoE flag,
+    attention FLOPs per token (decode at the decode context, prefill causal over the prompt), and one layer's KV
+    bytes per token of context and at the decode context, per TP size (on demand)."""
 
-    def __init__(self, spec: ModelSpec, d: Deployment, layers: range, tp: int, last: bool):
-        self.layers = layers
-        counts = [layer_params(spec, i) for i in layers]
-        total = lambda *names: float(sum(c.get(n, 0) for c in counts for n in names))  # noqa: E731
-        attention = [i for i in range(spec.num_layers) if spec.is_attention_layer(i)]
-        kinds = spec.attention_layer_types()
-        self.attention_kinds = [kinds[attention.index(i)] for i in layers if spec.is_attention_layer(i)]
-        moe = [spec.is_moe_layer(i) for i in layers]
-        shared = total("shared_experts") > 0
-        self.values = {
-            "attention_layers": float(len(self.attention_kinds)), "moe_layers": float(sum(moe)), "layers": float(len(layers)),
-            "mlp_layers": float(sum((not m and c.get("dense_mlp", 0) > 0) or (m and shared) for m, c in zip(moe, counts))),
-            "mixer_params": total(*MIXERS), "mlp_params": total("dense_mlp", "shared_experts"), "router_params": total("router"),
-            "expert_params": total("routed_experts"), "lm_head_params": float(lm_head_matmul_params(spec)) if last else 0.0,
-        }
-        kv = sequence_kv(spec, d.kv_dtype, layers, tp)
-        context, prompt = decode_context(d), prompt_tokens(d)
-        self.values.update(kv_context_bytes=float(kv.bytes(max(int(context), 1))), kv_token_bytes=float(kv.bytes(1)),
-                           **self._attention_flops(spec, context, prompt))
-
-    def _attention_flops(self, spec: ModelSpec, context: float, prompt: int) -> dict[str, float]:
-        """Score and value FLOPs per token over the stage: decode at ``context`` keys (MLA in the absorbed form
-        FlashMLA runs: 2·heads·(2·kv_lora + rope) per key), prefill causal over a ``prompt``-token prompt."""
+    def __init__(self, spec: ModelSpec, d: Deployment):
+        self.spec, self.d = spec, d
+        self.params = [layer_params(spec, i) for i in range(spec.num_layers)]
+        self.moe = [spec.is_moe_layer(i) for i in range(spec.num_layers)]
+        kinds = iter(spec.attention_layer_types())
+        self.kind = [next(kinds) if spec.is_attention_layer(i) else None for i in range(spec.num_layers)]
+        self.context, self.prompt = decode_context(d), prompt_tokens(d)
         attn = spec.attention
-        if attn.kind == "mla":
+        if attn.kind == "mla":  # decode in the absorbed form FlashMLA runs: 2·heads·(2·kv_lora + rope) per key
             decode_per_key = 2 * attn.num_heads * (2 * attn.kv_lora_rank + attn.qk_rope_head_dim)
             prefill_per_key = 2 * attn.num_heads * (attn.qk_nope_head_dim + attn.qk_rope_head_dim + attn.v_head_dim)
         else:
             decode_per_key = prefill_per_key = 2 * attn.num_heads * 2 * spec.head_dim
         spans = {"full": (None, False), "sliding": (attn.sliding_window, False), "chunked": (attn.chunk_size, True)}
-        decode = prefill = 0.0
-        for kind in self.attention_kinds:
-            decode += decode_per_key * attended_keys(max(int(context), 1), "decode", *spans[kind])
-            prefill += prefill_per_key * attended_keys(prompt, "causal", *spans[kind])
-        return {"decode_attention_flops": decode, "prefill_attention_flops": prefill}
+        keys = max(int(self.context), 1)
+        self.decode_flops = [decode_per_key * attended_keys(keys, "decode", *spans[k]) if k else 0.0 for k in self.kind]
+        self.prefill_flops = [prefill_per_key * attended_keys(self.prompt, "causal", *spans[k]) if k else 0.0 for k in self.kind]
+        self._kv: dict[int, tuple[list[int], list[int]]] = {}
+
+    def kv(self, tp: int) -> tuple[list[int], list[int]]:
+        """Per layer on a TP rank: (one sequence's cache at the decode context, one token's cache)."""
+        if tp not in self._kv:
+            keys = max(int(self.context), 1)
+            layers = [sequence_kv(self.spec, self.d.kv_dtype, [i], tp) for i in range(self.spec.num_layers)]
+            self._kv[tp] = ([kv.bytes(keys) for kv in layers], [kv.bytes(1) for kv in layers])
+        return self._kv[tp]
+
+
+class StageTerms:
+    """The layout-light inputs of StepShape for one pipeline stage on one TP size: layer counts, parameter totals,
+    KV bytes and attention FLOPs per token (sums of the stage's LayerTable rows). `moeplan plan` computes them
+    once per distinct (stage, tp)."""
+
+    def __init__(self, table: LayerTable, layers: range, tp: int, last: bool):
+        spec = table.spec
+        counts = [table.params[i] for i in layers]
+        total = lambda *names: float(sum(c.get(n, 0) for c in counts for n in names))  # noqa: E731
+        moe = [table.moe[i] for i in layers]
+        shared = total("shared_experts") > 0
+        context_bytes, token_bytes = table.kv(tp)
+        self.values = {
+            "attention_layers": float(sum(table.kind[i] is not None for i in layers)), "moe_layers": float(sum(moe)),
+            "layers": float(len(layers)),
+            "mlp_layers": float(sum((not m and c.get("dense_mlp", 0) > 0) or (m and shared) for m, c in zip(moe, counts))),
+            "mixer_params": total(*MIXERS), "mlp_params": total("dense_mlp", "shared_experts"), "router_params": total("router"),
+            "expert_params": total("routed_experts"), "lm_head_params": float(lm_head_matmul_params(spec)) if last else 0.0,
+            "kv_context_bytes": float(sum(context_bytes[i] for i in layers)), "kv_token_bytes": float(sum(token_bytes[i] for i in layers)),
+            "decode_attention_flops": sum(table.decode_flops[i] for i in layers),
+            "prefill_attention_flops": sum(table.prefill_flops[i] for i in layers),
+        }
 
 
 def format_peaks(spec: ModelSpec, gpu: GPUSpec, weights: WeightMemory) -> tuple[dict[str, float], list[str]]:
@@ -259,7 +275,7 @@ class _Layout:
     def __init__(self, spec: ModelSpec, d: Deployment, layout: Layout, gpu: GPUSpec, weights: WeightMemory, worst: GPUMemory):
         self.spec, self.d, self.layout = spec, d, layout
         last = worst.stage == layout.pp - 1
-        self.terms = StageTerms(spec, d, range(worst.first_layer, worst.last_layer + 1), layout.tp, last)
+        self.terms = StageTerms(LayerTable(spec, d), range(worst.first_layer, worst.last_layer + 1), layout.tp, last)
         peaks, self.notes = format_peaks(spec, gpu, weights)
         self.base = {**fixed_terms(spec, d, gpu, peaks), **self.terms.values,
                      **held_bytes(spec, worst.weights_by_component_bytes, last),

@@ -32,7 +32,7 @@ from moeplan.layout.parallel import Layout, stage_layers
 from moeplan.namespace import numpy_namespace
 from moeplan.perf.constants import PerfConstants, calibrated
 from moeplan.perf.roofline import Efficiency
-from moeplan.perf.speed import BOUNDS, MIXERS, StageTerms, expert_load, fixed_terms, format_peaks, routed_tokens, serving_figures
+from moeplan.perf.speed import BOUNDS, MIXERS, LayerTable, StageTerms, expert_load, fixed_terms, format_peaks, routed_tokens, serving_figures
 from moeplan.perf.step import BOUND, StepShape, step_ops
 from moeplan.plan.layouts import LayoutArrays
 from moeplan.report.estimate import EstimateReport, build_estimate
@@ -165,12 +165,13 @@ class LayoutModel:
 
     def _moe_workspace(self, layouts: LayoutArrays) -> np.ndarray:
         """Per layout, fused_moe_bytes (0 for a dense model) at the step's tokens, max(chunk, batch), evaluated
-        once per distinct (tp, dp, ep, etp, batch)."""
+        once per distinct (tp, replicas per expert group, etp, batch)."""
         if not self.is_moe.any():
             return np.zeros(len(layouts), dtype=np.int64)
-        rows, inverse = unique_rows(layouts.tp, layouts.dp, layouts.ep, layouts.expert_tp, self.batch(layouts))
-        values = [fused_moe_bytes(self.spec, Layout(tp=tp, dp=dp, ep=ep, etp=etp), max(self.d.prefill_chunk, batch))
-                  for tp, dp, ep, etp, batch in rows.tolist()]
+        group = -(-layouts.ep * layouts.expert_tp // layouts.tp)  # fused_moe_bytes reads tp, etp and replicas per group
+        rows, inverse = unique_rows(layouts.tp, group, layouts.expert_tp, self.batch(layouts))
+        values = [fused_moe_bytes(self.spec, Layout(tp=tp, dp=r, ep=r * tp // etp if r > 1 else 1, etp=etp), max(self.d.prefill_chunk, batch))
+                  for tp, r, etp, batch in rows.tolist()]
         return np.array(values, dtype=np.int64)[inverse]
 
     # --- memory --------------------------------------------------------------------------------------
@@ -192,11 +193,7 @@ class LayoutModel:
         moe = np.add.reduceat(self.is_moe.astype(np.int64), first)
         out = {"expert": expert, "held": other + expert, "layers": np.broadcast_to(last - first + 1, other.shape),
                "moe_layers": np.broadcast_to(moe, other.shape)}
-        scale = 2 if self.training else 1  # training holds bf16 parameters: what a step reads
-        for name in GROUPS:
-            out[f"group_{name}"] = scale * (tables[f"group_{name}"][key, high] - tables[f"group_{name}"][key, low])
-        if pp > 1:
-            out["group_lm_head"][:, -1] += scale * tables["extra"][tables["key"]]
+        out["low"], out["high"] = np.broadcast_to(low, other.shape), np.broadcast_to(high, other.shape)
         if self.training:
             out.update(self._training_terms(group, ranges, other, expert, tables))
         else:
@@ -249,8 +246,7 @@ class LayoutModel:
     def memory(self, layouts: LayoutArrays) -> dict[str, np.ndarray]:
         """Per layout, the most-loaded stage's memory terms and what the speed model needs of it."""
         tables = self._tables(layouts)
-        names = ("total", "weights", "state", "kv", "activations", "overhead", "held", "expert", "layers", "moe_layers",
-                 *(f"group_{name}" for name in GROUPS))
+        names = ("total", "weights", "state", "kv", "activations", "overhead", "held", "expert", "layers", "moe_layers", "low", "high")
         out = {name: np.zeros(len(layouts), dtype=np.int64) for name in (*names, "stage")}
         per_layout = ("key", "tp", "moe_workspace", "hidden", "batch")
         for pp in np.unique(layouts.pp).tolist():
@@ -263,6 +259,12 @@ class LayoutModel:
             out["stage"][index] = worst
             for name in names:
                 out[name][index] = np.take_along_axis(stages[name], worst[:, None], axis=1)[:, 0]
+        scale = 2 if self.training else 1  # training holds bf16 parameters: what a step reads
+        for name in GROUPS:  # the weight groups of the most-loaded stage
+            table = tables[f"group_{name}"]
+            out[f"group_{name}"] = scale * (table[tables["key"], out["high"]] - table[tables["key"], out["low"]])
+        last = (out["stage"] == layouts.pp - 1) & (layouts.pp > 1)
+        out["group_lm_head"] += np.where(last, scale * tables["extra"][tables["key"]], 0)  # a tied table's own copy
         return out
 
     # --- speed -------------------------------------------------------------------------------------------
@@ -270,8 +272,8 @@ class LayoutModel:
     def _stage_terms(self, layouts: LayoutArrays, stage: np.ndarray) -> dict[str, np.ndarray]:
         """Per layout, perf.speed.StageTerms of its most-loaded stage, once per distinct (pp, stage, tp)."""
         rows, inverse = unique_rows(layouts.pp, stage, layouts.tp)
-        terms = [StageTerms(self.spec, self.d, stage_layers(self.spec.num_layers, pp)[s], tp, s == pp - 1).values
-                 for pp, s, tp in rows.tolist()]
+        table = LayerTable(self.spec, self.d)
+        terms = [StageTerms(table, stage_layers(self.spec.num_layers, pp)[s], tp, s == pp - 1).values for pp, s, tp in rows.tolist()]
         return {name: np.array([t[name] for t in terms])[inverse] for name in terms[0]}
 
     def _shape(self, layouts: LayoutArrays, m: dict[str, np.ndarray]) -> dict:
