@@ -1,6 +1,7 @@
 """The first ten minutes of a new user, through the CLI at 100 columns: the verdict first, flags that complete a
 partial layout, training speed, context suffixes."""
 
+import os
 import subprocess
 import sys
 
@@ -277,7 +278,8 @@ def test_estimate_imports_only_its_command():
             "from moeplan.cli.app import main\n"
             "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "loaded = [m for m in ('yaml', 'numpy', 'moeplan.cli.plan', 'moeplan.cli.check', 'moeplan.cli.profile',"
-            " 'moeplan.cli.gpus', 'moeplan.calibration', 'moeplan.plan.search') if m in sys.modules]\n"
+            " 'moeplan.cli.gpus', 'moeplan.calibration', 'moeplan.plan.search', 'moeplan.report.curve', 'moeplan.report.sweep')"
+            " if m in sys.modules]\n"
             "assert not loaded, loaded")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -291,3 +293,13 @@ def test_plan_title_escapes_the_model_name(cli, tmp_path):
     out = cli("plan", model, "--top", "1")
     assert out.exit_code == 0, out.stderr
     assert flowing(out.stdout).startswith("Mixtral [fp8] on h100-sxm")
+
+
+@pytest.mark.parametrize("words, expected", [("moeplan estimate mix", {"mixtral-8x7b", "mixtral-8x22b"}),
+                                             ("moeplan plan mixtral-8x7b --gpu h1", {"h100-sxm", "h100", "h100-pcie"})])
+def test_shell_completion_end_to_end(words, expected):
+    env = {**os.environ, "_MOEPLAN_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+    code = "import sys; sys.argv = ['moeplan']\nfrom moeplan.cli.app import main\nmain()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert expected <= set(result.stdout.split())

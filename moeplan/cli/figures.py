@@ -26,11 +26,12 @@ def check_figures(plot: Path | None, curve: bool, json_: bool) -> None:
 
 def show_figures(report: EstimateReport, plot: Path | None, curve: bool) -> None:
     """Draw what was asked for: the terminal curve and/or the plot file (reported on stderr)."""
-    from moeplan.report.curve import render_curve  # the sweeps and matplotlib load only when asked for
-    from moeplan.report.plot import write_plot
+    if curve:  # the sweeps and matplotlib load only when asked for
+        from moeplan.report.curve import render_curve
 
-    if curve:
         render_curve(report)
     if plot is not None:
+        from moeplan.report.plot import write_plot
+
         write_plot(report, plot)
         typer.echo(f"wrote {plot}", err=True)
