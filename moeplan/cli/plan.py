@@ -11,8 +11,13 @@ from moeplan.errors import CheckFailed
 from moeplan.plan.objective import Objective
 from moeplan.report.console import print_json
 from moeplan.calibration import load_calibration
-from moeplan.spec.deployment import Deployment
+from moeplan.spec.deployment import Deployment, check_context
 from moeplan.spec.resolve import ResolvedSpec
+
+MAX_PLAN_GPUS = 8192
+"""Largest --max-gpus: the search stays within about 200 MB (DeepSeek-V3 at 16,384 GPUs: 243k layouts, 380 MB)."""
+MAX_TOP = 100000
+"""Most layouts listed."""
 
 
 @model_command
@@ -20,10 +25,10 @@ from moeplan.spec.resolve import ResolvedSpec
 def plan(
     resolved: ResolvedSpec,
     deployment: Deployment,
-    max_gpus: Annotated[int, typer.Option("--max-gpus", min=1, help="Largest GPU count searched (1 to a node, then whole nodes).")] = 64,
+    max_gpus: Annotated[int, typer.Option("--max-gpus", min=1, max=MAX_PLAN_GPUS, help=f"Largest GPU count searched (1 to a node, then whole nodes; at most {MAX_PLAN_GPUS:,}).")] = 64,
     objective: Annotated[Objective, typer.Option("--objective", help="fewest-gpus, throughput-per-gpu, latency (time per output token) or cost ($ per million tokens).")] = "fewest-gpus",
     gpu_hour_price: Annotated[Optional[float], typer.Option("--gpu-hour-price", help="Dollars per GPU-hour: adds $ per million tokens (needed by --objective cost).")] = None,
-    top: Annotated[int, typer.Option("--top", min=1, help="Layouts shown in the table (--json lists every layout that fits).")] = 10,
+    top: Annotated[int, typer.Option("--top", min=1, max=MAX_TOP, help="Layouts listed, in the table and in --json.")] = 10,
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Efficiencies measured by `moeplan profile --save`, used instead of catalogue peaks.")] = None,
     json_: JsonOpt = False,
     plot: PlotOpt = None,
@@ -50,8 +55,9 @@ def plan(
     from moeplan.plan.search import best_estimate, search
 
     check_figures(plot, curve, json_)
+    check_context(resolved.spec.max_position_embeddings, deployment)
     efficiency, _ = load_calibration(calibration, deployment.gpu)
-    report = search(resolved, deployment, max_gpus, objective, gpu_hour_price, efficiency, keep=None if json_ else top)
+    report = search(resolved, deployment, max_gpus, objective, gpu_hour_price, efficiency, keep=top)
     commands = None
     if engine is not None:
         from moeplan.engines.cli import plan_commands, render_plan_commands

@@ -14,7 +14,7 @@ from moeplan.report.document import Document
 from moeplan.report.verdict import Verdict
 from moeplan.spec.checkpoint import CheckpointSummary
 from moeplan.spec.count_check import stored_count_warning
-from moeplan.spec.deployment import Deployment
+from moeplan.spec.deployment import Deployment, check_context
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.resolve import ResolvedSpec
 from moeplan.perf.offload import offload_estimate, offload_requested, plan_placement, with_offload
@@ -125,6 +125,7 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
                    calibration: str | None = None) -> EstimateReport:
     """Compute the report for a resolved spec and a deployment."""
     spec, d = resolved.spec, deployment or Deployment()
+    check_context(spec.max_position_embeddings, d)
     params = count_params(spec)
     gpu = _gpu(d)
     layout, layout_choice = resolve_layout(spec, d, efficiency)

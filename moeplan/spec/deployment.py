@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from moeplan.docstrings import add_field_docstrings
+from moeplan.errors import SpecError
 from moeplan.units import parse_token_count
 
 
@@ -122,6 +123,8 @@ class Deployment(BaseModel):
     """Activation recomputation for training."""
     grad_dtype: Literal["fp32", "bf16"] = "fp32"
     """Gradient element type for training (Megatron's default accumulates in fp32)."""
+    allow_long_context: bool = False
+    """Allow a context beyond the model's max_position_embeddings (as vLLM with VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)."""
 
     @field_validator("context", "batch", "prefill_chunk", "isl", "osl", mode="before")
     @classmethod
@@ -160,3 +163,13 @@ class Deployment(BaseModel):
                 self.gpus_per_node = DEFAULT_NODE_GPUS  # the GPU's own error is raised where the GPU is loaded
             self.__pydantic_fields_set__.discard("gpus_per_node")  # a default, not a setting the user gave
         return self
+
+
+def check_context(trained: int | None, deployment: Deployment) -> None:
+    """Refuse a sequence longer than the model was trained for (``trained``: its max_position_embeddings), as vLLM
+    refuses such a --max-model-len, unless allow_long_context is set."""
+    longest = max(deployment.context, (deployment.isl or 0) + (deployment.osl or 0))
+    if trained is not None and longest > trained and not deployment.allow_long_context:
+        what = "--isl + --osl" if longest > deployment.context else "--context"
+        raise SpecError(f"{what} {longest:,} is longer than the model's max_position_embeddings {trained:,}; "
+                        "pass --allow-long-context (allow_long_context: true in a plan file) to estimate it anyway")
