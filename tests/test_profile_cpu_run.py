@@ -29,7 +29,7 @@ def test_says_what_it_skipped(run):
     status = {s["section"]: (s["status"], s["reason"]) for s in report["sections"]}
     assert status == {"hbm": ("ran", None), "gemm": ("ran", None), "h2d": ("skipped", "host↔device copies need a CUDA device"), "a2a": ("ran", None)}
     assert any("sweeps scaled down" in note for note in report["notes"])
-    assert report["shape"] == {"model": "mixtral-8x7b", "hidden_size": H, "expert_intermediate_size": I, "num_experts": E, "top_k": K, "gated": True, "ep": 4}
+    assert report["shape"] == {"model": "mixtral-8x7b", "hidden_size": H, "expert_intermediate_size": I, "num_experts": E, "top_k": K, "gated": True, "ep": 4, "shared_expert_units": 0}
 
 
 def test_every_point_keeps_raw_samples_and_their_summary(run):
@@ -69,14 +69,14 @@ def test_gemm_points_count_flops_on_actual_rows(run):
 def test_uniform_sweep_uses_nccl_tests_conventions_and_is_fitted(run):
     report = run["report"]
     uniform = [m for m in report["measurements"] if m["name"] == "uniform"]
-    assert [m["params"]["size_bytes"] for m in uniform] == [1024 * 4**i for i in range(6)]
+    assert [m["params"]["size_bytes"] for m in uniform] == [1024 * 4**i for i in range(7)]
     for m in uniform:
         algbw = m["params"]["size_bytes"] / m["stats"]["median_s"]
         assert m["rates"]["algbw_bytes_per_s"] == pytest.approx(algbw)
         assert m["rates"]["busbw_bytes_per_s"] == pytest.approx(algbw * 3 / 4)
         assert m["params"]["count"] == m["params"]["size_bytes"] // 4
     fit = report["alltoall_fit"]
-    assert fit["points"] == 3 and fit["alpha_s"] >= 0 and fit["beta_bytes_per_s"] > 0  # the tail: the larger half of the 6 sizes
+    assert fit["points"] == 4 and fit["alpha_s"] >= 0 and fit["beta_bytes_per_s"] > 0  # the tail: the larger half of the 7 sizes
 
 
 def test_moe_all_to_all_over_4_ranks_moves_exactly_the_predicted_bytes(run):

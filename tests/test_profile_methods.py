@@ -44,7 +44,7 @@ def test_gloo_run_reports_zero_wrong_and_min_busbw_fails_with_exit_1(cli):
 def test_alpha_beta_fit_uses_the_tail_and_never_a_negative_alpha():
     sizes = [2.0**i for i in range(10, 21)]
     assert sweep_tail(sizes) == list(range(5, 11))
-    assert sweep_tail(sizes[:4]) == [1, 2, 3]
+    assert sweep_tail(sizes[:5]) == [1, 2, 3, 4] and sweep_tail(sizes[:3]) == [0, 1, 2]
     times = [20e-6 + s / 2 / 10e9 for s in sizes]
     tail = sweep_tail(sizes)
     fit = fit_alpha_beta([sizes[i] for i in tail], [times[i] for i in tail], 2)

@@ -24,6 +24,7 @@ import numpy as np
 
 from moeplan.profile.a2a_bytes import combine_bytes, dispatch_bytes, dispatch_row_bytes, node_split, traffic
 from moeplan.profile.context import RunContext
+from moeplan.profile.copies import pattern_bytes
 from moeplan.profile.predict import apply_verdict
 from moeplan.profile.results import Measurement
 from moeplan.profile.routing import routing_sample
@@ -103,11 +104,9 @@ def fp8_payload(x):
     return torch.cat([values.contiguous().view(torch.uint8), scale.contiguous().view(torch.uint8)], dim=1)
 
 
-def pattern(source, dest: int, nbytes: int, device):
+def pattern(source: int, dest: int, nbytes: int, device):
     """The uint8 chunk rank ``source`` sends to rank ``dest`` in the uniform sweep: (i + 31·source + 7·dest) mod 251."""
-    import torch
-
-    return ((torch.arange(nbytes, device=device) + 31 * source + 7 * dest) % 251).to(torch.uint8)
+    return pattern_bytes(nbytes, device, 31 * source + 7 * dest)
 
 
 def uniform_input(rank: int, world: int, per_peer: int, device):

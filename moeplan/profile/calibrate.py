@@ -50,8 +50,8 @@ def gemm_bound(m: Measurement, gpu: GPUSpec | None) -> str | None:
 def _gemm_points(report: ProfileReport, gpu: GPUSpec | None, ratio: _Ratios) -> list[GemmPoint]:
     best: dict[float, Measurement] = {}
     for m in _done(report, "gemm"):
-        if m.params["pattern"] != "balanced":
-            continue
+        if m.params["pattern"] != "balanced" or m.params.get("dtype", "bf16") != "bf16":
+            continue  # the estimate's GEMM efficiency is a fraction of the bf16 peak
         rows = m.params["rows_per_expert"]
         if rows not in best or m.stats.median_s < best[rows].stats.median_s:
             best[rows] = m
@@ -85,7 +85,7 @@ def calibration_from_report(report: ProfileReport, device_name: str, gpu_count: 
     """The efficiencies a finished profile supports."""
     ratio = _Ratios()
     hbm_by_device: dict[str, Measurement] = {}
-    for m in _done(report, "hbm"):
+    for m in _done(report, "hbm", "copy"):
         if m.device not in hbm_by_device or m.params["size_bytes"] > hbm_by_device[m.device].params["size_bytes"]:
             hbm_by_device[m.device] = m
     dram = min((m.rates["dram_bytes_per_s"] for m in hbm_by_device.values()), default=None)

@@ -80,9 +80,10 @@ def profile_command(options: ProfileOptions, out: Path | None, save: Path | None
 
 
 def check_results(report, min_busbw_gb_s: float | None) -> list[str]:
-    """What fails the run with exit 1: bytes received wrong (data check), busbw below --min-busbw."""
+    """What fails the run with exit 1: copies that fail verification, all-to-all bytes received wrong, busbw below --min-busbw."""
     uniform = [m for m in report.measurements if m.section == "a2a" and m.name == "uniform" and m.stats]
-    problems = []
+    problems = [f"{m.section} {m.name} {m.device} {m.params.get('size_bytes', '')}: destination differs from source after the copies"
+                for m in report.measurements if m.params.get("verified") is False]
     wrong = sum(m.params.get("wrong") or 0 for m in uniform)
     if wrong:
         problems.append(f"all-to-all data check: {wrong} bytes received wrong over {sum(bool(m.params.get('wrong')) for m in uniform)} sizes")

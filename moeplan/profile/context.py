@@ -32,11 +32,13 @@ class Sweeps:
     notes: tuple[str, ...] = ()
 
 
+VLLM_TOKENS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
+"""benchmark_moe.py's default batch sizes (vLLM), the GEMM section's T on CUDA."""
 CUDA_SWEEPS = Sweeps(
     warmup=5,
     iters=20,
     hbm_bytes=(256 * MiB, GiB, 4 * GiB),
-    gemm_tokens=tuple(2**i for i in range(13)),
+    gemm_tokens=VLLM_TOKENS,
     gemm_scale=1,
     h2d_bytes=(MiB, 4 * MiB, 16 * MiB, 64 * MiB, 256 * MiB, GiB),
     peer_bytes=256 * MiB,
@@ -52,11 +54,11 @@ CPU_SWEEPS = Sweeps(
     gemm_scale=CPU_GEMM_SCALE,
     h2d_bytes=(),
     peer_bytes=0,
-    a2a_bytes=tuple(4**i * 1024 for i in range(6)),
+    a2a_bytes=tuple(4**i * 1024 for i in range(7)),
     a2a_tokens=CPU_A2A_TOKENS,
     notes=(
         f"CPU run, sweeps scaled down to finish in seconds: copies of 16 and 64 MiB; expert GEMMs with H and I divided by {CPU_GEMM_SCALE} "
-        f"and T in {', '.join(map(str, CPU_GEMM_TOKENS))}; all-to-all of 1 KiB to 1 MiB per rank; MoE all-to-all with T = {CPU_A2A_TOKENS[0]} "
+        f"and T in {', '.join(map(str, CPU_GEMM_TOKENS))}; all-to-all of 1 KiB to 4 MiB per rank; MoE all-to-all with T = {CPU_A2A_TOKENS[0]} "
         "and the model's real H. The figures describe this host, not a GPU.",
     ),
 )

@@ -4,14 +4,15 @@ Plan: the full size sweep (plus one expert's bf16 weight bytes) on the first sel
 alone at 256 MiB pinned; then all selected GPUs at once at 256 MiB pinned (GPUs behind one switch or root
 port share it). Pinned copies are ``copy_(non_blocking=True)`` on side streams timed with events;
 pageable copies are staged by the driver and block the host, so they are timed on the host around the
-copy and a synchronize, one direction at a time. Rates are per direction; ``bidir`` adds both.
+copy and a synchronize, one direction at a time. Rates are per direction; ``bidir`` adds both. Pinned copies
+queue behind a spin kernel (moeplan.profile.copies); every copy is verified afterwards (``params.verified``).
 """
 
 from typing import Literal
 
 from moeplan.accounting.params import mlp_params
 from moeplan.profile.context import MiB, RunContext, Target, clock_hints
-from moeplan.profile.copies import time_streams
+from moeplan.profile.copies import pattern_bytes, time_streams, verify
 from moeplan.profile.predict import apply_verdict
 from moeplan.profile.results import Measurement
 from moeplan.profile.stats import summarize
@@ -39,24 +40,22 @@ def host_copy_points(ctx: RunContext) -> list[tuple[list[Target], int, Direction
     return points
 
 
-def _buffers(target: Target, nbytes: int, pinned: bool):
+def _jobs(targets: list[Target], nbytes: int, direction: Direction, pinned: bool):
+    """(device, copy) jobs, per GPU one copy per direction (two for bidir), and the (source, destination) pairs."""
     import torch
 
-    host = torch.ones(nbytes, dtype=torch.uint8, pin_memory=pinned)
-    return host, torch.empty(nbytes, dtype=torch.uint8, device=target.device)
-
-
-def _jobs(targets: list[Target], nbytes: int, direction: Direction, pinned: bool):
-    """(device, copy) jobs: per GPU one copy per direction (two for bidir)."""
-    jobs = []
+    jobs, pairs = [], []
     for target in targets:
-        if direction in ("h2d", "bidir"):
-            host, dev = _buffers(target, nbytes, pinned)
-            jobs.append((target.device, lambda h=host, d=dev: d.copy_(h, non_blocking=True)))
-        if direction in ("d2h", "bidir"):
-            host, dev = _buffers(target, nbytes, pinned)
-            jobs.append((target.device, lambda h=host, d=dev: h.copy_(d, non_blocking=True)))
-    return jobs
+        for way in ("h2d", "d2h"):
+            if direction not in (way, "bidir"):
+                continue
+            host = torch.empty(nbytes, dtype=torch.uint8, pin_memory=pinned)
+            dev = torch.empty(nbytes, dtype=torch.uint8, device=target.device)
+            src, dst = (host, dev) if way == "h2d" else (dev, host)
+            src.copy_(pattern_bytes(nbytes, src.device, len(jobs)))
+            jobs.append((target.device, lambda s=src, d=dst: d.copy_(s, non_blocking=True)))
+            pairs.append((src, dst))
+    return jobs, pairs
 
 
 def measure_host_copy(ctx: RunContext, targets: list[Target], nbytes: int, direction: Direction, memory: Memory) -> Measurement:
@@ -65,9 +64,10 @@ def measure_host_copy(ctx: RunContext, targets: list[Target], nbytes: int, direc
 
     label = ",".join(t.label for t in targets)
     base = Measurement(section="h2d", name=direction, device=label, params={"size_bytes": nbytes, "memory": memory, "gpus": len(targets)})
-    jobs, base.skipped = try_allocate(lambda: _jobs(targets, nbytes, direction, memory == "pinned"), f"{len(targets)} x {nbytes / MiB:,.0f} MiB host and device buffers")
-    if jobs is None:
+    made, base.skipped = try_allocate(lambda: _jobs(targets, nbytes, direction, memory == "pinned"), f"{len(targets)} x {nbytes / MiB:,.0f} MiB host and device buffers")
+    if made is None:
         return base
+    jobs, pairs = made
     reader = ctx.clock_reader(targets)
     if memory == "pageable":
         (device, copy), = jobs
@@ -77,6 +77,7 @@ def measure_host_copy(ctx: RunContext, targets: list[Target], nbytes: int, direc
         per_job, observed = time_streams(jobs, ctx.sweeps.warmup, ctx.sweeps.iters, during=reader)
         samples = [max(times) for times in zip(*per_job)]
     stats = summarize(samples)
+    base.params["verified"] = verify(pairs)
     moved = nbytes * len(jobs)
     base.stats, base.bytes = stats, moved
     base.rates = {"bytes_per_s": moved / stats.median_s, "per_direction_bytes_per_s": nbytes / stats.median_s}

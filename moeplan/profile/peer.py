@@ -4,13 +4,15 @@ write: GPU i copies to GPU j; bidir: i→j and j→i at once. torch's copy_ alwa
 source GPU's stream, so nvbandwidth's pull variant ("read") cannot be expressed and is not measured.
 Where NVML reports P2P off (or torch cannot access the peer), the driver stages the copy through host
 memory and the point is labelled ``via host``. Copy-engine figures bound what SM-driven all-to-all
-kernels reach (128 B payloads, nccl-tests#149). Rates are per direction.
+kernels reach (128 B payloads, nccl-tests#149). Rates are per direction. Copies queue behind a spin kernel
+(moeplan.profile.copies) and are verified afterwards (``params.verified``); SM-driven peer copies need kernels
+writing another GPU's memory, which torch does not expose, so only copy-engine copies are measured.
 """
 
 from typing import Literal
 
 from moeplan.profile.context import RunContext, Target, clock_hints
-from moeplan.profile.copies import time_streams
+from moeplan.profile.copies import pattern_bytes, time_streams, verify
 from moeplan.profile.predict import apply_verdict
 from moeplan.profile.results import Measurement
 from moeplan.profile.stats import summarize
@@ -46,18 +48,18 @@ def measure_peer(ctx: RunContext, a: Target, b: Target, kind: PeerKind) -> Measu
     )
 
     def make():
-        src, dst = torch.ones(nbytes, dtype=torch.uint8, device=a.device), torch.empty(nbytes, dtype=torch.uint8, device=b.device)
-        jobs = [(a.device, lambda: dst.copy_(src, non_blocking=True))]
+        pairs = [(pattern_bytes(nbytes, a.device, 1), torch.empty(nbytes, dtype=torch.uint8, device=b.device))]
         if kind == "bidir":
-            back_src, back_dst = torch.ones(nbytes, dtype=torch.uint8, device=b.device), torch.empty(nbytes, dtype=torch.uint8, device=a.device)
-            jobs.append((b.device, lambda: back_dst.copy_(back_src, non_blocking=True)))
-        return jobs
+            pairs.append((pattern_bytes(nbytes, b.device, 2), torch.empty(nbytes, dtype=torch.uint8, device=a.device)))
+        return [(src.device, lambda s=src, d=dst: d.copy_(s, non_blocking=True)) for src, dst in pairs], pairs
 
-    jobs, base.skipped = try_allocate(make, f"peer buffers of {nbytes / 2**20:,.0f} MiB")
-    if jobs is None:
+    made, base.skipped = try_allocate(make, f"peer buffers of {nbytes / 2**20:,.0f} MiB")
+    if made is None:
         return base
+    jobs, pairs = made
     per_job, observed = time_streams(jobs, ctx.sweeps.warmup, ctx.sweeps.iters, during=ctx.clock_reader([a, b]))
     stats = summarize([max(times) for times in zip(*per_job)])
+    base.params["verified"] = verify(pairs)
     base.stats, base.bytes = stats, nbytes * len(jobs)
     base.rates = {"per_direction_bytes_per_s": nbytes / stats.median_s, "bytes_per_s": nbytes * len(jobs) / stats.median_s}
     base.primary_rate = "per_direction_bytes_per_s"

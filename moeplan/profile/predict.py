@@ -91,11 +91,14 @@ class Predictor:
         hbm = self.gpu.hbm_bytes_per_s
         return Prediction(time_s=2 * copy_bytes / hbm, spec_ceiling_per_s=hbm, basis=f"2 x bytes / HBM {hbm / 1e9:,.0f} GB/s ({self.gpu.name})")
 
-    def gemm(self, flops: int, traffic_bytes: int, measured_dram_bytes_per_s: float | None = None) -> Prediction:
-        """Roofline: max(FLOPs / bf16 peak, bytes / HBM); the achievable ceiling uses the measured HBM rate instead."""
+    def gemm(self, flops: int, traffic_bytes: int, measured_dram_bytes_per_s: float | None = None, fp8: bool = False) -> Prediction:
+        """Roofline: max(FLOPs / peak, bytes / HBM), the dense bf16 peak (fp8 for the fp8 paths); the achievable
+        ceiling uses the measured HBM rate instead."""
         if self.gpu is None:
             return self._none()
-        peak, hbm = self.gpu.bf16_flops_per_s, self.gpu.hbm_bytes_per_s
+        peak, hbm = (self.gpu.fp8_flops_per_s if fp8 else self.gpu.bf16_flops_per_s), self.gpu.hbm_bytes_per_s
+        if peak is None:
+            return self._none(f"the catalogue has no fp8 peak for {self.gpu.name}")
         time_s = max(flops / peak, traffic_bytes / hbm)
         bound = "compute" if flops / peak >= traffic_bytes / hbm else "memory"
         achievable = flops / max(flops / peak, traffic_bytes / measured_dram_bytes_per_s) if measured_dram_bytes_per_s else None

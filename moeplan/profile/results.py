@@ -118,6 +118,8 @@ class ModelShape(BaseModel):
     gated: bool
     ep: int
     """Expert-parallel degree: experts per GPU = num_experts / ep."""
+    shared_expert_units: int = 0
+    """Shared experts fused into the GEMMs as this many extra local experts of size I (0: none, or not a multiple of I)."""
 
 
 class ProfileReport(Document):

@@ -75,7 +75,10 @@ def model_shape(model: str, ep: int | None, world: int) -> ModelShape:
     ep = ep or world
     if spec.moe.num_experts % ep:
         raise SpecError(f"expert parallelism {ep} does not divide the {spec.moe.num_experts} experts of {spec.name}; pass --ep")
+    shared = spec.moe.num_shared_experts * (spec.moe.shared_intermediate_size or spec.moe.expert_intermediate_size)
+    units = shared // spec.moe.expert_intermediate_size if shared % spec.moe.expert_intermediate_size == 0 else 0
     return ModelShape(
+        shared_expert_units=units,
         model=spec.name,
         hidden_size=spec.hidden_size,
         expert_intermediate_size=spec.moe.expert_intermediate_size,
@@ -241,10 +244,10 @@ def _hbm(setup: Setup, recorder: Recorder) -> SectionResult:
     from moeplan.profile.hbm import hbm_points, measure_hbm
 
     ctx = setup.ctx
-    done = _points(recorder, ctx, "hbm", hbm_points(ctx), lambda target, size: measure_hbm(ctx, target, size))
+    done = _points(recorder, ctx, "hbm", hbm_points(ctx), lambda target, size, kind: measure_hbm(ctx, target, size, kind))
     largest: dict[str, Measurement] = {}
     for m in done:
-        if m.stats and (m.device not in largest or m.params["size_bytes"] > largest[m.device].params["size_bytes"]):
+        if m.stats and m.name == "copy" and (m.device not in largest or m.params["size_bytes"] > largest[m.device].params["size_bytes"]):
             largest[m.device] = m
     ctx.measured_dram_bytes_per_s = min((m.rates["dram_bytes_per_s"] for m in largest.values()), default=None)
     notes = ["host-memory copy (--device cpu)"] if ctx.device_type == "cpu" else []
@@ -252,7 +255,7 @@ def _hbm(setup: Setup, recorder: Recorder) -> SectionResult:
 
 
 def _gemm(setup: Setup, recorder: Recorder) -> SectionResult:
-    from moeplan.profile.gemm import KERNEL_PATHS, gemm_dims, gemm_points, grouped_mm_unavailable, make_weights, measure_gemm
+    from moeplan.profile.gemm import FP8_PATHS, KERNEL_PATHS, fp8_unavailable, gemm_dims, gemm_points, grouped_mm_unavailable, make_weights, measure_gemm
 
     ctx = setup.ctx
     target = ctx.targets[0]
@@ -266,6 +269,13 @@ def _gemm(setup: Setup, recorder: Recorder) -> SectionResult:
     if weights is None:
         return SectionResult(section="gemm", status="skipped", reason=reason)
     paths = list(KERNEL_PATHS)
+    no_fp8 = fp8_unavailable(target.device)
+    if no_fp8:
+        notes.append(f"fp8 paths not run: {no_fp8}")
+    else:
+        paths += list(FP8_PATHS)
+    if ctx.shape.shared_expert_units:
+        notes.append(f"shared experts fused as {ctx.shape.shared_expert_units} extra local expert(s) that every token reaches")
     unavailable = grouped_mm_unavailable(target.device)
     if unavailable:
         paths.remove("grouped_mm")

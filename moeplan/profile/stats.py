@@ -37,10 +37,10 @@ def alltoall_busbw(algbw_bytes_per_s: float, num_ranks: int) -> float:
 
 
 def sweep_tail(sizes_bytes: list[float]) -> list[int]:
-    """Indices of the tail of a size sweep the α–β fit uses: the larger half of the sizes (at least 3 points),
+    """Indices of the tail of a size sweep the α–β fit uses: the larger half of the sizes (at least 4 points),
     where launch overheads no longer dominate (nccl-tests quotes large-message busbw)."""
     order = sorted(range(len(sizes_bytes)), key=lambda i: sizes_bytes[i])
-    return sorted(order[min(len(order) // 2, max(0, len(order) - 3)) :])
+    return sorted(order[min(len(order) // 2, max(0, len(order) - 4)) :])
 
 
 class AlphaBetaFit(BaseModel):

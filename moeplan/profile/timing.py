@@ -2,8 +2,10 @@
 detection and a watchdog so no step can hang the run.
 
 CUDA: warm-up calls, then every sample is bracketed by events recorded on the current stream; one
-synchronize at the end (the triton/SGLang pattern). CPU: each sample is perf_counter around one
-synchronous call.
+synchronize at the end (the triton/SGLang pattern). With ``graph=True`` the call is captured once in a CUDA
+graph (after eager warm-up on a side stream) and each sample is one replay (vLLM benchmark_moe, triton
+do_bench_cudagraph), so launch overhead stays out; if capture fails the eager timing is used and ``note``
+says why. CPU: each sample is perf_counter around one synchronous call.
 """
 
 import functools
@@ -25,6 +27,8 @@ class Timed:
     samples_s: list[float]
     during: Any = None
     """What the ``during`` callback returned (e.g. NVML clocks read while the GPU was busy)."""
+    note: str | None = None
+    """How the samples were taken when it differs from what was asked (graph capture failed)."""
 
 
 def time_samples(
@@ -34,6 +38,7 @@ def time_samples(
     iters: int,
     before: Callable[[], object] | None = None,
     during: Callable[[], object] | None = None,
+    graph: bool = False,
 ) -> Timed:
     """Time ``iters`` calls of ``fn`` after ``warmup`` untimed ones; ``before`` runs untimed ahead of each sample.
 
@@ -53,6 +58,9 @@ def time_samples(
             fn()
             samples.append(time.perf_counter() - start)
         return Timed(samples, during() if during else None)
+    note = None
+    if graph:
+        fn, note = _captured(fn, device)
     with torch.cuda.device(device):
         torch.cuda.synchronize()
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
@@ -64,7 +72,30 @@ def time_samples(
             end.record()
         observed = during() if during else None
         torch.cuda.synchronize()
-    return Timed([start.elapsed_time(end) / 1e3 for start, end in events], observed)
+    return Timed([start.elapsed_time(end) / 1e3 for start, end in events], observed, note)
+
+
+def _captured(fn: Callable[[], object], device) -> tuple[Callable[[], object], str | None]:
+    """(graph.replay, None) for ``fn`` captured in a CUDA graph, else (fn, why not) when capture fails."""
+    import torch
+
+    with torch.cuda.device(device):
+        side = torch.cuda.Stream(device=device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # capture needs eager calls first, off the default stream
+            for _ in range(2):
+                fn()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                fn()
+        except RuntimeError as error:
+            if is_sticky_cuda_error(error):
+                raise
+            torch.cuda.synchronize(device)
+            return fn, f"timed eagerly: CUDA graph capture failed ({first_line(error)})"
+    return graph.replay, None
 
 
 @functools.cache
