@@ -207,6 +207,9 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     if copies != SAMPLER_LOGIT_COPIES:
         notes.append(f"vLLM {'.'.join(map(str, inputs.version.version))}: before v0.17 the sampler warm-up held about "
                      f"{copies} fp32 logit copies (today {SAMPLER_LOGIT_COPIES})")
+    if concurrency > seqs:
+        notes.append(f"the KV cache holds {concurrency:,.1f} requests of max_model_len, the scheduler runs at most "
+                     f"--max-num-seqs {seqs:,} at once")
     if cmd.speculative:
         notes.append("speculative decoding's draft weights and cache are not counted")
     if spec.attention.kind == "mla" and layout.tp > 1:
