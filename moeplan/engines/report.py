@@ -139,8 +139,7 @@ def engine_deployment(command: EngineCommand, resolved: ResolvedSpec, base: Depl
     values = base.model_dump(exclude_unset=True)
     values.setdefault("context", max_model_len)
     values.update(fields)
-    if "allow_long_context" in Deployment.model_fields:
-        values["allow_long_context"] = True  # the engine's own length check decides: its start-up fails (exit 1)
+    values["allow_long_context"] = True  # the engine's own length check decides: its start-up fails (exit 1)
     try:
         return Deployment(**values), max_model_len
     except ValidationError as error:
