@@ -22,12 +22,15 @@ MAX_LAYERS = 4096
 """Most decoder layers (and entries of a per-layer list) a spec may have: the deepest released models have ~130."""
 MAX_TOKENS = 2**27
 """Most positions, windows and chunks, in tokens (134M; the longest released context is Llama-4 Scout's 10M)."""
+MAX_EXPERTS = 2**16
+"""Most routed experts per layer (65,536; the most released is 512)."""
 MAX_SIZE = 2**24
 """Most of any other count or width (hidden, vocabulary, experts, heads, ranks): 16.7M, far above any model."""
 SIZE_LIMITS = {"num_layers": MAX_LAYERS, "layer_period": MAX_LAYERS, "first_dense_layers": MAX_LAYERS, "layer_offset": MAX_LAYERS,
                "mtp_layers": MAX_LAYERS, "attention_period": MAX_LAYERS, "attention_offset": MAX_LAYERS,
                "moe_layers": MAX_LAYERS - 1, "dense_layers": MAX_LAYERS - 1, "shared_layers": MAX_LAYERS - 1,
-               "max_position_embeddings": MAX_TOKENS, "sliding_window": MAX_TOKENS, "chunk_size": MAX_TOKENS}
+               "max_position_embeddings": MAX_TOKENS, "sliding_window": MAX_TOKENS, "chunk_size": MAX_TOKENS,
+               "num_experts": MAX_EXPERTS}
 """Upper bounds by field name (every other integer field: MAX_SIZE). Bounds keep the per-layer loops and the
 tool's time and memory small whatever a file says."""
 
@@ -287,6 +290,9 @@ class LinearAttentionSpec(_Spec):
     """Value head dimension; defaults to head_dim."""
     conv_kernel: PositiveInt = 4
     """Width of the short causal convolution (gated_deltanet, kda)."""
+    full_rank_gates: bool = False
+    """kda: forget and output gates projected at full rank (H → heads·d each; Ling-2.5) instead of through a
+    rank-head_dim bottleneck (Kimi Linear)."""
 
     @property
     def key_heads(self) -> int:

@@ -48,6 +48,11 @@ def _smallest_k(keys: np.ndarray, top_k: int) -> np.ndarray:
         keys[rows, picked[:, j]] = np.inf
     return picked
 
+MAX_SIMULATED_DRAWS = 2**28
+"""Most tokens × experts one routing simulation draws (a few seconds, its arrays well under 1 GB)."""
+MAX_SIMULATED_RANKS = 4096
+"""Most expert-parallel ranks in a simulated all-to-all (its rank × rank matrices stay under 150 MB)."""
+
 
 def simulate_routing(
     num_tokens: int,
@@ -66,6 +71,10 @@ def simulate_routing(
     experts among those groups. Uniform routing gives uniform M-subsets and uniform k-subsets within them.
     """
     import numpy as np
+    if num_tokens * num_experts > MAX_SIMULATED_DRAWS:
+        raise SpecError(f"a routing simulation of {num_tokens:,} tokens over {num_experts:,} experts is too large "
+                        f"(at most {MAX_SIMULATED_DRAWS:,} token-expert draws): lower --tokens-per-rank, --batch or the "
+                        "expert-parallel size, or use --routing uniform")
     rng = np.random.default_rng(seed)
     popularity = expert_popularity(num_experts, distribution, rng)
     inverse = (1 / popularity).astype(np.float32)
@@ -332,6 +341,9 @@ def simulate_rank_traffic(
     steps: int = 1,
 ) -> RankTraffic:
     """simulated_rank_traffic over `steps` freshly simulated steps of N·T tokens."""
+    if ep_size > MAX_SIMULATED_RANKS:
+        raise SpecError(f"a simulated all-to-all over {ep_size:,} expert-parallel ranks is too large (at most "
+                        f"{MAX_SIMULATED_RANKS:,}); use --routing uniform")
     assignments = simulate_routing(steps * ep_size * tokens_per_rank, num_experts, top_k, distribution, seed, groups)
     where = f"{distribution}{f', {groups[1]} of {groups[0]} groups' if groups else ''}, seed {seed}"
     return simulated_rank_traffic(assignments, num_experts, ep_size, tokens_per_rank, hidden, mode, dispatch_dtype, gpus_per_node, where)
