@@ -28,13 +28,21 @@ QWEN25_7B = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidd
              "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
              "max_position_embeddings": 32768, "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
 """Qwen/Qwen2.5-7B-Instruct config.json (the fields moeplan reads)."""
+LLAMA2_7B = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 11008,
+             "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000,
+             "max_position_embeddings": 4096, "tie_word_embeddings": False, "torch_dtype": "float16"}
+"""meta-llama/Llama-2-7b-hf config.json (the fields moeplan reads)."""
+CONFIGS = {"qwen25": QWEN25_7B, "llama2": LLAMA2_7B}
+"""Placeholders of the commands → configs written to a temporary directory."""
+TRT_1400 = ("NVIDIA/TensorRT-LLM#1400 (v0.8 C++ runtime, A100 80GB, SmoothQuant int8 engine, default fraction 0.9: "
+            "Allocate 69524783104 bytes for k/v cache, 132608 tokens)")
 
 
 @dataclass
 class Case:
     model: str
     command: str
-    """The launch command; {qwen25} stands for a directory holding QWEN25_7B."""
+    """The launch command; {qwen25}, {llama2} stand for directories holding those configs (CONFIGS)."""
     figure: str
     """weights, kv_pool, kv_tokens, activation, or starts."""
     published: float | bool
@@ -42,6 +50,8 @@ class Case:
     source: str
     engine: str = "vllm==0.19"
     gpu: str = "h100-sxm"
+    flags: dict | None = None
+    """moeplan's own flags for the check (a format the command leaves to the checkpoint)."""
     miss: str = ""
     """Why the figure misses its target, where it does (shown, and exempt from tests/test_engines_published.py)."""
 
@@ -111,13 +121,18 @@ CASES = [
     Case("DeepSeek-R1 (MoE, MLA)", "llama-server -m deepseek-ai/DeepSeek-V3 -c 32768 -ctk q8_0", "kv_pool", 1166.62 / 1024,
          "ikawrakow/ik_llama.cpp#259 (llama.cpp fork, -mla 2: KV self size = 1166.62 MiB, c^KV (q8_0), 32768 cells)",
          engine="llamacpp"),
+    Case("Llama-2-7B int8 (SmoothQuant)", "trtllm-serve {llama2} --max_num_tokens 4096 --max_batch_size 1 --max_seq_len 5120",
+         "kv_pool", 69524783104 / 2**30, TRT_1400, engine="trtllm", gpu="a100-80gb", flags={"dtype": "int8", "kv_dtype": "fp16"}),
+    Case("Llama-2-7B int8 (SmoothQuant)", "trtllm-serve {llama2} --max_num_tokens 4096 --max_batch_size 1 --max_seq_len 5120",
+         "kv_tokens", 132608, TRT_1400, engine="trtllm", gpu="a100-80gb", flags={"dtype": "int8", "kv_dtype": "fp16"}),
     Case("Qwen3-30B-A3B (MoE)", "sglang serve --model-path Qwen/Qwen3-30B-A3B --max-total-tokens 122420", "k_size", 5.60,
          "kvcache-ai/ktransformers#1971 (SGLang: #tokens: 122420, K size: 5.60 GB)", engine="sglang"),
 ]
 
 
-def predicted(case: Case, qwen_dir: str) -> float | bool:
-    report = check_engine_command(case.command.format(qwen25=qwen_dir), Deployment(gpu=case.gpu), EngineVersion.parse(case.engine))
+def predicted(case: Case, directories: dict[str, str]) -> float | bool:
+    deployment = Deployment(gpu=case.gpu, **(case.flags or {}))
+    report = check_engine_command(case.command.format(**directories), deployment, EngineVersion.parse(case.engine))
     s = report.startup
     budget = {line.name: line.bytes for line in s.budget}
     return {
@@ -135,11 +150,15 @@ TARGETS = {"weights": 0.01, "kv_pool": 0.03, "kv_tokens": 0.05, "k_size": 0.03, 
 
 
 def rows() -> list[dict]:
-    with tempfile.TemporaryDirectory() as qwen_dir:
-        (Path(qwen_dir) / "config.json").write_text(json.dumps(QWEN25_7B))
+    with tempfile.TemporaryDirectory() as root:
+        directories = {}
+        for name, config in CONFIGS.items():
+            (Path(root) / name).mkdir()
+            (Path(root) / name / "config.json").write_text(json.dumps(config))
+            directories[name] = str(Path(root) / name)
         out = []
         for case in CASES:
-            value = predicted(case, qwen_dir)
+            value = predicted(case, directories)
             if isinstance(case.published, bool):
                 shown = ("starts" if case.published else "fails", "starts" if value else "fails", "right" if value == case.published else "WRONG")
             else:
