@@ -35,7 +35,11 @@ VARIANTS = [
 """Class defaults with the keys that switch a family's other variant."""
 
 
-@pytest.mark.parametrize("model_type, changes", [(t, {}) for t in sorted(READERS)] + VARIANTS)
+TEXT_DECODERS = {"qwen3_vl_moe_text": "qwen3_vl_moe", "glm4v_moe_text": "glm4v_moe"}
+"""Text decoders of multimodal models → their container, which transformers builds (ForConditionalGeneration)."""
+
+
+@pytest.mark.parametrize("model_type, changes", [(t, {}) for t in sorted(READERS.keys() - TEXT_DECODERS.keys())] + VARIANTS)
 def test_class_defaults_count_exactly(model_type: str, changes: dict):
     config = AutoConfig.for_model(model_type, **COMPLETIONS.get(model_type, {}), **changes).to_dict()
     model = _instantiate(config)
@@ -82,3 +86,26 @@ def test_mimo_v2_flash_hub_config_counts_exactly():
     assert summary.bytes_per_token_beyond_windows == 9 * 4 * (192 + 128) * 2
     assert summary.capped_layers == {129: 39}
     assert summary.kv_cache_bytes_per_token == 9 * 4 * 320 * 2 + 39 * 8 * 320 * 2
+
+
+@pytest.mark.parametrize("container", sorted(TEXT_DECODERS.values()))
+def test_text_decoder_of_a_multimodal_model_counts_exactly(container: str):
+    """The container's config (vision tower and all) reads as its text decoder: the language model and lm_head of
+    what transformers builds, nothing of the vision tower. The container's tie_word_embeddings applies."""
+    import torch
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    from test_transformers_crosscheck import _component
+
+    # GLM-4.5V's text defaults leave head_dim out (transformers then floors 4096 / 96); its released config sets 128
+    config = AutoConfig.for_model(container, **({"text_config": {"head_dim": 128}} if container == "glm4v_moe" else {}))
+    with torch.device("meta"):
+        model = getattr(transformers, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES[container])._from_config(config)
+    text = {}
+    for name, parameter in model.named_parameters():
+        if name.startswith(("model.language_model.", "lm_head.")):
+            component = _component(name.replace("model.language_model.", "model."))
+            text[component] = text.get(component, 0) + parameter.numel()
+    counts = count_params(spec_from_hf_config(config.to_dict()))
+    assert {name: value for name, value in counts.by_component.items() if value} == text

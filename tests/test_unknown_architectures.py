@@ -14,7 +14,8 @@ from moeplan.spec.checkpoint import CheckpointSummary, DtypeTotal
 from moeplan.spec.hf import spec_from_hf_config
 from moeplan.spec.readers.unknown import unplaced_keys
 
-LLAMA = json.loads((Path(__file__).parent / "data" / "hf-configs" / "llama.json").read_text())
+LLAMA = json.loads((Path(__file__).parent / "data" / "hf-configs" / "llama.json").read_text()) | {"max_position_embeddings": 32768}
+"""The synthetic Llama config, trained (it says) for a context longer than estimate's default one."""
 LLAMA_TOTAL = 1153 * 100 * 2 + 3 * (100 * (100 + 2 * 50) + 100 * 100 + (100 + 2 * 50) + 100 + 3 * 100 * 172 + 2 * 172 + 100 + 2 * 100) + 100
 """tests/data/hf-configs/llama.json by hand: embedding and lm_head, then per layer q/k/v/o with biases (5 KV heads
 of 10), gated MLP with biases and two norms, then the final norm."""
@@ -90,7 +91,7 @@ def test_known_models_have_no_warnings(cli):
 
 
 def _write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
-    """A safetensors header (no tensor data: moeplan reads headers only)."""
+    """A safetensors file whose tensor data is zeros (a sparse file: moeplan reads headers and checks the size)."""
     header, offset = {}, 0
     for name, (dtype, shape) in tensors.items():
         size = {"BF16": 2, "F32": 4, "U8": 1}[dtype]
@@ -100,7 +101,9 @@ def _write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) ->
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size * count]}
         offset += size * count
     raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    with path.open("wb") as handle:
+        handle.write(struct.pack("<Q", len(raw)) + raw)
+        handle.truncate(8 + len(raw) + offset)
 
 
 def _model_dir(tmp_path: Path, config: dict, stored: int, dtype: str = "BF16") -> Path:

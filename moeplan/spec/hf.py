@@ -393,8 +393,9 @@ def spec_from_hf_config(config: Config, name: str = "custom", source: str = "con
     """Build a ModelSpec from a Hugging Face config dict (multimodal configs: their text part)."""
     if not isinstance(config, dict):
         raise SpecError(f"{source}: a config must be a JSON object, not {type(config).__name__}")
-    if isinstance(config.get("text_config"), dict):
-        config = {**config["text_config"], "model_type": config["text_config"].get("model_type", config.get("model_type"))}
+    if isinstance(config.get("text_config"), dict):  # the container's own tying and quantization apply to its text model
+        outer = {key: config[key] for key in ("tie_word_embeddings", "quantization_config") if key in config}
+        config = {**config["text_config"], **outer, "model_type": config["text_config"].get("model_type", config.get("model_type"))}
     model_type = config.get("model_type")
     if not isinstance(model_type, str | None):
         raise SpecError(f"{source}: model_type must be a string, not {model_type!r}")

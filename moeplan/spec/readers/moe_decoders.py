@@ -1,6 +1,7 @@
 """Readers of MoE decoders whose layers are a softmax attention and a (shared-expert) MoE block: Ernie-4.5-MoE,
 dots.llm1, Hunyuan-A13B, MiniMax-M2, FlexOlmo, EXAONE-MoE, GLM-4.7-Flash (glm4_moe_lite), Sarvam-MoE and
-Sarvam-MLA, Solar-Open, Mellum, Aria (text), HY-V3, Flint and Granite-MoE-SWA.
+Sarvam-MLA, Solar-Open, Mellum, Aria (text), HY-V3, Flint, Granite-MoE-SWA, Cohere2-MoE, AFMoE, Kolibri-1,
+Beam, Laguna, MiMo-V2-Flash, and the text decoders of Qwen3-VL-MoE and GLM-4.5V.
 
 Each maps its family's key names onto the spec as transformers 5 builds the model (the modeling file of
 the same name): where transformers ignores a key (Hunyuan's moe_intermediate_size, MiniMax-M2's MTP and
@@ -8,7 +9,7 @@ shared-expert keys), so does the reader, since the count is what transformers in
 """
 
 from moeplan.errors import SpecError
-from moeplan.spec.hf import _base, _deepseek, _glm4_moe, _gqa_attention, _granitemoe, _Keys, _shortest_cycle
+from moeplan.spec.hf import _base, _deepseek, _glm4_moe, _gqa_attention, _granitemoe, _Keys, _qwen_moe, _shortest_cycle
 
 _KINDS = {"full_attention": "full", "sliding_attention": "sliding"}
 
@@ -387,6 +388,14 @@ def mimo_v2_flash(k: _Keys) -> dict:
     return _base(k, attention=attention, moe=moe)
 
 
+def qwen3_vl_moe_text(k: _Keys) -> dict:
+    """Qwen3-VL-MoE's text decoder: Qwen3-MoE's layers (read through a Qwen3-MoE view of the config)."""
+    inner = _Keys({**k.config, "model_type": "qwen3_moe"}, k.where)
+    fields = _qwen_moe(inner)
+    k.used += inner.used
+    return fields
+
+
 READERS = {
     "ernie4_5_moe": ernie4_5_moe,
     "dots1": dots1,
@@ -409,6 +418,8 @@ READERS = {
     "beam": beam,
     "laguna": laguna,
     "mimo_v2_flash": mimo_v2_flash,
+    "qwen3_vl_moe_text": qwen3_vl_moe_text,
+    "glm4v_moe_text": _glm4_moe,
 }
 """model_type → reader."""
 
@@ -449,5 +460,8 @@ TRANSFORMERS_DEFAULTS = {
                "num_key_value_heads": 8, "shared_expert_intermediate_size": 512},
     "mimo_v2_flash": {"head_dim": 192, "moe_intermediate_size": 2048, "num_experts_per_tok": 8, "num_key_value_heads": 4,
                       "sliding_window": 129, "v_head_dim": 128},
+    "qwen3_vl_moe_text": {"moe_intermediate_size": 1408, "num_experts_per_tok": 4, "num_key_value_heads": 16},
+    "glm4v_moe_text": {"attention_bias": True, "first_k_dense_replace": 1, "moe_intermediate_size": 1408, "n_shared_experts": 1,
+                       "num_experts_per_tok": 8, "num_key_value_heads": 8},
 }
 """transformers 5.24's config-class defaults for the keys these readers read (see hf.TRANSFORMERS_DEFAULTS)."""

@@ -39,7 +39,6 @@ REFUSED: dict[str, str] = {
     "diffusion_gemma_text": f"{_MULTIMODAL_TEXT} (a diffusion decoder, not autoregressive)",
     "dots3_note_text": _MULTIMODAL_TEXT,
     "ernie4_5_vl_moe_text": _MULTIMODAL_TEXT,
-    "glm4v_moe_text": _MULTIMODAL_TEXT,
     "glm5_next_text": _MULTIMODAL_TEXT,
     "hy_v4_vl_text": _MULTIMODAL_TEXT,
     "inkling_text": _MULTIMODAL_TEXT,
@@ -49,7 +48,6 @@ REFUSED: dict[str, str] = {
     "mistral_large4_text": _MULTIMODAL_TEXT,
     "muse_spark_text": _MULTIMODAL_TEXT,
     "qwen3_omni_moe_text": _MULTIMODAL_TEXT,
-    "qwen3_vl_moe_text": _MULTIMODAL_TEXT,
     "qwen4_exp_text": _MULTIMODAL_TEXT,
     "unlimited_ocr_text": _MULTIMODAL_TEXT,
 }
