@@ -8,6 +8,7 @@ import typer
 from moeplan.cli.options import JsonOpt, deployment_command
 from moeplan.report.console import console, print_json
 from moeplan.errors import SpecError
+from moeplan.inputs import check_output
 from moeplan.spec.deployment import Deployment
 
 EPILOG = "Exit codes: 0 every assertion holds; 1 an assertion fails (or, in the quick form, it does not fit); 2 bad input."
@@ -52,6 +53,8 @@ def check(
 
         raise typer.Exit(check_engine(target, deployment, engine, assert_, json_, markdown or bool(junit or calibration)))
     target = target[0]
+    if junit is not None:  # before any work, and never over the plan or calibration it reads
+        check_output(junit, "--junit", [Path(target), calibration])
     if _is_plan_file(target):
         if deployment.model_fields_set:
             given = ", ".join(f"--{f.replace('_', '-')}" for f in sorted(deployment.model_fields_set))
