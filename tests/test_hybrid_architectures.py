@@ -19,8 +19,11 @@ from moeplan.errors import SpecError
 from moeplan.spec.hf import spec_from_hf_config
 
 CONFIGS = Path(__file__).parent / "data" / "hf-configs"
-HYBRID_TYPES = ["qwen3_next", "qwen3_5_moe_text", "kimi_linear", "minimax", "nemotron_h", "granitemoehybrid",
-                "lfm2_moe", "deepseek_v32", "glm_moe_dsa"]
+HYBRID_TYPES = ["qwen3_next", "qwen3_5_moe_text", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h",
+                "granitemoehybrid", "lfm2_moe", "deepseek_v32", "glm_moe_dsa"]
+STEMS = ["qwen3_next", "qwen3_5_moe", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h", "granitemoehybrid",
+         "lfm2_moe", "deepseek_v32", "glm_moe_dsa"]
+"""The synthetic configs in tests/data/hf-configs (make_hybrid_configs.py)."""
 LFM2_LAYER_TYPES = ["conv", "conv", "full_attention"] * 10 + ["conv", "full_attention"]
 """lfm2_moe's class has no default layer_types (transformers cannot build it without one)."""
 
@@ -90,8 +93,7 @@ def test_nemotron_h_state_by_hand():
     assert spec.moe_layer_count == 1 and [spec.has_mlp(i) for i in range(4)] == [False, True, False, True]
 
 
-@pytest.mark.parametrize("stem", ["qwen3_next", "qwen3_5_moe", "kimi_linear", "minimax", "nemotron_h",
-                                  "granitemoehybrid", "lfm2_moe", "deepseek_v32", "glm_moe_dsa"])
+@pytest.mark.parametrize("stem", STEMS)
 def test_cache_matches_transformers_tensors(stem: str):
     """A forward pass of the small synthetic model in bf16: the bytes of its cache tensors (K, V, indexer keys;
     conv and recurrent states; MiniMax's lightning state) equal moeplan's prediction, dtypes included."""
@@ -172,27 +174,27 @@ def test_presets_through_the_cli(cli):
     assert "indexer 64 heads × 128, top-2048" in cli("estimate", "deepseek-v3.2").stdout
 
 
-@pytest.mark.parametrize("stem", ["nemotron_h", "granitemoehybrid", "kimi_linear", "minimax", "lfm2_moe", "glm_moe_dsa"])
+@pytest.mark.parametrize("stem", ["nemotron_h", "granitemoehybrid", "kimi_linear", "bailing_hybrid", "minimax", "lfm2_moe",
+                                  "glm_moe_dsa"])
 def test_configs_through_the_cli(cli, stem: str):
     """Each hybrid config file estimates (inference with TP, training) and plans, with transformers' count."""
     path = CONFIGS / f"{stem}.json"
     total = count_params(spec_from_hf_config(json.loads(path.read_text()))).total
     for args in ((), ("--tp", "2"), ("--mode", "training")):
-        result = cli("estimate", path, "--gpu", "H100", "--json", *args)
+        result = cli("estimate", path, "--gpu", "H100", "--context", "1024", "--json", *args)
         assert result.exit_code in (0, 1, 2), result.stderr
         if result.exit_code != 2:  # 2: a TP size the model's heads do not divide (named in the message)
             assert result.json()["params"]["total"] == total
         else:
             assert "must divide" in result.stderr
-    assert cli("plan", path, "--gpu", "H100", "--json").exit_code in (0, 1)
+    assert cli("plan", path, "--gpu", "H100", "--context", "1024", "--json").exit_code in (0, 1)
 
 
-@pytest.mark.parametrize("stem", ["qwen3_next", "qwen3_5_moe", "kimi_linear", "minimax", "nemotron_h",
-                                  "granitemoehybrid", "lfm2_moe", "deepseek_v32", "glm_moe_dsa"])
+@pytest.mark.parametrize("stem", STEMS)
 def test_tp_parts_add_up_to_parameter_counts(stem: str):
     """The TP/EP parts of every layer (mixers split by heads, their small norms and the indexer replicated) sum to
     the parameter counts (tests/test_memory.py sums the ranks of the presets' layouts)."""
-    from moeplan.layout.shard import model_parts
+    from moeplan.accounting.shard import model_parts
 
     spec = spec_from_hf_config(json.loads((CONFIGS / f"{stem}.json").read_text()))
     totals: dict[str, int] = {}

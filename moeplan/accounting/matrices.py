@@ -69,6 +69,7 @@ def attention_matrices(attn: AttentionSpec, hidden: int, head_dim: int, layer_ty
             m("kv_a_proj_with_mqa", attn.kv_lora_rank + attn.qk_rope_head_dim, hidden),
             m("kv_b_proj", a * (attn.qk_nope_head_dim + attn.v_head_dim), attn.kv_lora_rank),
             m("o_proj", hidden, a * attn.v_head_dim),
+            *([m("g_proj", output_gate_width(attn, attn.v_head_dim), hidden)] if attn.output_gate else []),
         ]
     kv_heads, v_head_dim = attn.layer_kv_heads(layer_type), attn.v_head_dim or head_dim
     return [
@@ -133,11 +134,10 @@ def linear_attention_matrices(linear: LinearAttentionSpec, hidden: int) -> list[
         return [m("in_proj_qkvz", 2 * key + 2 * value, hidden), m("in_proj_ba", 2 * heads, hidden), m("out_proj", hidden, value)]
     width = heads * d
     if linear.kind == "kda":
-        return [
-            *(m(name, width, hidden) for name in ("q_proj", "k_proj", "v_proj")),
-            m("f_a_proj", d, hidden), m("f_b_proj", width, d), m("b_proj", heads, hidden),
-            m("g_a_proj", d, hidden), m("g_b_proj", width, d), m("o_proj", hidden, width),
-        ]
+        gates = ([m("f_proj", width, hidden), m("g_proj", width, hidden)] if linear.full_rank_gates else
+                 [m("f_a_proj", d, hidden), m("f_b_proj", width, d), m("g_a_proj", d, hidden), m("g_b_proj", width, d)])
+        qkv = [m(name, width, hidden) for name in ("q_proj", "k_proj", "v_proj")]
+        return [*qkv, *gates, m("b_proj", heads, hidden), m("o_proj", hidden, width)]
     return [m("qkv_proj", 3 * width, hidden), m("output_gate", width, hidden), m("out_proj", hidden, width)]
 
 

@@ -1,6 +1,7 @@
 """Readers of hybrid MoE decoders, whose layers mix softmax attention with linear attention, Mamba-2 or short
 convolutions: Qwen3-Next and Qwen3.5-MoE (gated DeltaNet), Kimi Linear (Kimi delta attention beside MLA),
-MiniMax-Text-01 (lightning attention), Nemotron-H and Granite-4.0-H (Mamba-2), LFM2-MoE (short convolutions).
+MiniMax-Text-01 (lightning attention), Nemotron-H and Granite-4.0-H (Mamba-2), LFM2-MoE (short convolutions),
+Ling-2.5 (bailing_hybrid: KDA with full-rank gates beside gated MLA).
 
 Each maps its config's per-layer type list onto ModelSpec.mixer_pattern (its shortest cycle, so a layer-count
 override keeps the pattern). A key a config leaves out reads as transformers 5.24's config class sets it
@@ -114,17 +115,7 @@ def _kimi_linear(k: _Keys) -> dict:
     if mlp_types is None:
         dense = k("first_k_dense_replace", default=1)
         mlp_types = ["dense" if i < dense else "sparse" for i in range(layers)]
-    attention = {
-        "kind": "mla",
-        "num_heads": k("num_attention_heads"),
-        "q_lora_rank": k("q_lora_rank", default=None),
-        "kv_lora_rank": k("kv_lora_rank"),
-        "qk_nope_head_dim": k("qk_nope_head_dim"),
-        "qk_rope_head_dim": k("qk_rope_head_dim"),
-        "v_head_dim": k("v_head_dim"),
-        "qkv_bias": bool(k("attention_bias", default=False)),
-        "o_bias": bool(k("attention_bias", default=False)),
-    }
+    attention = _mla(k)
     moe = {
         "num_experts": k("num_experts", "num_local_experts"),
         "top_k": k("num_experts_per_token", "num_experts_per_tok"),
@@ -142,6 +133,62 @@ def _kimi_linear(k: _Keys) -> dict:
     return _base(
         k,
         attention=attention,
+        moe=moe,
+        mixer_pattern=_mixers(k, types, "linear_attention"),
+        linear_attention=kda,
+        max_position_embeddings=k("model_max_length", "max_position_embeddings", default=None),
+    )
+
+
+def _mla(k: _Keys, **extra) -> dict:
+    """MLA attention as Kimi Linear and Ling-2.5 configure it (q_lora_rank null: a full query projection)."""
+    return {
+        "kind": "mla",
+        "num_heads": k("num_attention_heads"),
+        "q_lora_rank": k("q_lora_rank", default=None),
+        "kv_lora_rank": k("kv_lora_rank"),
+        "qk_nope_head_dim": k("qk_nope_head_dim"),
+        "qk_rope_head_dim": k("qk_rope_head_dim"),
+        "v_head_dim": k("v_head_dim"),
+        "qkv_bias": bool(k("attention_bias", default=False)),
+        "o_bias": bool(k("attention_bias", default=False)),
+        **extra,
+    }
+
+
+def _bailing_hybrid(k: _Keys) -> dict:
+    """Ling-2.5 (bailing_hybrid): KDA layers with full-rank forget and output gates, every layer_group_size-th layer
+    MLA with a per-head output gate; DeepSeek-style MoE (shared experts, first dense layers, correction-bias buffer).
+    As transformers does, the KDA heads are linear_num_heads of linear_head_dim (else num_attention_heads of
+    head_dim), the convolution linear_conv_kernel_dim (else short_conv_kernel_size) wide. The checkpoint's MTP layer (num_nextn_predict_layers) is not in transformers' model and is not counted."""
+    layers = k("num_hidden_layers")
+    group = k("layer_group_size", default=6)
+    types = k("layer_types", default=None) or ["full_attention" if (i + 1) % group == 0 else "linear_attention" for i in range(layers)]
+    mlp_types = k("mlp_layer_types", default=None)
+    if mlp_types is None:
+        dense = k("first_k_dense_replace", default=2)
+        mlp_types = ["dense" if i < dense else "sparse" for i in range(layers)]
+    _aliased_default(k, ("num_experts", "num_local_experts"), 512)
+    _aliased_default(k, ("num_experts_per_token", "num_experts_per_tok"), 8)
+    _aliased_default(k, ("num_shared_experts", "n_shared_experts"), 1)
+    moe = {
+        "num_experts": k("num_experts", "num_local_experts"),
+        "top_k": k("num_experts_per_token", "num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "num_shared_experts": k("num_shared_experts", "n_shared_experts"),
+        "router_correction_bias": True,
+        "moe_layers": [i for i, kind in enumerate(mlp_types) if kind == "sparse"],
+    }
+    kda = {
+        "kind": "kda",
+        "num_heads": k("linear_num_heads", "num_attention_heads"),
+        "head_dim": k("linear_head_dim", "head_dim"),
+        "conv_kernel": k("linear_conv_kernel_dim", "short_conv_kernel_size"),
+        "full_rank_gates": True,
+    }
+    return _base(
+        k,
+        attention=_mla(k, output_gate=True, output_gate_per_head=True),
         moe=moe,
         mixer_pattern=_mixers(k, types, "linear_attention"),
         linear_attention=kda,
@@ -310,6 +357,7 @@ READERS = {
     "nemotron_h": _nemotron_h,
     "granitemoehybrid": _granitemoehybrid,
     "lfm2_moe": _lfm2_moe,
+    "bailing_hybrid": _bailing_hybrid,
 }
 """model_type → reader, merged into moeplan.spec.hf.READERS."""
 
@@ -350,6 +398,11 @@ TRANSFORMERS_DEFAULTS = {
         "num_attention_heads": 32, "num_local_experts": 8, "num_experts_per_tok": 2, "shared_intermediate_size": 1024,
         "mamba_n_heads": 128, "mamba_n_groups": 1, "mamba_d_state": 256, "mamba_d_conv": 4,
         "mamba_expand": 2, "mamba_chunk_size": 256, "mamba_conv_bias": True, "mamba_proj_bias": False,
+    },
+    "bailing_hybrid": {
+        "vocab_size": 157184, "hidden_size": 2560, "intermediate_size": 6144, "moe_intermediate_size": 768,
+        "num_hidden_layers": 42, "num_attention_heads": 32, "kv_lora_rank": 512, "qk_rope_head_dim": 64,
+        "v_head_dim": 128, "qk_nope_head_dim": 128, "head_dim": 128, "short_conv_kernel_size": 4,
     },
     "lfm2_moe": {
         "vocab_size": 65536, "hidden_size": 2048, "intermediate_size": 7168, "moe_intermediate_size": 1792,

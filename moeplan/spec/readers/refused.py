@@ -6,7 +6,6 @@ installed transformers is in one of the two)."""
 _NOT_A_DECODER = "not a decoder-only language model"
 _ENCODER_DECODER = "an encoder-decoder (translation/T5-style) model; moeplan plans decoder-only models"
 _NO_READER = "an MoE decoder moeplan has no reader for yet, so it cannot count it exactly"
-_HYBRID = "a hybrid MoE decoder (linear-attention, state-space or sparse-attention-indexer layers) moeplan has no reader for yet"
 _MULTIMODAL_TEXT = "the text decoder of a multimodal model that moeplan has no reader for yet"
 
 REFUSED: dict[str, str] = {
@@ -19,8 +18,6 @@ REFUSED: dict[str, str] = {
     "dots3_note_vision_encoder": f"{_NOT_A_DECODER} (a vision encoder)",
     "qwen3_omni_moe_talker_text": f"{_NOT_A_DECODER} of text (Qwen3-Omni's speech talker)",
     "gemma4_assistant": "a speculative-decoding draft model attached to a Gemma-4 target, not a model to plan on its own",
-    # hybrid architectures (issue 17, part B)
-    "bailing_hybrid": _HYBRID,
     # MoE decoders without a reader yet
     "axk1": _NO_READER,
     "axk2": _NO_READER,

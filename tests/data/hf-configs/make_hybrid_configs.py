@@ -2,8 +2,8 @@
 convolutions, DSA indexers) used by tests/test_transformers_crosscheck.py, as make_configs.py does for the others:
 each is what the transformers config class writes (``to_json_file``), with reduced sizes that differ between
 fields, so a reader that confuses two of them cannot match transformers' count by accident. time_step_limit
-(no parameters) is set finite because JSON cannot hold the classes' default infinity; Kimi Linear's vocabulary
-holds its default pad_token_id (163839), which torch requires when the test leaves pad_token_id out.
+(no parameters) is set finite because JSON cannot hold the classes' default infinity; Kimi Linear's and Ling-2.5's
+vocabularies hold their default pad_token_id (163839, 156892), which torch requires when the test leaves it out.
 
 Run from anywhere: ``python tests/data/hf-configs/make_hybrid_configs.py`` (needs transformers).
 """
@@ -11,6 +11,7 @@ Run from anywhere: ``python tests/data/hf-configs/make_hybrid_configs.py`` (need
 from pathlib import Path
 
 from transformers import (
+    BailingHybridConfig,
     DeepseekV32Config,
     GlmMoeDsaConfig,
     GraniteMoeHybridConfig,
@@ -45,6 +46,13 @@ CONFIGS = {
         num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=20, q_lora_rank=None, qk_rope_head_dim=8,
         qk_nope_head_dim=12, v_head_dim=14, num_experts=8, num_experts_per_token=2, num_shared_experts=2,
         linear_head_dim=16, linear_num_heads=3, linear_conv_kernel_dim=3, first_k_dense_replace=2,
+    ),
+    "bailing_hybrid": BailingHybridConfig(
+        vocab_size=157201, hidden_size=80, intermediate_size=144, moe_intermediate_size=22, num_hidden_layers=5,
+        num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=18, q_lora_rank=None, qk_rope_head_dim=6,
+        qk_nope_head_dim=10, v_head_dim=12, head_dim=14, short_conv_kernel_size=3, layer_group_size=3,
+        num_experts=7, num_experts_per_token=2, num_shared_experts=2, first_k_dense_replace=1, num_expert_group=1,
+        topk_group=1,
     ),
     "minimax": MiniMaxConfig(
         vocab_size=1223, hidden_size=80, intermediate_size=52, num_hidden_layers=4, num_attention_heads=5,
