@@ -278,7 +278,8 @@ def test_estimate_imports_only_its_command():
             "from moeplan.cli.app import main\n"
             "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "loaded = [m for m in ('yaml', 'numpy', 'moeplan.cli.plan', 'moeplan.cli.check', 'moeplan.cli.profile',"
-            " 'moeplan.cli.gpus', 'moeplan.calibration', 'moeplan.plan.search', 'moeplan.report.curve', 'moeplan.report.sweep')"
+            " 'moeplan.cli.gpus', 'moeplan.calibration', 'moeplan.plan.search', 'moeplan.report.curve', 'moeplan.report.sweep',"
+            " 'moeplan.report.render_estimate', 'rich.table')"
             " if m in sys.modules]\n"
             "assert not loaded, loaded")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

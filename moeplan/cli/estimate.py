@@ -9,7 +9,6 @@ from moeplan.cli.figures import CurveOpt, PlotOpt, check_figures, show_figures
 from moeplan.cli.options import LAYOUT_FLAGS, JsonOpt, command_arguments, deployment_command, model_command
 from moeplan.report.console import print_json
 from moeplan.report.estimate import build_estimate
-from moeplan.report.render_estimate import render_estimate, render_verdict
 from moeplan.report.verdict import build_verdict
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.resolve import ResolvedSpec
@@ -51,13 +50,21 @@ def estimate(
         report.launch_command = estimate_launch_command(engine, report.layout, deployment, resolved.spec)
     if json_:
         print_json(verdict if brief else report)
-    elif brief:
-        render_verdict(report)
     else:
-        render_estimate(report)
-        if report.launch_command:
-            print(f"launch command: {report.launch_command}")
+        _render(report, brief)
     show_figures(report, plot, curve)
+
+
+def _render(report, brief: bool) -> None:
+    """The rich report, or only its verdict; rich's tables are imported here, not for --json."""
+    from moeplan.report.render_estimate import render_estimate, render_verdict
+
+    if brief:
+        render_verdict(report)
+        return
+    render_estimate(report)
+    if report.launch_command:
+        print(f"launch command: {report.launch_command}")
 
 
 def _calibration(path: Path | None, gpu: str):
