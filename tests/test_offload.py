@@ -114,3 +114,14 @@ def test_rendered_report_shows_the_offload(cli):
     rate = est(cli, "--offload-experts")["throughput"]["decode_tokens_per_s"]
     text = cli("estimate", MODEL, "--gpu", GPU, "--offload-experts").stdout
     assert "offload" in text and f"{rate:,.1f}" in text
+
+
+def test_fewest_n_cpu_moe_that_fits_vram(cli):
+    suggested = est(cli, "--n-cpu-moe", "1")["throughput"]["offload"]["fewest_n_cpu_moe"]
+    assert suggested == 32
+    assert est(cli, "--n-cpu-moe", str(suggested))["memory"]["fits"] is True
+    assert est(cli, "--n-cpu-moe", str(suggested - 1))["memory"]["fits"] is False
+    assert "VRAM holds the GPU share from --n-cpu-moe 32" in cli("estimate", MODEL, "--gpu", GPU, "--n-cpu-moe", "1").stdout
+    # a model whose non-expert weights alone exceed the card: no --n-cpu-moe helps
+    big = cli("estimate", "llama-4-maverick", "--gpu", GPU, "--offload-experts", "--json").json()["throughput"]["offload"]
+    assert big["fits_in_vram"] is False and big["fewest_n_cpu_moe"] is None

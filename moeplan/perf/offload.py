@@ -82,6 +82,9 @@ class OffloadEstimate(BaseModel):
     time_per_output_token_s: float
     decode_tokens_per_s: float
     """batch / (gpu_time_s + cpu_time_s): the headline decode rate with offload."""
+    fewest_n_cpu_moe: int | None = None
+    """When VRAM does not hold the GPU share: the smallest --n-cpu-moe that makes it fit with the other flags kept
+    (None: none does, or it fits)."""
     assumptions: list[str]
 
 
@@ -207,6 +210,23 @@ def plan_placement(spec: ModelSpec, d: Deployment, layout: Layout, weights: Weig
     return Placement(gpu=gpu, host=host, gpu_layers=gpu_layers, rules=rules)
 
 
+def fewest_n_cpu_moe(spec: ModelSpec, d: Deployment, layout: Layout, weights: WeightMemory, stored: list | None,
+                     fits) -> int | None:
+    """The smallest --n-cpu-moe N, the deployment's other flags kept, whose GPU share ``fits(bytes by component)``;
+    None when not even every layer's experts on the CPU fit. Bisection: more layers on the CPU never need more VRAM."""
+    def fits_with(n: int) -> bool:
+        update = {"n_cpu_moe": max(n, d.n_cpu_moe or 0)}
+        return fits(plan_placement(spec, d.model_copy(update=update), layout, weights, stored).gpu_by_component_bytes)
+
+    low, high = d.n_cpu_moe or 0, spec.num_layers
+    if not fits_with(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits_with(middle) else (middle + 1, high)
+    return low
+
+
 def _read_bytes(tensors: list[Tensor], touched: float) -> float:
     """Bytes one decode step reads of these tensors: all but the embedding (a lookup), routed experts at the share touched."""
     return sum(t.bytes * (touched if t.component == "routed_experts" else 1.0) for t in tensors if t.component != "embedding")
@@ -248,6 +268,8 @@ def with_offload(memory: MemoryReport, speed, estimate: OffloadEstimate):
     fits = memory.fits and estimate.fits_in_host_memory
     reason = [] if estimate.fits_in_host_memory else [
         f"host RAM: {estimate.host_bytes / GiB:,.1f} GiB of offloaded weights exceed --host-memory-gib {estimate.host_memory_bytes / GiB:g}"]
+    if estimate.fewest_n_cpu_moe is not None:
+        reason.append(f"VRAM: the GPU share fits from --n-cpu-moe {estimate.fewest_n_cpu_moe} (the other flags kept)")
     memory = memory.model_copy(update={"fits": fits, "weights_bytes": estimate.gpu_bytes + estimate.host_bytes,
                                        "assumptions": [*memory.assumptions, *reason, *estimate.assumptions]})
     per_gpu = estimate.decode_tokens_per_s  # one GPU

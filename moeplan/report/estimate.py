@@ -17,7 +17,7 @@ from moeplan.spec.count_check import stored_count_warning
 from moeplan.spec.deployment import Deployment, check_context
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.resolve import ResolvedSpec
-from moeplan.perf.offload import offload_estimate, offload_requested, plan_placement, with_offload
+from moeplan.perf.offload import fewest_n_cpu_moe, offload_estimate, offload_requested, plan_placement, with_offload
 from moeplan.perf.roofline import Efficiency
 from moeplan.perf.speed import Throughput, serving_shape, throughput
 from moeplan.traffic.alltoall import AllToAllTraffic, spec_all_to_all_traffic
@@ -141,7 +141,11 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
     traffic, skew, routing = _traffic(spec, d, layout)
     speed = throughput(spec, d, layout, gpu, weights, memory, flops, efficiency)
     if placement is not None:
-        memory, speed = with_offload(memory, speed, offload_estimate(spec, d, gpu, placement, memory, efficiency))
+        offload = offload_estimate(spec, d, gpu, placement, memory, efficiency)
+        if not memory.fits and spec.moe:
+            vram_fits = lambda share: deployment_memory(spec, share, gpu, layout, d, batch, context).fits  # noqa: E731
+            offload.fewest_n_cpu_moe = fewest_n_cpu_moe(spec, d, layout, weights, resolved.tensors, vram_fits)
+        memory, speed = with_offload(memory, speed, offload)
     return EstimateReport(spec=spec, deployment=d, gpu=gpu, layout=layout, params=params, weights=weights, memory=memory,
                           flops=flops, all_to_all=traffic, all_to_all_skew=skew, routing=routing, throughput=speed,
                           checkpoint=resolved.checkpoint, calibration=calibration, layout_choice=layout_choice,

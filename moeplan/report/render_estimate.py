@@ -178,6 +178,8 @@ def verdict_panel(report: EstimateReport) -> Panel:
     if (o := report.throughput.offload) is not None:
         text.append(f"Host RAM holds {o.host_bytes / GiB:,.2f} GiB of offloaded weights of {o.host_memory_bytes / GiB:,.2f} GiB "
                     f"({'fits' if o.fits_in_host_memory else 'does NOT fit'}; {', '.join(o.rules)}).\n")
+        if o.fewest_n_cpu_moe is not None:
+            text.append(f"VRAM holds the GPU share from --n-cpu-moe {o.fewest_n_cpu_moe} (the other flags kept).\n")
     if report.layout_choice:
         text.append(f"Layout for {report.layout_choice}.\n")
     for item in v.assumed:
