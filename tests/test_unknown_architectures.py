@@ -133,3 +133,35 @@ def test_packed_checkpoints_are_not_compared():
     plain = packed.model_copy(update={"by_dtype": {"BF16": DtypeTotal(elements=60, bytes=120)}})
     assert stored_count_difference(plain, 100) == -0.4
     assert "(-40.00%)" in stored_count_warning(plain, 100)
+
+
+def _index_dir(tmp_path: Path, config: dict, total_size) -> Path:
+    directory = tmp_path / "model"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(config))
+    index = {"metadata": {"total_size": total_size}, "weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors"}}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+    return directory
+
+
+@pytest.mark.parametrize("stored, warns", [(LLAMA_TOTAL, False), (int(LLAMA_TOTAL * 0.996), False),
+                                           (int(LLAMA_TOTAL * 0.99), True), (LLAMA_TOTAL * 19, True)])
+def test_safetensors_index_without_shards_cross_checks_the_count(cli, tmp_path, stored, warns):
+    """config.json and the index, the weights not downloaded: total_size / 2 bytes (bf16) is the stored count."""
+    directory = _index_dir(tmp_path, LLAMA | {"torch_dtype": "bfloat16"}, 2 * stored)
+    warnings = cli("estimate", directory, "--json").json()["warnings"]
+    assert bool(warnings) == warns
+    if warns:
+        assert f"the safetensors index (model.safetensors.index.json) implies {stored:,} parameters" in warnings[0]
+
+
+def test_index_of_a_quantized_or_undeclared_dtype_is_not_compared(cli, tmp_path):
+    quantized = LLAMA | {"torch_dtype": "bfloat16", "quantization_config": {"quant_method": "fp8"}}
+    assert cli("estimate", _index_dir(tmp_path, quantized, 10 * LLAMA_TOTAL), "--json").json()["warnings"] == []
+    (tmp_path / "model").rename(tmp_path / "first")
+    assert cli("estimate", _index_dir(tmp_path, LLAMA, 10 * LLAMA_TOTAL), "--json").json()["warnings"] == []
+
+
+def test_unreadable_index_is_bad_input(cli, tmp_path):
+    result = cli("estimate", _index_dir(tmp_path, LLAMA | {"torch_dtype": "bfloat16"}, "lots"))
+    assert result.exit_code == 2 and "metadata.total_size must be a positive whole number" in result.stderr

@@ -13,7 +13,7 @@ from moeplan.perf.training import TrainingSpeed, training_speed
 from moeplan.report.document import Document
 from moeplan.report.verdict import Verdict
 from moeplan.spec.checkpoint import CheckpointSummary
-from moeplan.spec.count_check import stored_count_warning
+from moeplan.spec.count_check import index_count_warning, stored_count_warning
 from moeplan.spec.deployment import Deployment, check_context
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.resolve import ResolvedSpec
@@ -155,8 +155,9 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
 
 
 def _warnings(params: ParamCounts, resolved: ResolvedSpec) -> list[str]:
-    stored = stored_count_warning(resolved.checkpoint, params.total + params.mtp)
-    return [*resolved.warnings, *([stored] if stored else [])]
+    derived = params.total + params.mtp
+    stored = [stored_count_warning(resolved.checkpoint, derived), index_count_warning(resolved.index_parameters, derived)]
+    return [*resolved.warnings, *(warning for warning in stored if warning)]
 
 
 def _notes(params: ParamCounts, resolved: ResolvedSpec) -> list[str]:

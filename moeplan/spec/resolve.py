@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from moeplan.accounting.weights import WeightMemory
 from moeplan.errors import SpecError
 from moeplan.spec.checkpoint import CheckpointSummary, summarize_checkpoint
+from moeplan.spec.count_check import index_parameters
 from moeplan.spec.gguf import StoredTensor, read_gguf
 from moeplan.spec.hf import read_hf_config, spec_from_hf_config
 from moeplan.spec.hub import HubConfig, cache_folder_repo, cached_snapshot, fetch_from_hub, is_offline, not_cached_error, parse_repo_id, read_cached
@@ -29,6 +30,8 @@ class ResolvedSpec(BaseModel):
     """Warnings raised while reading the model (an unknown model_type read as Llama): part of every result."""
     notes: list[str] = []
     """What the source says about itself (a preset used for a Hugging Face id, shards not cached)."""
+    index_parameters: int | None = None
+    """Parameters the safetensors index's total size implies, for a model directory without its shards."""
     weights: WeightMemory | None = None
     """Weight memory the source itself fixes (a GGUF file: every tensor's stored bytes); used unless dtype flags are given."""
     tensors: list[StoredTensor] | None = None
@@ -79,7 +82,8 @@ def _from_path(path: Path) -> ResolvedSpec:
     else:
         spec = spec_from_hf_config(document, name=name, source=str(config))
     checkpoint = summarize_checkpoint(directory, spec.num_layers) if directory is not None else None
-    return ResolvedSpec(spec=spec, checkpoint=checkpoint)
+    indexed = index_parameters(directory, document) if directory is not None and not is_spec_document(document) else None
+    return ResolvedSpec(spec=spec, checkpoint=checkpoint, index_parameters=indexed)
 
 
 def _from_hub(repo_id: str, hub: HubConfig) -> ResolvedSpec:
