@@ -135,6 +135,10 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     notes = [f"KV Cache is allocated. #tokens: {tokens_:,}, "
              + (f"KV size: {pool / 2**30:.2f} GB" if spec.attention.kind == "mla" else
                 f"K size: {half / 2**30:.2f} GB, V size: {half / 2**30:.2f} GB")]
+    if cmd.memory_fraction is None:
+        notes.append(f"--mem-fraction-static not given: {fraction_:g} from the 0.4.x table; SGLang since 0.5.3 derives "
+                     "it from reserved memory (chunked prefill, CUDA graphs; sgl-project/sglang#10975), so give it for "
+                     "an exact pool")
     if 0 < tokens_ < inputs.max_model_len:
         notes.append(f"the pool holds fewer tokens than --context-length {inputs.max_model_len:,}: SGLang starts but "
                      "caps requests at the pool size")
