@@ -201,3 +201,24 @@ def test_tp_parts_add_up_to_parameter_counts(stem: str):
     for part in model_parts(spec):
         totals[part.component] = totals.get(part.component, 0) + part.params
     assert totals == {c: p for c, p in count_params(spec).by_component.items() if p}
+
+
+PUBLISHED = Path(__file__).parent / "data" / "published"
+
+
+@pytest.mark.parametrize("stem, total, active_without_embedding", [
+    ("nemotron-3-nano-30b-a3b", 31.6e9, 3.2e9),
+    ("lfm2-8b-a1b", 8.3e9, 1.5e9),
+    ("kimi-linear-48b-a3b", 49.1e9, 3.1e9),
+])
+def test_published_configs_count_exactly(stem: str, total: float, active_without_embedding: float):
+    """Real configs (origins in tests/data/published/README.md): exactly transformers' count by component, and
+    the model card's totals to their rounding (Kimi Linear's card rounds 49.1B down to its '48B' name)."""
+    pytest.importorskip("torch")
+    from test_transformers_crosscheck import _components, _instantiate
+
+    config = json.loads((PUBLISHED / f"{stem}.json").read_text())
+    counts = count_params(spec_from_hf_config(config))
+    assert counts.by_component == _components(_instantiate(config))
+    assert counts.total == pytest.approx(total, abs=0.05e9)
+    assert counts.active_without_embedding == pytest.approx(active_without_embedding, abs=0.1e9)
