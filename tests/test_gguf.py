@@ -278,3 +278,10 @@ def test_deepseek_v3_gguf_counts_what_transformers_instantiates(tmp_path):
     assert (spec.architecture, spec.attention.kind, spec.attention.q_lora_rank, spec.moe.num_expert_groups) == ("deepseek_v3", "mla", 52, 4)
     assert count_params(spec).total == total
     assert resolved.weights.total_bytes == 4 * (total + 3 * 16) and not any("stores" in n for n in resolved.weights.notes)
+
+
+def test_overrides_drop_the_files_bytes(tmp_path):
+    path = write(tmp_path / "tiny.gguf")
+    resolved = resolve_spec(str(path), {"moe.top_k": 1})
+    assert resolved.spec.moe.top_k == 1 and resolved.weights is None and resolved.tensors is None
+    assert resolved.notes == ["spec overrides given: weights are computed from the changed spec, not the file's tensors"]
