@@ -125,3 +125,15 @@ def test_fewest_n_cpu_moe_that_fits_vram(cli):
     # a model whose non-expert weights alone exceed the card: no --n-cpu-moe helps
     big = cli("estimate", "llama-4-maverick", "--gpu", GPU, "--offload-experts", "--json").json()["throughput"]["offload"]
     assert big["fits_in_vram"] is False and big["fewest_n_cpu_moe"] is None
+
+
+def test_cpu_blocks_keep_their_kv_cache_in_host_ram(cli):
+    full = est(cli, "--offload-experts")
+    partial = est(cli, "--offload-experts", "--gpu-layers", "40", "--context", "4096")
+    o = partial["throughput"]["offload"]
+    per_layer = 2 * 4 * 128 * 2 * 4096  # K and V, 4 KV heads of 128, bf16, 4,096 tokens
+    assert o["host_kv_cache_bytes"] == 8 * per_layer  # blocks 0-7 on the CPU
+    assert partial["memory"]["most_loaded"]["kv_cache_bytes"] == 40 * per_layer
+    kv_full = full["memory"]["most_loaded"]["kv_cache_bytes"]
+    assert kv_full == 48 * per_layer
+    assert o["cpu_time_s"] > full["throughput"]["offload"]["cpu_time_s"]  # the host blocks' weights and KV read on the CPU

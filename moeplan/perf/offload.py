@@ -22,6 +22,7 @@ import re
 
 from pydantic import BaseModel
 
+from moeplan.accounting.kv_cache import sequence_kv
 from moeplan.accounting.matrices import layer_matrices
 from moeplan.accounting.memory import MemoryReport
 from moeplan.accounting.params import COMPONENTS
@@ -62,6 +63,8 @@ class OffloadEstimate(BaseModel):
     """Blocks on the GPU (-ngl)."""
     host_bytes: int
     """Weights held in host RAM."""
+    host_kv_cache_bytes: int
+    """KV cache of the blocks on the CPU (-ngl below the layer count): llama.cpp keeps it in host RAM."""
     gpu_bytes: int
     """Weights held in VRAM."""
     host_by_component_bytes: dict[str, int]
@@ -71,12 +74,13 @@ class OffloadEstimate(BaseModel):
     host_memory_bytes: int
     """Host RAM available (--host-memory-gib)."""
     fits_in_host_memory: bool
+    """Host weights and host KV cache fit in --host-memory-gib."""
     fits_in_vram: bool
-    """The memory report of the GPU share fits."""
+    """The memory report of the GPU share fits (the host blocks' KV cache taken off)."""
     gpu_time_s: float
-    """Per decode step: GPU weights read (routed experts: the share touched) and the KV cache, over HBM."""
+    """Per decode step: GPU weights read (routed experts: the share touched) and the GPU blocks' KV cache, over HBM."""
     cpu_time_s: float
-    """Per decode step: host weights read (routed experts: the share touched), at --host-memory-gb-s."""
+    """Per decode step: host weights read (routed experts: the share touched) and host KV cache, at --host-memory-gb-s."""
     pcie_stream_time_s: float
     """For comparison: streaming those host bytes to the GPU over PCIe instead."""
     time_per_output_token_s: float
@@ -237,26 +241,31 @@ def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Pl
     """Fit on both sides and the decode speed of ``placement``; ``memory`` is the memory report of the GPU share."""
     eff = eff or Efficiency()
     touched = touched_fraction(spec, d.batch, d)
-    gpu_time = (_read_bytes(placement.gpu, touched) + memory.most_loaded.kv_cache_bytes) / (gpu.hbm_bytes_per_s * eff.hbm)
-    host_read = _read_bytes(placement.host, touched)
+    host_blocks = range(spec.num_layers - placement.gpu_layers)
+    host_kv = memory.batch * sequence_kv(spec, d.kv_dtype, host_blocks).bytes(memory.context) if host_blocks else 0
+    gpu_kv = memory.most_loaded.kv_cache_bytes - host_kv
+    gpu_time = (_read_bytes(placement.gpu, touched) + gpu_kv) / (gpu.hbm_bytes_per_s * eff.hbm)
+    host_read = _read_bytes(placement.host, touched) + host_kv
     cpu_time = host_read / (d.host_memory_gb_s * 1e9)
     pcie = (gpu.pcie_bytes_per_s_per_direction or gpu.link_bytes_per_s_per_direction) * eff.pcie
     host_bytes = sum(t.bytes for t in placement.host)
     available = int(d.host_memory_gib * GiB)
+    vram_fits = memory.per_gpu_bytes - host_kv <= memory.usable_bytes
     tpot = gpu_time + cpu_time
     names = [t.name for t in placement.host]
     listed = names[:12] + ([f"... {len(names) - 12} more"] if len(names) > 12 else [])
     return OffloadEstimate(
-        rules=placement.rules, gpu_layers=placement.gpu_layers, host_bytes=host_bytes,
+        rules=placement.rules, gpu_layers=placement.gpu_layers, host_bytes=host_bytes, host_kv_cache_bytes=host_kv,
         gpu_bytes=sum(t.bytes for t in placement.gpu), host_by_component_bytes=_by_component(placement.host),
         gpu_by_component_bytes=placement.gpu_by_component_bytes, host_tensors=listed, host_memory_bytes=available,
-        fits_in_host_memory=host_bytes <= available, fits_in_vram=memory.fits, gpu_time_s=gpu_time, cpu_time_s=cpu_time,
+        fits_in_host_memory=host_bytes + host_kv <= available, fits_in_vram=vram_fits, gpu_time_s=gpu_time, cpu_time_s=cpu_time,
         pcie_stream_time_s=host_read / pcie, time_per_output_token_s=tpot, decode_tokens_per_s=d.batch / tpot,
         assumptions=[
             f"offload: {', '.join(placement.rules)}; the token embedding stays in host RAM (llama.cpp's input layer)",
             f"decode step = GPU bytes / {gpu.hbm_bytes_per_s * eff.hbm / 1e12:,.2f} TB/s + host bytes / {d.host_memory_gb_s:g} GB/s "
             f"(the blocks run in order; routed experts read at the {touched:.1%} a step of {d.batch} tokens touches)",
-            "the KV cache is counted in VRAM for every layer (llama.cpp keeps a host block's KV cache in host RAM)",
+            "a block on the CPU keeps its KV cache in host RAM, as llama.cpp does; the largest batch and context are "
+            "still computed with every block's KV cache in VRAM",
             "prefill and time to first token are not modelled with offload: those figures assume every weight in VRAM",
         ],
     )
@@ -265,13 +274,21 @@ def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Pl
 def with_offload(memory: MemoryReport, speed, estimate: OffloadEstimate):
     """The memory report and speed of an offloaded deployment: it fits when VRAM and host RAM each hold their
     share, and its decode rate is the offload one."""
-    fits = memory.fits and estimate.fits_in_host_memory
+    kv = estimate.host_kv_cache_bytes
+    worst = memory.most_loaded.model_copy(update={"kv_cache_bytes": memory.most_loaded.kv_cache_bytes - kv,
+                                                  "total_bytes": memory.most_loaded.total_bytes - kv})
+    per_gpu = memory.per_gpu_bytes - kv
+    fits = estimate.fits_in_vram and estimate.fits_in_host_memory
     reason = [] if estimate.fits_in_host_memory else [
-        f"host RAM: {estimate.host_bytes / GiB:,.1f} GiB of offloaded weights exceed --host-memory-gib {estimate.host_memory_bytes / GiB:g}"]
+        f"host RAM: {(estimate.host_bytes + kv) / GiB:,.1f} GiB of offloaded weights and KV cache exceed --host-memory-gib "
+        f"{estimate.host_memory_bytes / GiB:g}"]
     if estimate.fewest_n_cpu_moe is not None:
         reason.append(f"VRAM: the GPU share fits from --n-cpu-moe {estimate.fewest_n_cpu_moe} (the other flags kept)")
-    memory = memory.model_copy(update={"fits": fits, "weights_bytes": estimate.gpu_bytes + estimate.host_bytes,
-                                       "assumptions": [*memory.assumptions, *reason, *estimate.assumptions]})
+    memory = memory.model_copy(update={
+        "fits": fits, "weights_bytes": estimate.gpu_bytes + estimate.host_bytes, "most_loaded": worst, "stages": [worst],
+        "per_gpu_bytes": per_gpu, "headroom_bytes": memory.usable_bytes - per_gpu,
+        "headroom_fraction": (memory.usable_bytes - per_gpu) / memory.usable_bytes,
+        "assumptions": [*memory.assumptions, *reason, *estimate.assumptions]})
     per_gpu = estimate.decode_tokens_per_s  # one GPU
     speed = speed.model_copy(update={
         "offload": estimate, "decode_tokens_per_s": estimate.decode_tokens_per_s, "tokens_per_s_per_gpu": per_gpu,

@@ -142,7 +142,7 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
     speed = throughput(spec, d, layout, gpu, weights, memory, flops, efficiency)
     if placement is not None:
         offload = offload_estimate(spec, d, gpu, placement, memory, efficiency)
-        if not memory.fits and spec.moe:
+        if not offload.fits_in_vram and spec.moe:
             vram_fits = lambda share: deployment_memory(spec, share, gpu, layout, d, batch, context).fits  # noqa: E731
             offload.fewest_n_cpu_moe = fewest_n_cpu_moe(spec, d, layout, weights, resolved.tensors, vram_fits)
         memory, speed = with_offload(memory, speed, offload)
