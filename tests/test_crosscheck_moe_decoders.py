@@ -35,8 +35,9 @@ VARIANTS = [
 """Class defaults with the keys that switch a family's other variant."""
 
 
-TEXT_DECODERS = {"qwen3_vl_moe_text": "qwen3_vl_moe", "glm4v_moe_text": "glm4v_moe"}
-"""Text decoders of multimodal models → their container, which transformers builds (ForConditionalGeneration)."""
+TEXT_DECODERS = {"qwen3_vl_moe_text": "qwen3_vl_moe", "glm4v_moe_text": "glm4v_moe", "mistral4": None}
+"""Text decoders of multimodal models → their container, which transformers builds (ForConditionalGeneration); None:
+transformers builds the decoder alone (AutoModel), without an lm_head."""
 
 
 @pytest.mark.parametrize("model_type, changes", [(t, {}) for t in sorted(READERS.keys() - TEXT_DECODERS.keys())] + VARIANTS)
@@ -88,7 +89,7 @@ def test_mimo_v2_flash_hub_config_counts_exactly():
     assert summary.kv_cache_bytes_per_token == 9 * 4 * 320 * 2 + 39 * 8 * 320 * 2
 
 
-@pytest.mark.parametrize("container", sorted(TEXT_DECODERS.values()))
+@pytest.mark.parametrize("container", sorted(c for c in TEXT_DECODERS.values() if c))
 def test_text_decoder_of_a_multimodal_model_counts_exactly(container: str):
     """The container's config (vision tower and all) reads as its text decoder: the language model and lm_head of
     what transformers builds, nothing of the vision tower. The container's tie_word_embeddings applies."""
@@ -109,3 +110,24 @@ def test_text_decoder_of_a_multimodal_model_counts_exactly(container: str):
             text[component] = text.get(component, 0) + parameter.numel()
     counts = count_params(spec_from_hf_config(config.to_dict()))
     assert {name: value for name, value in counts.by_component.items() if value} == text
+
+
+@pytest.mark.parametrize("model_type", sorted(t for t, container in TEXT_DECODERS.items() if container is None))
+def test_text_decoder_without_a_causal_lm_counts_exactly(model_type: str):
+    """Decoders transformers only builds as a bare model (no ForCausalLM): every component of that model exactly,
+    and lm_head as the config ties it (V·H when untied)."""
+    import torch
+    from transformers import AutoModel
+
+    from test_transformers_crosscheck import _component
+
+    config = AutoConfig.for_model(model_type)
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    built = {}
+    for name, parameter in model.named_parameters():
+        component = _component(f"model.{name}")
+        built[component] = built.get(component, 0) + parameter.numel()
+    counts = count_params(spec_from_hf_config(config.to_dict()))
+    assert {name: value for name, value in counts.by_component.items() if value and name != "lm_head"} == built
+    assert counts.by_component["lm_head"] == (0 if config.tie_word_embeddings else config.vocab_size * config.hidden_size)

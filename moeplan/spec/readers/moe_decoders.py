@@ -1,7 +1,7 @@
 """Readers of MoE decoders whose layers are a softmax attention and a (shared-expert) MoE block: Ernie-4.5-MoE,
 dots.llm1, Hunyuan-A13B, MiniMax-M2, FlexOlmo, EXAONE-MoE, GLM-4.7-Flash (glm4_moe_lite), Sarvam-MoE and
 Sarvam-MLA, Solar-Open, Mellum, Aria (text), HY-V3, Flint, Granite-MoE-SWA, Cohere2-MoE, AFMoE, Kolibri-1,
-Beam, Laguna, MiMo-V2-Flash, and the text decoders of Qwen3-VL-MoE and GLM-4.5V.
+Beam, Laguna, MiMo-V2-Flash, Mistral-4, and the text decoders of Qwen3-VL-MoE and GLM-4.5V.
 
 Each maps its family's key names onto the spec as transformers 5 builds the model (the modeling file of
 the same name): where transformers ignores a key (Hunyuan's moe_intermediate_size, MiniMax-M2's MTP and
@@ -396,6 +396,14 @@ def qwen3_vl_moe_text(k: _Keys) -> dict:
     return fields
 
 
+def mistral4(k: _Keys) -> dict:
+    """Mistral-4's text decoder: DeepSeek-V3's MLA and MoE (shared experts, correction bias), every layer MoE."""
+    _aliases(k, {"num_local_experts": "n_routed_experts"}, defaults={"n_routed_experts": 128})
+    fields = _deepseek(k)
+    fields["moe"]["router_correction_bias"] = True
+    return fields
+
+
 READERS = {
     "ernie4_5_moe": ernie4_5_moe,
     "dots1": dots1,
@@ -420,6 +428,7 @@ READERS = {
     "mimo_v2_flash": mimo_v2_flash,
     "qwen3_vl_moe_text": qwen3_vl_moe_text,
     "glm4v_moe_text": _glm4_moe,
+    "mistral4": mistral4,
 }
 """model_type → reader."""
 
@@ -463,5 +472,7 @@ TRANSFORMERS_DEFAULTS = {
     "qwen3_vl_moe_text": {"moe_intermediate_size": 1408, "num_experts_per_tok": 4, "num_key_value_heads": 16},
     "glm4v_moe_text": {"attention_bias": True, "first_k_dense_replace": 1, "moe_intermediate_size": 1408, "n_shared_experts": 1,
                        "num_experts_per_tok": 8, "num_key_value_heads": 8},
+    "mistral4": {"kv_lora_rank": 256, "moe_intermediate_size": 2048, "n_shared_experts": 1, "num_experts_per_tok": 4,
+                 "q_lora_rank": 1024, "qk_nope_head_dim": 64, "qk_rope_head_dim": 64, "v_head_dim": 128},
 }
 """transformers 5.24's config-class defaults for the keys these readers read (see hf.TRANSFORMERS_DEFAULTS)."""

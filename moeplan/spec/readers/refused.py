@@ -5,7 +5,7 @@ installed transformers is in one of the two)."""
 
 _NOT_A_DECODER = "not a decoder-only language model"
 _ENCODER_DECODER = "an encoder-decoder (translation/T5-style) model; moeplan plans decoder-only models"
-_NO_READER = "an MoE decoder moeplan has no reader for yet, so it cannot count it exactly"
+_BEYOND = "an MoE decoder whose layers moeplan cannot describe yet, so it cannot count it exactly"
 _MULTIMODAL_TEXT = "the text decoder of a multimodal model that moeplan has no reader for yet"
 
 REFUSED: dict[str, str] = {
@@ -18,24 +18,24 @@ REFUSED: dict[str, str] = {
     "dots3_note_vision_encoder": f"{_NOT_A_DECODER} (a vision encoder)",
     "qwen3_omni_moe_talker_text": f"{_NOT_A_DECODER} of text (Qwen3-Omni's speech talker)",
     "gemma4_assistant": "a speculative-decoding draft model attached to a Gemma-4 target, not a model to plan on its own",
-    # MoE decoders without a reader yet
-    "axk1": _NO_READER,
-    "axk2": _NO_READER,
-    "deepseek_v4": _NO_READER,
-    "doge": _NO_READER,
-    "gemma4_text": _NO_READER,
-    "hy_v4": _NO_READER,
-    "jetmoe": _NO_READER,
-    "lara_mini": _NO_READER,
-    "longcat_flash": _NO_READER,
-    "mistral4": _NO_READER,
-    "step3p5": _NO_READER,
-    "zaya": _NO_READER,
+    # MoE decoders whose layers moeplan's spec cannot describe yet
+    "axk1": f"{_BEYOND} (a norm inside the MoE block of the MoE layers only, post_mlp_layernorm)",
+    "axk2": f"{_BEYOND} (an MLP inside each layer norm, a gated sparse-attention indexer)",
+    "deepseek_v4": f"{_BEYOND} (hyper-connections mixing several residual streams, compressed sparse attention)",
+    "hy_v4": f"{_BEYOND} (hyper-connections mixing several residual streams, a sparse-attention indexer, sinks)",
+    "doge": f"{_BEYOND} (dynamic-mask attention with its own A and dt projection, learned residual scales)",
+    "gemma4_text": f"{_BEYOND} (per-layer input embeddings, head dims that differ by layer, KV shared across layers)",
+    "jetmoe": f"{_BEYOND} (mixture-of-attention experts: query and output projections routed per token)",
+    "longcat_flash": f"{_BEYOND} (two attention blocks and two dense MLPs per layer beside a shortcut MoE with "
+                     "zero-computation experts)",
+    "zaya": f"{_BEYOND} (an MLP router with its own norm, learned residual scales, a fused QKV with a temperature)",
+    "lara_mini": "a hybrid decoder (gated-DeltaNet linear attention beside softmax attention) moeplan has no reader for yet",
+    "step3p5": "Step-3.7's text decoder, which transformers builds only inside its multimodal model; no reader yet",
     # text decoders of multimodal models (their containers resolve to these through text_config)
     "deepseek_ocr2_text": _MULTIMODAL_TEXT,
     "diffusion_gemma_text": f"{_MULTIMODAL_TEXT} (a diffusion decoder, not autoregressive)",
     "dots3_note_text": _MULTIMODAL_TEXT,
-    "ernie4_5_vl_moe_text": _MULTIMODAL_TEXT,
+    "ernie4_5_vl_moe_text": f"{_MULTIMODAL_TEXT} (text and vision experts in each MoE layer)",
     "glm5_next_text": _MULTIMODAL_TEXT,
     "hy_v4_vl_text": _MULTIMODAL_TEXT,
     "inkling_text": _MULTIMODAL_TEXT,
