@@ -86,3 +86,41 @@ def test_torchrun_two_nodes_on_localhost(tmp_path):
     moe = [m for m in report["measurements"] if m["name"] in ("dispatch", "combine")]
     assert moe and all(m["params"]["intra_node_bytes"] == 0 and m["params"]["inter_node_bytes"] > 0 for m in moe)
     assert outputs[1][0] == ""  # only rank 0 reports
+
+
+def test_fp8_quantization_round_trips_within_e4m3_precision():
+    """The fp8 paths' inputs (their GEMMs need sm90+; the quantization runs anywhere)."""
+    from moeplan.profile.gemm import quantize_blocks, quantize_rows
+
+    x = torch.randn(3, 256, 384, generator=torch.Generator().manual_seed(0))
+    q, scale = quantize_rows(x)
+    assert q.dtype == torch.float8_e4m3fn and scale.shape == (3, 256)
+    assert torch.allclose(q.float() * scale.unsqueeze(-1), x, rtol=0.07, atol=1e-3)
+    q, scale = quantize_blocks(x, 128, 128)
+    assert scale.shape == (3, 2, 3)
+    assert torch.allclose((q.float().reshape(3, 2, 128, 3, 128) * scale[:, :, None, :, None]).reshape(x.shape), x, rtol=0.07, atol=0.02)
+
+
+def test_fresh_routing_keeps_the_rows_and_the_shared_experts():
+    from moeplan.profile.gemm import fresh_loads, gemm_points, with_shared
+
+    loads = with_shared(np.array([5, 0, 3, 8]), tokens=4, units=1)
+    assert loads.tolist() == [5, 0, 3, 8, 4]
+    draws = fresh_loads(loads, 4, "skewed", 8, seed=1)
+    assert len(draws) == 8 and all(d.sum() == 20 and d[4] == 4 and d[1] == 0 for d in draws)
+    assert len({tuple(d) for d in draws}) > 1
+    assert fresh_loads(loads, 4, "balanced", 8, seed=1) == [loads]
+
+    class Ctx:
+        class sweeps:
+            gemm_tokens = (1, 64)
+
+    points = gemm_points(Ctx, ["grouped_mm", "fp8_w8a8"])
+    assert {p for _, p, k in points if k == "fp8_w8a8"} == {"balanced"} and len(points) == 2 * 3 + 2
+
+
+def test_deepseek_fuses_its_shared_expert():
+    from moeplan.profile.runner import model_shape
+
+    assert model_shape("deepseek-v3", 8, 8).shared_expert_units == 1  # one shared expert of I = 2048
+    assert model_shape("mixtral-8x7b", None, 2).shared_expert_units == 0
