@@ -16,6 +16,7 @@ from moeplan.engines.startup import Allocation, EngineStartup, StartupInputs, fa
 from moeplan.errors import SpecError
 from moeplan.hardware.catalogue import GPUSpec
 from moeplan.layout.parallel import Layout
+from moeplan.perf.offload import plan_placement
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.model import ModelSpec
 
@@ -84,11 +85,10 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     total = torch_total_bytes(inputs.gpu)
     layers = spec.num_layers if cmd.gpu_layers is None else min(cmd.gpu_layers, spec.num_layers)
     n_ctx = _context(cmd, spec)
-    held = inputs.memory.most_loaded.weights_by_component_bytes
-    per_layer = {c: b for c, b in held.items() if c not in ("embedding", "lm_head")}
-    weights = sum(per_layer.values()) * layers // spec.num_layers + (held.get("lm_head", 0) if layers == spec.num_layers else 0)
-    experts_on_host = held.get("routed_experts", 0) * min(cmd.n_cpu_moe, layers) // spec.num_layers
-    weights -= experts_on_host
+    flags = {"gpu_layers": cmd.gpu_layers, "n_cpu_moe": cmd.n_cpu_moe or None}  # placed as moeplan.perf.offload does
+    placement = plan_placement(spec, inputs.deployment.model_copy(update=flags), Layout(), inputs.weights)
+    weights = sum(t.bytes for t in placement.gpu)
+    experts_on_host = sum(t.bytes for t in placement.host if t.component == "routed_experts")
     attention_layers = sum(1 for i in range(layers) if spec.is_attention_layer(i))
     cache_k, cache_v = cmd.cache_type_k or "f16", cmd.cache_type_v or "f16"
     kv = kv_cache_bytes(spec, n_ctx, attention_layers, cache_k, cache_v)
