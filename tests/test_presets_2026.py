@@ -29,6 +29,15 @@ def test_counts_and_origin(name):
     assert PRESET_ORIGINS[name].startswith(repo)
 
 
+def test_every_preset_with_a_repository_stands_in_for_its_id():
+    assert preset_for_repo("allenai/OLMoE-1B-7B-0924") == "olmoe-1b-7b"  # origin text "allenai/OLMoE-1B-7B-0924, assembled ..."
+    assert preset_for_repo("mistralai/Mixtral-8x7B-v0.1") == "mixtral-8x7b" and preset_for_repo("acme/none") is None
+    repos = {name: origin.split()[0].rstrip(",;:") for name, origin in PRESET_ORIGINS.items()}
+    for name, repo in repos.items():
+        if "/" in repo and list(repos.values()).count(repo) == 1:
+            assert preset_for_repo(repo) == name, name
+
+
 def test_formats_the_checkpoints_ship():
     assert load_preset("deepseek-r1").quantization["weight_block_size"] == [128, 128]
     assert load_preset("kimi-k2.5").quantization is None and load_preset("kimi-k2.5").max_position_embeddings == 262144

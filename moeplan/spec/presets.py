@@ -56,7 +56,7 @@ PRESET_ORIGINS = {
 def preset_for_repo(repo_id: str) -> str | None:
     """The preset built from a Hugging Face repository's config.json (case-insensitive id), if any."""
     wanted = repo_id.lower()
-    return next((name for name, origin in PRESET_ORIGINS.items() if origin.split()[0].lower() == wanted), None)
+    return next((name for name, origin in PRESET_ORIGINS.items() if origin.split()[0].rstrip(",;:").lower() == wanted), None)
 
 
 def _config_files() -> dict[str, object]:
