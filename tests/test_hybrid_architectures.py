@@ -102,6 +102,8 @@ def test_cache_matches_transformers_tensors(stem: str):
     from transformers import AutoModelForCausalLM
 
     config = json.loads((CONFIGS / f"{stem}.json").read_text())
+    if (config.get("pad_token_id") or 0) >= 1024:  # Kimi Linear, Ling-2.5: a small vocabulary (the cache does not see it)
+        config |= {"vocab_size": 1024, "pad_token_id": 0}
     hf_config = _transformers_config(config)
     if stem == "granitemoehybrid":
         hf_config.time_step_limit = (0.0, float("inf"))  # the file's null (JSON has no inf) stops its scan
@@ -222,3 +224,16 @@ def test_published_configs_count_exactly(stem: str, total: float, active_without
     assert counts.by_component == _components(_instantiate(config))
     assert counts.total == pytest.approx(total, abs=0.05e9)
     assert counts.active_without_embedding == pytest.approx(active_without_embedding, abs=0.1e9)
+
+
+def test_deepseek_v32_attention_flops_by_hand():
+    """DSA: at context C a decode query attends min(C, 2048) keys with MLA's 2·128·(128 + 64 + 128) FLOPs per
+    key, and the indexer scores all C keys at 2·64·(128 + 1) FLOPs each, in each of 61 layers."""
+    from moeplan.accounting.flops import attention_flops_per_token
+
+    spec = spec_from_hf_config({"model_type": "deepseek_v32"})
+    per_key, indexer = 2 * 128 * (128 + 64 + 128), 2 * 64 * 129
+    assert attention_flops_per_token(spec, 100_000, "decode") == 61 * (2048 * per_key + 100_000 * indexer)
+    assert attention_flops_per_token(spec, 1000, "decode") == 61 * 1000 * (per_key + indexer)
+    causal = 61 * ((2048 * 2049 / 2 + (4096 - 2048) * 2048) / 4096 * per_key + 4097 / 2 * indexer)
+    assert attention_flops_per_token(spec, 4096, "causal") == pytest.approx(causal, rel=1e-12)

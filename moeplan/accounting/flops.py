@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from moeplan.accounting.kv_cache import recurrent_state_elements
 from moeplan.accounting.params import count_params
-from moeplan.spec.model import AttentionSpec, LayerAttention, ModelSpec
+from moeplan.spec.model import AttentionSpec, IndexerSpec, LayerAttention, ModelSpec
 
 Recompute = Literal["none", "selective", "full"]
 AttentionCount = Literal["decode", "causal", "full"]
@@ -80,10 +80,33 @@ def _layer_span(spec: ModelSpec, kind: LayerAttention) -> tuple[int | None, bool
     return {"full": (None, False), "sliding": (spec.attention.sliding_window, False), "chunked": (spec.attention.chunk_size, True)}[kind]
 
 
+def indexer_flops_per_key(indexer: IndexerSpec) -> int:
+    """FLOPs of DeepSeek sparse attention's indexer for one query against one cached key: a dot product per
+    indexer head, 2·n·d, then its ReLU'd score weighted into the sum over heads, 2·n."""
+    return 2 * indexer.num_heads * (indexer.head_dim + 1)
+
+
+def layer_attention_flops(spec: ModelSpec, layer: int, kind: LayerAttention, tokens: int, count: AttentionCount,
+                          per_key: float) -> float:
+    """Score and value FLOPs per token of one attention layer of ``kind`` at ``per_key`` FLOPs per attended key,
+    capped by its window or chunk. DeepSeek sparse attention: a query attends at most index_topk keys (charged as
+    a window of that many), and a layer with its own indexer (not GLM-5's 'shared' ones) also scores every key the
+    query could see."""
+    span, chunked = _layer_span(spec, kind)
+    indexer, flops = spec.attention.indexer, 0.0
+    if indexer:
+        if layer not in indexer.shared_layers:
+            flops += indexer_flops_per_key(indexer) * attended_keys(tokens, count, span, chunked)
+        span = indexer.top_k if span is None else min(span, indexer.top_k)
+    return flops + per_key * attended_keys(tokens, count, span, chunked)
+
+
 def attention_flops_per_token(spec: ModelSpec, tokens: int, count: AttentionCount) -> float:
-    """Score and value FLOPs per token summed over the attention layers, each capped by its window or chunk."""
+    """Score and value FLOPs per token summed over the attention layers (layer_attention_flops)."""
     per_key = attention_flops_per_key(spec.attention, spec.head_dim)
-    return sum(per_key * attended_keys(tokens, count, *_layer_span(spec, kind)) for kind in spec.attention_layer_types())
+    layers = [layer for layer in range(spec.num_layers) if spec.is_attention_layer(layer)]
+    return sum(layer_attention_flops(spec, layer, kind, tokens, count, per_key)
+               for layer, kind in zip(layers, spec.attention_layer_types()))
 
 
 def ssm_scan_flops_per_token(spec: ModelSpec) -> int:
