@@ -2,7 +2,8 @@
 
 Each run starts the baseline and every command once, in turn, in fresh interpreters; a command's ratio is
 the median over runs of its time divided by that run's baseline (paired, so a drift of the machine's speed
-cancels). Goal: at most 2.5x for the rich report and 2.3x with --json. README's first command does not fit
+cancels). Goal: at most 2.5x for the rich report and 2.3x with --json; the floor row is what any typer command
+with one pydantic model costs. README's first command does not fit
 on the default GPU, so its verdict also runs `moeplan plan`'s search (numpy); the h200 rows fit and skip it.
 PYTHONDONTWRITEBYTECODE is cleared so an editable install is not recompiled on every start.
 For whole-process figures with CPU time and memory, time the same commands with `farm-bench -n 20 --vs
@@ -17,9 +18,17 @@ import sys
 import time
 
 BASELINE = "import typer, rich, pydantic"
+FLOOR = ("import typer, rich.console, pydantic\n"
+         "class A(pydantic.BaseModel):\n    x: int\n"
+         "app = typer.Typer()\n"
+         "@app.command()\ndef f(x: int = 1):\n    A(x=x)\n"
+         "app(['--x', '2'], standalone_mode=False)")
+"""The least a typer CLI with rich output and one pydantic model costs: `import pydantic` and `import rich` alone
+load neither pydantic's schema builder nor rich's console, which any such command needs."""
 ESTIMATE = [sys.executable, "-m", "moeplan", "estimate", "mixtral-8x7b"]
 COMMANDS = {
     BASELINE: [sys.executable, "-c", BASELINE],
+    "floor: a one-model typer command": [sys.executable, "-c", FLOOR],
     "estimate mixtral-8x7b --gpu h200": [*ESTIMATE, "--gpu", "h200"],
     "estimate mixtral-8x7b --gpu h200 --json": [*ESTIMATE, "--gpu", "h200", "--json"],
     "estimate mixtral-8x7b (no fit: plan search)": ESTIMATE,

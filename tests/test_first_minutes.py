@@ -19,7 +19,7 @@ WIDTH = 100
 def narrow(monkeypatch):
     """Every rich console and typer's help at WIDTH columns."""
     monkeypatch.setenv("COLUMNS", str(WIDTH))
-    monkeypatch.setattr(console, "width", WIDTH)
+    monkeypatch.setattr(console.real(), "width", WIDTH)
 
 
 def lines(text: str) -> list[str]:
@@ -226,7 +226,7 @@ def test_gpu_json_loads_back(cli, tmp_path):
 
 @pytest.mark.parametrize("width", [80, 100, 120])
 def test_gpus_table_fits_the_terminal(cli, monkeypatch, width):
-    monkeypatch.setattr(console, "width", width)
+    monkeypatch.setattr(console.real(), "width", width)
     out = cli("gpus").stdout
     assert all(len(line) <= width for line in lines(out)) and "…" not in out
     h200 = next(line for line in lines(out) if line.startswith("h200"))
@@ -238,7 +238,7 @@ def test_gpus_table_fits_the_terminal(cli, monkeypatch, width):
 
 @pytest.mark.parametrize("width", [80, 100, 120])
 def test_plan_and_check_tables_never_truncate(cli, monkeypatch, width):
-    monkeypatch.setattr(console, "width", width)
+    monkeypatch.setattr(console.real(), "width", width)
     out = cli("plan", "mixtral-8x7b", "--top", "3").stdout
     assert "…" not in out and "bound" in out and "memory" in out
     out = cli("check", ROOT / "examples" / "plan.yaml").stdout
@@ -279,7 +279,7 @@ def test_estimate_imports_only_its_command():
             "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "loaded = [m for m in ('yaml', 'numpy', 'moeplan.cli.plan', 'moeplan.cli.check', 'moeplan.cli.profile',"
             " 'moeplan.cli.gpus', 'moeplan.calibration', 'moeplan.plan.search', 'moeplan.report.curve', 'moeplan.report.sweep',"
-            " 'moeplan.report.render_estimate', 'rich.table')"
+            " 'moeplan.report.render_estimate', 'rich.console', 'rich.table')"
             " if m in sys.modules]\n"
             "assert not loaded, loaded")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -14,41 +14,46 @@ import warnings
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 import moeplan
+from moeplan.report.console import LazyConsole
 from moeplan.errors import EXIT_CODES, MoeplanError, describe_validation
 
 
 class _PlainHelp:
-    """Help as written: help strings are plain text (rich markup would eat `[plot]` or `[default: …]`), and
-    switches show no value type."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.help = self.help and escape(self.help)
-        self.epilog = self.epilog and escape(self.epilog)
-
-    def get_params(self, ctx):
-        return [_plain(param) for param in super().get_params(ctx)]
+    """Help as written, prepared only when help is printed: help strings are plain text (rich markup would eat
+    `[plot]` or `[default: …]`), the deployment flags' help is read, and switches show no value type."""
 
     def format_help(self, ctx, formatter):
-        from moeplan.cli.options import deployment_help  # the deployment flags' help is read only now
+        from moeplan.cli.options import deployment_help
 
-        for param in super().get_params(ctx):
-            if param.help is None and (text := deployment_help(param.name)) is not None:
-                param.help = text
+        commands = [self.get_command(ctx, name) for name in self.list_commands(ctx)] if isinstance(self, TyperGroup) else []
+        for item in (self, *commands):
+            for attribute in ("help", "short_help", "epilog"):
+                _plain_text(item, attribute)
+        for param in self.get_params(ctx):
+            if param.help is None:
+                param.help = deployment_help(param.name)
+            _plain_text(param, "help")
+            if (getattr(param, "is_flag", False) or getattr(getattr(param, "type", None), "name", "") == "boolean") and param.metavar is None:
+                param.metavar = ""
         return super().format_help(ctx, formatter)
 
 
-def _plain(param):
-    if getattr(param, "help", None) and not getattr(param, "_escaped", False):
-        param.help, param._escaped = escape(param.help), True
-    if (getattr(param, "is_flag", False) or getattr(getattr(param, "type", None), "name", "") == "boolean") and param.metavar is None:
-        param.metavar = ""
-    return param
+def _plain_text(item, attribute: str) -> None:
+    """Escape a help text's rich markup, once."""
+    text = getattr(item, attribute, None)
+    if text and not getattr(item, f"_{attribute}_escaped", False):
+        setattr(item, attribute, escape(text))
+        setattr(item, f"_{attribute}_escaped", True)
+
+
+def escape(text: str) -> str:
+    """rich.markup.escape, imported only when something is printed (rich's markup and console cost start-up)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 class _Group(_PlainHelp, TyperGroup):
@@ -89,7 +94,9 @@ def _os_error(error: OSError) -> None:
     if isinstance(error, BrokenPipeError):
         _quiet_stdout()
         raise typer.Exit(0)
-    where = f"{error.filename}: " if error.filename else "cannot write the output: " if error.errno == errno.ENOSPC else ""
+    name = str(error.filename or "")
+    name = name if len(name) <= 120 else f"{name[:100]}…{name[-10:]}"
+    where = f"{name}: " if name else "cannot write the output: " if error.errno == errno.ENOSPC else ""
     _fail(f"{where}{error.strerror or error}", 2 if error.errno in _PATH_ERRNOS else 3)
 
 
@@ -161,7 +168,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-err_console = Console(stderr=True)
+err_console = LazyConsole(stderr=True)
 
 
 def _version(value: bool) -> None:
