@@ -7,7 +7,7 @@ import typer
 
 from moeplan.cli.figures import CurveOpt, PlotOpt, check_figures, show_figures
 from moeplan.cli.options import JsonOpt, deployment_command, model_command
-from moeplan.errors import CheckFailed
+from moeplan.errors import CheckFailed, SpecError
 from moeplan.plan.objective import Objective
 from moeplan.report.console import print_json
 from moeplan.calibration import load_calibration
@@ -18,6 +18,8 @@ MAX_PLAN_GPUS = 8192
 """Largest --max-gpus: the search stays within about 200 MB (DeepSeek-V3 at 16,384 GPUs: 243k layouts, 380 MB)."""
 MAX_TOP = 100000
 """Most layouts listed."""
+MAX_GPU_HOUR_PRICE = 10_000
+"""Dollars per GPU-hour, at most."""
 
 
 @model_command
@@ -56,6 +58,8 @@ def plan(
 
     check_figures(plot, curve, json_)
     check_context(resolved.spec.max_position_embeddings, deployment)
+    if gpu_hour_price is not None and not 0 < gpu_hour_price <= MAX_GPU_HOUR_PRICE:  # also refuses inf and NaN
+        raise SpecError(f"--gpu-hour-price must be more than 0 and at most {MAX_GPU_HOUR_PRICE:,} dollars, not {gpu_hour_price:g}")
     efficiency, _ = load_calibration(calibration, deployment.gpu)
     report = search(resolved, deployment, max_gpus, objective, gpu_hour_price, efficiency, keep=top)
     commands = None
