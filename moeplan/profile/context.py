@@ -126,8 +126,8 @@ class RunContext:
             return "gloo"
         if self.nodes > 1:
             return "network"
-        if self.topology is None:
-            return None
+        if self.topology is None or len(self.topology.gpus) < 2:
+            return None  # a torchrun rank sees only its own GPU
         return "nvlink" if self.nvlinked() else "pcie"
 
     def hints(self, gpus: list[int | None], codes: tuple[str, ...]) -> list[str]:

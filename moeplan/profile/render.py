@@ -23,6 +23,8 @@ WIDE = 160
 """Table width when stdout is not a terminal and COLUMNS is not set."""
 TEXT_COLUMNS = {"device", "load", "kernel path", "copy", "memory", "GPUs", "pair", "via", "phase", "mode", "routing", "link"}
 """Columns whose cells may wrap; every other column holds numbers and keeps its full width."""
+KEY_COLUMNS = TEXT_COLUMNS | {"T", "size"}
+"""Columns that name a point; a table split into parts repeats its leading ones."""
 TEXT_MIN = 10
 """Width a wrapping text column is planned with."""
 
@@ -129,14 +131,22 @@ def _needed(header: str, cells: list[str]) -> int:
 
 
 def column_parts(headers: list[str], rows: list[list[str]], width: int) -> list[list[int]]:
-    """Column indices of each part of a table that fits ``width``; every part after the first repeats column 0.
-    A column takes its content, 2 of padding and 1 divider; the table 1 more for its edges."""
+    """Column indices of each part of a table that fits ``width``; every part after the first repeats the leading
+    key columns (those naming the point: text columns, T, size; at most 3). A column takes its content, 2 of
+    padding and 1 divider; the table 1 more for its edges."""
     needed = [_needed(h, [r[i] for r in rows]) + 3 for i, h in enumerate(headers)]
-    parts, current, used = [], [0], 1 + needed[0]
-    for i in range(1, len(headers)):
-        if used + needed[i] > width and len(current) > 1:
+    keys = []
+    for i, header in enumerate(headers[:3]):
+        if header not in KEY_COLUMNS:
+            break
+        keys.append(i)
+    keys = keys or [0]
+    start = 1 + sum(needed[i] for i in keys)
+    parts, current, used = [], list(keys), start
+    for i in range(len(keys), len(headers)):
+        if used + needed[i] > width and len(current) > len(keys):
             parts.append(current)
-            current, used = [0], 1 + needed[0]
+            current, used = list(keys), start
         current.append(i)
         used += needed[i]
     parts.append(current)
