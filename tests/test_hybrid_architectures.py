@@ -212,6 +212,7 @@ PUBLISHED = Path(__file__).parent / "data" / "published"
     ("nemotron-3-nano-30b-a3b", 31.6e9, 3.2e9),
     ("lfm2-8b-a1b", 8.3e9, 1.5e9),
     ("kimi-linear-48b-a3b", 49.1e9, 3.1e9),
+    ("minimax-text-01", 456.1e9, 47.2e9),
 ])
 def test_published_configs_count_exactly(stem: str, total: float, active_without_embedding: float):
     """Real configs (origins in tests/data/published/README.md): exactly transformers' count by component, and
@@ -237,3 +238,20 @@ def test_deepseek_v32_attention_flops_by_hand():
     assert attention_flops_per_token(spec, 1000, "decode") == 61 * 1000 * (per_key + indexer)
     causal = 61 * ((2048 * 2049 / 2 + (4096 - 2048) * 2048) / 4096 * per_key + 4097 / 2 * indexer)
     assert attention_flops_per_token(spec, 4096, "causal") == pytest.approx(causal, rel=1e-12)
+
+
+@pytest.mark.parametrize("model_type, total, active_without_embedding_and_head", [
+    ("glm_moe_dsa", 743.9e9, 39.9e9),  # zai-org/GLM-5: 744B total, 40B active
+    ("qwen3_5_moe_text", 34.7e9, 2.4e9),  # Qwen/Qwen3.5-35B-A3B: 35B total, 3B active (with the embeddings)
+])
+def test_class_defaults_are_the_named_checkpoints(model_type: str, total: float, active_without_embedding_and_head: float):
+    """The config classes name these checkpoints; their defaults count to the model cards' totals."""
+    counts = count_params(spec_from_hf_config({"model_type": model_type}))
+    assert counts.total == pytest.approx(total, abs=0.05e9)
+    assert counts.active_without_embedding_and_head == pytest.approx(active_without_embedding_and_head, abs=0.1e9)
+
+
+def test_minimax_text_01_active_without_embedding_and_head():
+    # MiniMax-Text-01's card: 45.9B activated per token, counted without the 200,064 × 6144 embedding and head
+    config = json.loads((PUBLISHED / "minimax-text-01.json").read_text())
+    assert count_params(spec_from_hf_config(config)).active_without_embedding_and_head == pytest.approx(45.9e9, abs=0.05e9)
