@@ -74,7 +74,8 @@ def test_torchrun_two_nodes_on_localhost(tmp_path):
     out = tmp_path / "report.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     common = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--master-addr", "127.0.0.1",
-              "--master-port", str(port), "-m", "moeplan", "profile", "--device", "cpu", "--only", "a2a", "--iters", "1", "--warmup", "0", "--json"]
+              "--master-port", str(port), "-m", "moeplan", "profile", "--device", "cpu", "--only", "a2a", "--iters", "1", "--warmup", "0", "--json",
+              "--save", str(tmp_path / "calib.json")]
     agents = [subprocess.Popen([*common[:3], "--node-rank", str(node), *common[3:]], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for node in (0, 1)]
     outputs = [agent.communicate(timeout=240) for agent in agents]
     assert [agent.returncode for agent in agents] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
@@ -86,6 +87,8 @@ def test_torchrun_two_nodes_on_localhost(tmp_path):
     moe = [m for m in report["measurements"] if m["name"] in ("dispatch", "combine")]
     assert moe and all(m["params"]["intra_node_bytes"] == 0 and m["params"]["inter_node_bytes"] > 0 for m in moe)
     assert outputs[1][0] == ""  # only rank 0 reports
+    calibration = json.loads((tmp_path / "calib.json").read_text())
+    assert (calibration["nodes"], calibration["alltoall_link"], calibration["alltoall_ranks"]) == (2, "gloo", 2)
 
 
 def test_fp8_quantization_round_trips_within_e4m3_precision():

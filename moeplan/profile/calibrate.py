@@ -109,7 +109,7 @@ def calibration_from_report(report: ProfileReport, device_name: str, gpu_count: 
         device_name=device_name,
         catalogue_gpu=gpu.name if gpu else None,
         gpu_count=gpu_count,
-        nodes=int(report.options.get("nodes") or 1),
+        nodes=next((int(m.params.get("nodes") or 1) for m in _done(report, "a2a", "uniform")), 1),
         model=report.shape.model if report.shape else "",
         hbm_dram_bytes_per_s=dram,
         hbm_efficiency=ratio("hbm", dram, gpu.hbm_bytes_per_s if gpu else None),
