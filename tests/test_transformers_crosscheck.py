@@ -36,11 +36,11 @@ COMPONENT_PATTERNS = [
     ("lm_head", r"^lm_head\."),
     ("linear_attention", r"\.linear_attn\."),
     ("short_conv", r"\.conv\.(conv|in_proj|out_proj)\."),
-    ("attention", r"\.(self_attn|attn)\.|\.mixer\.[qkvo]_proj\."),
+    ("attention", r"\.(self_attn|attn|self_attention)\.|\.mixer\.[qkvo]_proj\."),
     ("mamba", r"\.mamba\.|\.mixer\.(in_proj\.|out_proj\.|conv1d\.|norm\.|dt_bias$|A_log$|D$)"),
     ("shared_experts", r"\.(shared_experts?|shared_expert_gate|shared_mlp)\."),
-    ("routed_experts", r"\.experts\.|\.block_sparse_moe\.(input|output)_linear\."),
-    ("router", r"\.(gate|router)\.(weight|bias|layer\.weight|e_score_correction_bias|wg\.weight|moe_statics\.e_score_correction_bias)$|\.mlp\.expert_bias$"),
+    ("routed_experts", r"\.experts\.|\.(block_sparse_moe|mlp)\.(input|output)_linear\."),
+    ("router", r"\.(gate|router)\.(weight|bias|layer\.weight|e_score_correction_bias|wg\.weight|moe_statics\.e_score_correction_bias)$|\.mlp\.(expert_)?bias$"),
     ("dense_mlp", r"\.(mlp|feed_forward|mixer)\.(gate_proj|up_proj|down_proj|w1|w2|w3)\.(weight|bias)$"),
     ("norms", r"(norm|norm_\d|norm_f|layernorm)\.(weight|bias)$"),
 ]
@@ -125,7 +125,8 @@ def test_counts_equal_transformers(path: Path):
 
 @pytest.mark.parametrize("path", CASES)
 def test_active_equals_transformers_routed_share(path: Path):
-    """Active = transformers' total with each MoE layer's routed experts scaled to top_k of E."""
+    """Active = transformers' total with each MoE layer's routed experts scaled to top_k of E (and JetMoE's
+    attention experts to the ones a token uses)."""
     config = json.loads(path.read_text())
     model = _instantiate(config)
     hf_components = _components(model)
@@ -133,6 +134,10 @@ def test_active_equals_transformers_routed_share(path: Path):
     routed = hf_components["routed_experts"]
     assert routed * spec.top_k % spec.num_experts == 0
     expected = sum(hf_components.values()) - routed + routed * spec.top_k // spec.num_experts
+    if spec.attention.num_experts:  # JetMoE's attention experts: num_heads / num_kv_heads of E per token
+        experts = sum(p.numel() for n, p in model.named_parameters() if re.search(r"\.experts\.(input|output)_linear", n)
+                      and ".self_attention." in n)
+        expected -= experts - experts * (spec.attention.num_heads // spec.attention.kv_heads) // spec.attention.num_experts
     assert count_params(spec).active == expected
 
 

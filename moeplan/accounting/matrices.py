@@ -72,6 +72,11 @@ def attention_matrices(attn: AttentionSpec, hidden: int, head_dim: int, layer_ty
             *([m("g_proj", output_gate_width(attn, attn.v_head_dim), hidden)] if attn.output_gate else []),
         ]
     kv_heads, v_head_dim = attn.layer_kv_heads(layer_type), attn.v_head_dim or head_dim
+    if attn.num_experts:  # JetMoE's mixture of attention
+        width = kv_heads * head_dim
+        return [m("kv_proj", 2 * width, hidden), Matrix("attention", "experts.input_linear", width, hidden, attn.num_experts),
+                Matrix("attention", "experts.output_linear", hidden, width, attn.num_experts),
+                m("experts.router", attn.num_experts, hidden)]
     return [
         m("q_proj", a * head_dim + output_gate_width(attn, head_dim), hidden),
         m("k_proj", kv_heads * head_dim, hidden),

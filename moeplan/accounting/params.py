@@ -83,11 +83,22 @@ def attention_params(attn: AttentionSpec, hidden: int, head_dim: int, layer_type
         return query + key_value + out + biases + gate
     kv_heads, v_head_dim = attn.layer_kv_heads(layer_type), attn.v_head_dim or head_dim
     q_width, k_width, v_width = heads * head_dim, kv_heads * head_dim, kv_heads * v_head_dim
+    if attn.num_experts:  # JetMoE: one kv_proj, E query/output experts of the KV width, their router and output bias
+        return hidden * (k_width + v_width) + attn.num_experts * (2 * hidden * k_width + hidden) + hidden
     projections = hidden * (q_width + output_gate_width(attn, head_dim) + k_width + v_width) + heads * v_head_dim * hidden
     biases = (q_width + k_width + v_width) * attn.qkv_bias + hidden * attn.o_bias + heads * attn.output_gate_bias
     qk_norm = {"none": 0, "parameter_free": 0, "per_head": 2 * head_dim, "full": q_width + k_width}[attn.qk_norm]
     sinks = attn.sinks and (layer_type == "sliding" or not attn.sinks_sliding_only)
     return projections + biases + qk_norm + heads * sinks
+
+
+def inactive_attention_expert_params(attn: AttentionSpec, hidden: int, head_dim: int) -> int:
+    """Parameters of the attention experts a token does not use in one layer (mixture of attention): E − k experts
+    of query and output projections, k = num_heads / num_kv_heads; 0 for ordinary attention."""
+    if not attn.num_experts:
+        return 0
+    used = attn.num_heads // attn.kv_heads
+    return (attn.num_experts - used) * 2 * hidden * attn.kv_heads * head_dim
 
 
 def output_gate_width(attn: AttentionSpec, head_dim: int) -> int:
@@ -111,8 +122,10 @@ def mlp_params(hidden: int, intermediate: int, gated: bool, bias: bool) -> int:
 
 
 def router_params(moe: MoESpec, hidden: int) -> int:
-    """The router: E·H, plus a bias and the score-correction term where they are parameters."""
-    return moe.num_experts * (hidden + moe.router_bias + (moe.router_correction_bias and moe.router_correction_is_parameter))
+    """The router: E·H, plus a bias and the score-correction term where they are parameters, and the MoE block's
+    output bias (H) where there is one."""
+    correction = moe.router_correction_bias and moe.router_correction_is_parameter
+    return moe.num_experts * (hidden + moe.router_bias + correction) + hidden * moe.output_bias
 
 
 def mamba_params(mamba: MambaSpec, hidden: int) -> int:
@@ -251,6 +264,8 @@ def _count_params(spec: ModelSpec) -> ParamCounts:
     moe_layers = spec.moe_layer_count
     active_by = dict(total)
     active_by["routed_experts"] = per_expert * spec.top_k * moe_layers
+    active_by["attention"] -= inactive_attention_expert_params(spec.attention, spec.hidden_size, spec.head_dim) * sum(
+        spec.mixer(layer) == "attention" for layer in range(spec.num_layers))
     active = sum(active_by.values())
     return ParamCounts(
         total=sum(total.values()),

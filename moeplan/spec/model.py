@@ -109,6 +109,10 @@ class AttentionSpec(_Spec):
     """gqa: KV heads of the 'sliding' layers where they differ from num_kv_heads (MiMo-V2-Flash: twice as many)."""
     sinks_sliding_only: bool = False
     """With sinks: only the 'sliding' layers have them (MiMo-V2-Flash)."""
+    num_experts: PositiveInt | None = None
+    """gqa: mixture of attention (JetMoE): the query and output projections are num_experts experts, each
+    num_kv_heads·head_dim wide, with a router (E·H) and an output bias (H); a token uses num_heads / num_kv_heads
+    of them, which share one key/value projection."""
     output_gate_per_head: bool = False
     """With output_gate: one gate value per head (H → heads; Laguna) instead of one per channel (H → heads·head_dim)."""
     output_gate_bias: bool = False
@@ -118,6 +122,8 @@ class AttentionSpec(_Spec):
 
     @model_validator(mode="after")
     def _check(self) -> "AttentionSpec":
+        if self.num_experts is not None and self.kind != "gqa":
+            raise ValueError("a mixture of attention (num_experts) needs gqa attention")
         if self.indexer is not None and not (self.kind == "mla" and self.q_lora_rank):
             raise ValueError("an indexer needs MLA attention with q_lora_rank (it projects the compressed query)")
         if self.kind == "mla":
@@ -168,6 +174,8 @@ class MoESpec(_Spec):
     """Biases on the shared expert's projections although the routed experts have none (Ernie-4.5's use_bias)."""
     shared_expert_gate: bool = False
     """A learned sigmoid gate (H → 1) on the shared expert's output (Qwen-MoE)."""
+    output_bias: bool = False
+    """A bias (H) on the MoE block's output, always active (JetMoE); counted with the router."""
     router_bias: bool = False
     """A bias on the router projection (gpt-oss)."""
     router_correction_bias: bool = False

@@ -1,7 +1,7 @@
 """Readers of MoE decoders whose layers are a softmax attention and a (shared-expert) MoE block: Ernie-4.5-MoE,
 dots.llm1, Hunyuan-A13B, MiniMax-M2, FlexOlmo, EXAONE-MoE, GLM-4.7-Flash (glm4_moe_lite), Sarvam-MoE and
 Sarvam-MLA, Solar-Open, Mellum, Aria (text), HY-V3, Flint, Granite-MoE-SWA, Cohere2-MoE, AFMoE, Kolibri-1,
-Beam, Laguna, MiMo-V2-Flash, Mistral-4, and the text decoders of Qwen3-VL-MoE and GLM-4.5V.
+Beam, Laguna, MiMo-V2-Flash, Mistral-4, JetMoE, and the text decoders of Qwen3-VL-MoE and GLM-4.5V.
 
 Each maps its family's key names onto the spec as transformers 5 builds the model (the modeling file of
 the same name): where transformers ignores a key (Hunyuan's moe_intermediate_size, MiniMax-M2's MTP and
@@ -404,6 +404,18 @@ def mistral4(k: _Keys) -> dict:
     return fields
 
 
+def jetmoe(k: _Keys) -> dict:
+    """JetMoE: a mixture of attention (query/output experts sharing one key/value projection; transformers sets
+    num_attention_heads = num_key_value_heads × top_k) and a MoE with an output bias, both with the same experts
+    and top-k."""
+    experts, top_k = k("num_local_experts", default=8), k("num_experts_per_tok", default=2)
+    kv_heads = k("num_key_value_heads", default=16)
+    attention = {"kind": "gqa", "num_heads": kv_heads * top_k, "num_kv_heads": kv_heads,
+                 "head_dim": k("kv_channels", "head_dim", default=128), "num_experts": experts}
+    moe = {"num_experts": experts, "top_k": top_k, "expert_intermediate_size": k("intermediate_size"), "output_bias": True}
+    return _base(k, attention=attention, moe=moe, intermediate_size=None)
+
+
 READERS = {
     "ernie4_5_moe": ernie4_5_moe,
     "dots1": dots1,
@@ -429,6 +441,7 @@ READERS = {
     "qwen3_vl_moe_text": qwen3_vl_moe_text,
     "glm4v_moe_text": _glm4_moe,
     "mistral4": mistral4,
+    "jetmoe": jetmoe,
 }
 """model_type → reader."""
 
@@ -474,5 +487,6 @@ TRANSFORMERS_DEFAULTS = {
                        "num_experts_per_tok": 8, "num_key_value_heads": 8},
     "mistral4": {"kv_lora_rank": 256, "moe_intermediate_size": 2048, "n_shared_experts": 1, "num_experts_per_tok": 4,
                  "q_lora_rank": 1024, "qk_nope_head_dim": 64, "qk_rope_head_dim": 64, "v_head_dim": 128},
+    "jetmoe": {"tie_word_embeddings": True},
 }
 """transformers 5.24's config-class defaults for the keys these readers read (see hf.TRANSFORMERS_DEFAULTS)."""

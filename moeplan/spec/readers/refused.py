@@ -25,7 +25,6 @@ REFUSED: dict[str, str] = {
     "hy_v4": f"{_BEYOND} (hyper-connections mixing several residual streams, a sparse-attention indexer, sinks)",
     "doge": f"{_BEYOND} (dynamic-mask attention with its own A and dt projection, learned residual scales)",
     "gemma4_text": f"{_BEYOND} (per-layer input embeddings, head dims that differ by layer, KV shared across layers)",
-    "jetmoe": f"{_BEYOND} (mixture-of-attention experts: query and output projections routed per token)",
     "longcat_flash": f"{_BEYOND} (two attention blocks and two dense MLPs per layer beside a shortcut MoE with "
                      "zero-computation experts)",
     "zaya": f"{_BEYOND} (an MLP router with its own norm, learned residual scales, a fused QKV with a temperature)",

@@ -27,6 +27,7 @@ from transformers import (
     Kolibri1Config,
     LagunaConfig,
     MiMoV2FlashConfig,
+    JetMoeConfig,
     AriaTextConfig,
     FlintConfig,
     GraniteMoeSWAConfig,
@@ -252,6 +253,10 @@ CONFIGS = {
         vocab_size=1319, hidden_size=92, intermediate_size=156, moe_intermediate_size=22, num_hidden_layers=7,
         num_attention_heads=4, num_key_value_heads=1, head_dim=24, v_head_dim=14, n_routed_experts=6,
         num_experts_per_tok=2, sliding_window=17, attention_bias=True,
+    ),
+    "jetmoe": JetMoeConfig(
+        vocab_size=1321, hidden_size=76, intermediate_size=50, num_hidden_layers=3, num_key_value_heads=3,
+        kv_channels=14, num_local_experts=5, num_experts_per_tok=2, tie_word_embeddings=False,
     ),
 }
 """File stem -> config object."""
