@@ -14,7 +14,7 @@ class ProfileOptions(BaseModel):
     """Preset, config file or model directory whose expert shapes the GEMM and all-to-all sections use."""
     device: Literal["cuda", "cpu"] = "cuda"
     gpus: str = "all"
-    """NVML (nvidia-smi) indices: 0-7, 0,2,4 or all."""
+    """NVML (nvidia-smi) indices: 0-7, 0,2,4, or all (every GPU CUDA sees)."""
     procs: PositiveInt | None = None
     """All-to-all ranks on --device cpu (default 2); on CUDA one per selected GPU."""
     only: list[Section] = Field(default_factory=lambda: list(SECTIONS))
