@@ -4,6 +4,7 @@ every preset), published totals, the Hugging Face ids they stand in for, and eac
 import pytest
 
 from moeplan.accounting.params import count_params
+from moeplan.accounting.weights import weight_memory
 from moeplan.spec.presets import PRESET_ORIGINS, load_preset, preset_for_repo
 
 PRESETS = {
@@ -40,7 +41,11 @@ def test_every_preset_with_a_repository_stands_in_for_its_id():
 
 def test_formats_the_checkpoints_ship():
     assert load_preset("deepseek-r1").quantization["weight_block_size"] == [128, 128]
-    assert load_preset("kimi-k2.5").quantization is None and load_preset("kimi-k2.5").max_position_embeddings == 262144
+    kimi = load_preset("kimi-k2.5")
+    assert kimi.max_position_embeddings == 262144 and kimi.quantization["format"] == "pack-quantized"
+    weights = weight_memory(kimi)
+    assert weights.formats["routed_experts"] == "int4-ct-g32" and weights.formats["attention"] == "bf16" and not weights.notes
+    assert abs(weights.total_bytes / 1e9 - 594) < 1  # the published native-INT4 checkpoint: about 594 GB
     assert load_preset("glm-4.5").mtp_layers == 1 and load_preset("glm-4.5").attention.qk_norm != "none"
     assert load_preset("glm-4.5-air").attention.qk_norm == "none"
 

@@ -129,8 +129,10 @@ _MODULE_COMPONENTS = {
 """Module names (whole dotted parts) in a quantization_config's modules_to_not_convert → component."""
 
 
-_UNQUANTIZED_PARTS = ("shared_expert_gate", "norm", "input_layernorm", "post_attention_layernorm", "mtp")
-"""Module names an ignore list may name that moeplan keeps in bf16 anyway (or does not count): no note."""
+_UNQUANTIZED_PARTS = ("shared_expert_gate", "norm", "input_layernorm", "post_attention_layernorm", "mtp", "vision_tower",
+                      "mm_projector")
+"""Module names an ignore list may name that moeplan keeps in bf16 anyway (or does not count, as a multimodal
+model's vision tower): no note."""
 
 
 def _module_variants(entry: str) -> list[list[str]]:

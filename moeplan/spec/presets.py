@@ -47,8 +47,8 @@ PRESET_ORIGINS = {
     "phi-3.5-moe": "microsoft/Phi-3.5-MoE-instruct config.json (longrope factor lists left out: they change no count)",
     "qwen2-57b-a14b": "Qwen/Qwen2-57B-A14B config.json",
     "granite-3.1-3b-a800m": "ibm-granite/granite-3.1-3b-a800m-instruct config.json (Granite MoE)",
-    "kimi-k2.5": "moonshotai/Kimi-K2.5 config.json, text_config (Kimi-K2's DeepSeek-V3 text model, 256K context); "
-                 "the vision tower and the INT4 quantization_config are not included",
+    "kimi-k2.5": "moonshotai/Kimi-K2.5 config.json, text_config (Kimi-K2's DeepSeek-V3 text model, 256K context) with "
+                 "its compressed-tensors INT4 quantization_config (routed experts, group 32); the vision tower is not included",
 }
 """Where each shipped Hugging Face config came from (see moeplan/data/configs/README.md)."""
 
