@@ -7,12 +7,12 @@ efficiency outside (0, 1.2], a negative α (clamped to 0). Units: B/s, FLOP/s, s
 Pure core: no torch, NVML or numpy.
 """
 
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
+from moeplan.inputs import load_document
 from moeplan.errors import SpecError, describe_validation
 from moeplan.hardware.catalogue import load_gpu
 from moeplan.report.document import Document
@@ -100,10 +100,7 @@ class Calibration(Document):
 
 
 def _read(path: Path) -> Calibration:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SpecError(f"{path}: cannot read a calibration file: {error}") from error
+    data = load_document(Path(path), "calibration file", fmt="json")  # a regular file or a pipe, bounded
     if not isinstance(data, dict) or data.get("kind") != "moeplan-calibration":
         raise SpecError(f"{path}: not a moeplan calibration (no \"kind\": \"moeplan-calibration\"; write one with moeplan profile --save)")
     if data.get("schema") != CALIBRATION_SCHEMA:
