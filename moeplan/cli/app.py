@@ -6,6 +6,7 @@ the project's own types become one line on stderr and their exit code (see moepl
 """
 
 import errno
+import functools
 import importlib
 import os
 import sys
@@ -139,7 +140,19 @@ def _flush_stdout(code: int | str | None) -> int | str | None:
 
 
 class _Command(_PlainHelp, TyperCommand):
-    pass
+    """A flag left unset (None, no callback, not required) is None without typer's coercion: typer builds a
+    pydantic TypeAdapter per parameter to coerce a value, ~60 of them for `moeplan estimate` on every start."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            param.process_value = functools.partial(_unset_fast, param, param.process_value)
+
+
+def _unset_fast(param, process_value, ctx, value):
+    if value is None and not param.required and param.callback is None:
+        return None
+    return process_value(ctx, value)
 
 
 EXAMPLES = """Memory and throughput planner for Mixture-of-Experts language models.
