@@ -4,7 +4,7 @@ import re
 
 from moeplan.errors import SpecError
 
-_ITEM = re.compile(r"^(\d{1,6})(?:-(\d{1,6}))?$")
+_ITEM = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 MAX_GPU_INDEX = 1023
 """Highest index accepted (so no selector builds a giant set); no machine has more GPUs."""
 
