@@ -255,3 +255,15 @@ def test_minimax_text_01_active_without_embedding_and_head():
     # MiniMax-Text-01's card: 45.9B activated per token, counted without the 200,064 × 6144 embedding and head
     config = json.loads((PUBLISHED / "minimax-text-01.json").read_text())
     assert count_params(spec_from_hf_config(config)).active_without_embedding_and_head == pytest.approx(45.9e9, abs=0.05e9)
+
+
+def test_granite_hybrid_without_experts_is_dense():
+    """Granite-4.0-H-1B style: no experts, the shared MLP is the (gated) dense MLP of every layer."""
+    pytest.importorskip("torch")
+    from test_transformers_crosscheck import _components, _instantiate
+
+    config = json.loads((CONFIGS / "granitemoehybrid.json").read_text()) | {"num_local_experts": 0}
+    expected = _components(_instantiate(config))
+    expected["dense_mlp"], expected["shared_experts"] = expected.pop("shared_experts"), 0  # transformers' shared_mlp
+    counts = count_params(spec_from_hf_config(config))
+    assert counts.by_component == expected and counts.moe_layers == 0

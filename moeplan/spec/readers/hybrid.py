@@ -294,19 +294,20 @@ def _nemotron_h(k: _Keys) -> dict:
 
 def _granitemoehybrid(k: _Keys) -> dict:
     """Granite-4.0-H: Mamba-2 or attention in each layer, then a Granite MoE (if num_local_experts > 0) beside
-    an always-present gated shared MLP. A config without experts is refused (its shared MLP is the dense MLP)."""
+    an always-present gated shared MLP; without experts (Granite-4.0-H-1B) that MLP is the dense MLP."""
     types = k("layer_types", "layers_block_type", default=None) or ["mamba"] * k("num_hidden_layers")
     hidden, heads = k("hidden_size"), k("mamba_n_heads")
     head_dim = k("mamba_d_head", default="auto")
     if head_dim == "auto":
         head_dim = k("mamba_expand") * hidden // heads
+    shared = k("shared_intermediate_size")
     moe = {
         "num_experts": k("num_local_experts"),
         "top_k": k("num_experts_per_tok"),
         "expert_intermediate_size": k("intermediate_size"),
         "num_shared_experts": 1,
-        "shared_intermediate_size": k("shared_intermediate_size"),
-    }
+        "shared_intermediate_size": shared,
+    } if k("num_local_experts") else None
     mamba2 = {
         "num_heads": heads,
         "head_dim": head_dim,
@@ -321,7 +322,7 @@ def _granitemoehybrid(k: _Keys) -> dict:
         k,
         attention=_gqa_attention(k),
         moe=moe,
-        intermediate_size=None,
+        intermediate_size=None if moe else shared,
         mixer_pattern=_mixers(k, types, "mamba2"),
         mamba2=mamba2,
     )
