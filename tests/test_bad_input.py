@@ -198,7 +198,7 @@ def test_context_beyond_the_model_needs_the_allow_flag(cli, tmp_path):
     ("llama4_text.json", {"no_rope_layer_interval": 0, "no_rope_layers": None}, ["no_rope_layer_interval", "at least 1"]),
     ("llama4_text.json", {"interleave_moe_layer_step": -1, "moe_layers": None}, ["interleave_moe_layer_step"]),
     ("llama4_text.json", {"moe_layers": [9999]}, ["moe_layers", "9,999"]),
-    ("deepseek_v3.json", {"first_k_dense_replace": 1000}, ["first_dense_layers", "1000"]),
+    ("deepseek_v3.json", {"first_k_dense_replace": 1000}, ["first_k_dense_replace (1000) is more than num_hidden_layers"]),
     ("mixtral-tied.json", {"num_hidden_layers": True}, ["num_hidden_layers", "true"]),
     ("mixtral-tied.json", {"num_hidden_layers": 1e18}, ["num_hidden_layers"]),
     ("mixtral-tied.json", {"num_experts_per_tok": "2"}, ["num_experts_per_tok"]),

@@ -7,6 +7,7 @@ when moeplan understands every key that can change a count; otherwise it is refu
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from moeplan.errors import SpecError, describe_validation
 from moeplan.inputs import load_document
 from moeplan.spec.model import ModelSpec
-from moeplan.spec.readers.unknown import check_unknown
+from moeplan.spec.readers.unknown import check_dense, check_unknown
 
 Config = dict
 
@@ -59,6 +60,18 @@ class _Keys:
         if wrong:
             raise SpecError(f"{self.where}: {name} must be {wrong}, not {json.dumps(value)[:60]}")
         return value
+
+    def as_written(self, message: str, fields: dict, prefix: str = "") -> str:
+        """A message about spec fields (moe.first_dense_layers) with each field the reader filled from one config key
+        named by that key instead (first_k_dense_replace)."""
+        for name, value in fields.items():
+            path = f"{prefix}{name}"
+            if isinstance(value, dict):
+                message = self.as_written(message, value, f"{path}.")
+            elif (key := self.key_for(value)) is not None and key != name:
+                for written in (path, name):
+                    message = re.sub(rf"(?<![\w.]){re.escape(written)}(?!\w)", key, message)
+        return message
 
     def key_for(self, value) -> str | None:
         """The key the user wrote whose value is ``value`` (for error messages), when exactly one key read has it."""
@@ -403,8 +416,11 @@ def spec_from_hf_config(config: Config, name: str = "custom", source: str = "con
     if reader is None:  # refused unless every key that can change a count is understood (readers/unknown.py)
         warnings.warn(f"{source}: {check_unknown(config, model_type, source)}", stacklevel=2)
         reader = _llama
+    elif reader is _llama:
+        check_dense(config, model_type, source)
     config = TRANSFORMERS_DEFAULTS.get(model_type, {}) | config
     keys = _Keys(config, source)
+    fields: dict = {}
     try:
         fields = reader(keys)
         quantization = config.get("quantization_config")
@@ -417,7 +433,7 @@ def spec_from_hf_config(config: Config, name: str = "custom", source: str = "con
         )
     except ValidationError as error:  # named by the config's own keys where the value tells which one it was
         names = {tuple(e["loc"]): keys.key_for(e.get("input")) for e in error.errors() if "input" in e}
-        raise SpecError(f"{source}: {describe_validation(error, names)}") from None
+        raise SpecError(f"{source}: {keys.as_written(describe_validation(error, names), fields)}") from None
     except (TypeError, ValueError, AttributeError, ArithmeticError) as error:
         last = f" reading {keys.used[-1]}" if keys.used else ""
         raise SpecError(f"{source}: malformed config{last} ({error})") from None
