@@ -3,6 +3,7 @@ local HTTP server on 127.0.0.1 that answers as the Hub does."""
 
 import hashlib
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -52,7 +53,9 @@ def put(cache: Path, repo: str, commit: str, files: dict[str, bytes], ref: str |
     for name, data in files.items():
         blob = folder / "blobs" / hashlib.sha256(data).hexdigest()
         blob.write_bytes(data)
-        (snapshot / name).symlink_to(Path("..") / ".." / "blobs" / blob.name)
+        link = snapshot / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
     if ref:
         (folder / "refs").mkdir(exist_ok=True)
         (folder / "refs" / ref).write_text(commit)
@@ -107,6 +110,27 @@ def test_a_snapshot_without_refs_main(cache):
     with pytest.raises(SpecError, match=r"2 cached revisions and no refs/main; name one: acme/by-commit@aaaaaaaaaaaa"):
         resolve_spec("acme/by-commit")
     assert resolve_spec(f"acme/by-commit@{OTHER}").spec.name == "acme/by-commit"
+
+
+def test_gguf_repositories_in_the_cache(cli, cache, tmp_path):
+    from test_gguf import expected_bytes, tensors, write
+
+    names = list(tensors())
+    files = {
+        "tiny-Q4_K_M.gguf": write(tmp_path / "a.gguf").read_bytes(),
+        "mmproj-F16.gguf": b"not a model",
+        "Q8_0/tiny-Q8_0-00001-of-00002.gguf": write(tmp_path / "x-00001-of-00002.gguf", names[:20], split=(0, 2)).read_bytes(),
+        "Q8_0/tiny-Q8_0-00002-of-00002.gguf": write(tmp_path / "x-00002-of-00002.gguf", names[20:], metadata=False, split=(1, 2)).read_bytes(),
+    }
+    put(cache, "unsloth/tiny-GGUF", COMMIT, files)
+    out = cli("estimate", "unsloth/tiny-GGUF:Q4_K_M", "--gpu", "l4", "--json").json()
+    assert out["spec"]["name"] == "unsloth/tiny-GGUF:Q4_K_M" and out["weights"]["total_bytes"] == expected_bytes()
+    split = resolve_spec("unsloth/tiny-GGUF:q8_0")  # the tag is case-insensitive; a split file is read from all its parts
+    assert split.weights.total_bytes == expected_bytes() and split.spec.name == "unsloth/tiny-GGUF:q8_0"
+    several = cli("estimate", "unsloth/tiny-GGUF")
+    assert several.exit_code == 2 and "2 cached GGUF files (Q8_0/tiny-Q8_0-00001-of-00002.gguf, tiny-Q4_K_M.gguf)" in several.stderr
+    missing = cli("estimate", "unsloth/tiny-GGUF:Q2_K")
+    assert missing.exit_code == 3 and "hf download unsloth/tiny-GGUF --include '*Q2_K*'" in missing.stderr
 
 
 def test_partly_cached_shards_are_not_counted(cli, cache):

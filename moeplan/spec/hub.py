@@ -16,8 +16,9 @@ from typing import NamedTuple
 from moeplan.errors import EnvError, SpecError
 from moeplan.spec.checkpoint import CheckpointSummary, summarize_checkpoint, summarize_headers
 
-REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?$")
-"""org/name with an optional @revision (branch, tag or commit)."""
+REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?::(?P<quant>[\w.-]+))?(?:@(?P<revision>[\w./-]+))?$")
+"""org/name with an optional :QUANT (llama.cpp's -hf org/name:Q4_K_M, a GGUF file of the repository) and @revision
+(branch, tag or commit)."""
 CACHE_FOLDER = re.compile(r"^models--(?P<org>[^/]+?)--(?P<name>[^/]+)$")
 """A repository's folder in the cache."""
 _TRUE = ("1", "ON", "YES", "TRUE")
@@ -45,10 +46,10 @@ class HubConfig(NamedTuple):
         return None, self.notes
 
 
-def parse_repo_id(text: str) -> tuple[str, str | None] | None:
-    """(repo id, revision) when ``text`` reads as org/name[@revision], else None."""
+def parse_repo_id(text: str) -> tuple[str, str | None, str | None] | None:
+    """(repo id, revision, GGUF quant tag) when ``text`` reads as org/name[:QUANT][@revision], else None."""
     match = REPO_ID.match(text)
-    return (match["repo"], match["revision"]) if match else None
+    return (match["repo"], match["revision"], match["quant"]) if match else None
 
 
 def hub_cache_dir() -> Path:
@@ -102,6 +103,43 @@ def _only_snapshot(repo_id: str, cache_dir: Path) -> Path | None:
         named = ", ".join(f"{repo_id}@{r.commit_hash[:12]}" for r in revisions)
         raise SpecError(f"{repo_id}: {len(revisions)} cached revisions and no refs/main; name one: {named}")
     return revisions[0].snapshot_path if revisions else None
+
+
+def cached_gguf(repo_id: str, revision: str | None, quant: str | None, cache_dir: Path | None = None) -> Path | None:
+    """The cached GGUF file (first part of a split one) of ``repo_id`` whose path names ``quant`` (case-insensitive),
+    from the cache's file listing (``scan_cache_dir``); None when none is cached. Several candidates: SpecError
+    naming them. Multimodal projector files (mmproj) are not models."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(cache_dir or hub_cache_dir())
+    except CacheNotFound:
+        return None
+    repo = next((r for r in info.repos if r.repo_id == repo_id and r.repo_type == "model"), None)
+    if repo is None:
+        return None
+    revisions = [r for r in repo.revisions if (revision or "main") in r.refs or (revision and r.commit_hash.startswith(revision))]
+    if not revisions and revision is None and len(repo.revisions) == 1:
+        revisions = list(repo.revisions)
+    from moeplan.spec.gguf import SPLIT
+
+    files = sorted(
+        f.file_path.relative_to(r.snapshot_path) for r in revisions for f in r.files
+        if f.file_name.lower().endswith(".gguf") and "mmproj" not in f.file_name.lower()
+        and (not SPLIT.match(f.file_name) or SPLIT.match(f.file_name)["part"] == "00001"))
+    if quant:
+        files = [f for f in files if quant.lower() in f.as_posix().lower()]
+    if len(files) > 1:
+        names = ", ".join(f.as_posix() for f in files[:6])
+        raise SpecError(f"{repo_id}: {len(files)} cached GGUF files ({names}); name one as {repo_id}:QUANT (e.g. :Q4_K_M)")
+    return revisions[0].snapshot_path / files[0] if files else None
+
+
+def not_cached_gguf_error(repo_id: str, quant: str) -> EnvError:
+    """A GGUF quant asked for by id that the cache does not hold (GGUF files are read from the cache only)."""
+    return EnvError(f"{repo_id}:{quant}: no cached GGUF file names {quant} (GGUF headers are read from the local cache); "
+                    f"run `hf download {repo_id} --include '*{quant}*'`")
 
 
 def _snapshot_checkpoint(snapshot: Path, num_layers: int | None) -> tuple[CheckpointSummary | None, list[str]]:

@@ -13,7 +13,18 @@ from moeplan.spec.checkpoint import CheckpointSummary, summarize_checkpoint
 from moeplan.spec.count_check import index_parameters
 from moeplan.spec.gguf import StoredTensor, read_gguf
 from moeplan.spec.hf import read_hf_config, spec_from_hf_config
-from moeplan.spec.hub import HubConfig, cache_folder_repo, cached_snapshot, fetch_from_hub, is_offline, not_cached_error, parse_repo_id, read_cached
+from moeplan.spec.hub import (
+    HubConfig,
+    cache_folder_repo,
+    cached_gguf,
+    cached_snapshot,
+    fetch_from_hub,
+    is_offline,
+    not_cached_error,
+    not_cached_gguf_error,
+    parse_repo_id,
+    read_cached,
+)
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.overrides import apply_overrides, spec_from_flags
 from moeplan.spec.presets import load_preset, preset_for_repo, preset_names
@@ -54,9 +65,10 @@ def _with_modelopt_config(config: dict, directory: Path) -> dict:
     return {**config, "quantization_config": {"quant_method": "modelopt", **quantization}}
 
 
-def _from_gguf(path: Path) -> ResolvedSpec:
+def _from_gguf(path: Path, name: str | None = None) -> ResolvedSpec:
     model = read_gguf(path)
-    return ResolvedSpec(spec=model.spec, weights=model.weights, tensors=model.tensors)
+    spec = model.spec if name is None else model.spec.model_copy(update={"name": name, "source": f"{model.spec.source} ({name})"})
+    return ResolvedSpec(spec=spec, weights=model.weights, tensors=model.tensors)
 
 
 def _from_path(path: Path) -> ResolvedSpec:
@@ -102,11 +114,20 @@ def _from_cache_folder(path: Path, repo_id: str, cache_dir: Path, commit: str | 
     return _from_hub(repo_id, read_cached(repo_id, snapshot))
 
 
-def _from_repo_id(repo_id: str, revision: str | None) -> ResolvedSpec:
-    """The cache first; then a preset built from that repository; then (unless offline) the Hub's metadata."""
+def _from_repo_id(repo_id: str, revision: str | None, quant: str | None = None) -> ResolvedSpec:
+    """The cache first (config.json; a GGUF file for org/name:QUANT or a repository of GGUF files only); then a
+    preset built from that repository; then (unless offline) the Hub's metadata."""
+    if quant is not None:
+        gguf = cached_gguf(repo_id, revision, quant)
+        if gguf is None:
+            raise not_cached_gguf_error(repo_id, quant)
+        return _from_gguf(gguf, name=f"{repo_id}:{quant}")
     snapshot = cached_snapshot(repo_id, revision)
     if snapshot is not None:
         return _from_hub(repo_id, read_cached(repo_id, snapshot))
+    gguf = cached_gguf(repo_id, revision, None)
+    if gguf is not None:
+        return _from_gguf(gguf, name=repo_id)
     preset = preset_for_repo(repo_id) if revision is None else None
     if preset is not None:
         return ResolvedSpec(spec=load_preset(preset), notes=[
