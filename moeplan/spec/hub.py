@@ -92,6 +92,8 @@ def _only_snapshot(repo_id: str, cache_dir: Path) -> Path | None:
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
+    if not _repo_folder_exists(repo_id, cache_dir):
+        return None
     try:
         info = scan_cache_dir(cache_dir)
     except CacheNotFound:
@@ -105,6 +107,11 @@ def _only_snapshot(repo_id: str, cache_dir: Path) -> Path | None:
     return revisions[0].snapshot_path if revisions else None
 
 
+def _repo_folder_exists(repo_id: str, cache_dir: Path) -> bool:
+    """Whether the cache has a folder for the repository at all (so a whole-cache scan is worth it)."""
+    return (cache_dir / ("models--" + repo_id.replace("/", "--"))).is_dir()
+
+
 def cached_gguf(repo_id: str, revision: str | None, quant: str | None, cache_dir: Path | None = None) -> Path | None:
     """The cached GGUF file (first part of a split one) of ``repo_id`` whose path names ``quant`` (case-insensitive),
     from the cache's file listing (``scan_cache_dir``); None when none is cached. Several candidates: SpecError
@@ -112,8 +119,11 @@ def cached_gguf(repo_id: str, revision: str | None, quant: str | None, cache_dir
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
+    cache_dir = cache_dir or hub_cache_dir()
+    if not _repo_folder_exists(repo_id, cache_dir):
+        return None
     try:
-        info = scan_cache_dir(cache_dir or hub_cache_dir())
+        info = scan_cache_dir(cache_dir)
     except CacheNotFound:
         return None
     repo = next((r for r in info.repos if r.repo_id == repo_id and r.repo_type == "model"), None)
