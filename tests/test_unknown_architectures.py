@@ -56,6 +56,15 @@ def test_keys_that_change_no_count_are_ignored():
         assert spec_from_hf_config(config).moe is None
 
 
+def test_a_dense_model_type_with_expert_keys_is_refused():
+    """model_type 'llama' over an MoE checkpoint with its own code: LlamaForCausalLM would build a dense model."""
+    config = {**LLAMA, "num_local_experts": 8, "num_experts_per_tok": 2, "auto_map": {"AutoModelForCausalLM": "x.Moe"}}
+    with pytest.raises(SpecError, match="'llama' is a dense architecture, but the config describes experts "
+                                        r"\(num_experts_per_tok, num_local_experts\)"):
+        spec_from_hf_config(config)
+    assert spec_from_hf_config({**LLAMA, "num_local_experts": None}).moe is None  # an empty key describes nothing
+
+
 def test_a_known_but_unread_model_type_is_refused_with_its_reason():
     with pytest.raises(SpecError, match="'switch_transformers' is not read by moeplan: an encoder-decoder"):
         spec_from_hf_config({**LLAMA, "model_type": "switch_transformers"})

@@ -26,7 +26,8 @@ REFUSED: dict[str, str] = {
     "doge": f"{_BEYOND} (dynamic-mask attention with its own A and dt projection, learned residual scales)",
     "gemma4_text": f"{_BEYOND} (per-layer input embeddings, head dims that differ by layer, KV shared across layers)",
     "longcat_flash": f"{_BEYOND} (two attention blocks and two dense MLPs per layer beside a shortcut MoE with "
-                     "zero-computation experts)",
+                     "zero-computation experts); transformers 5.24 also gives the zero-computation experts gate_up "
+                     "weights the checkpoint does not hold (741B parameters for the 560B model)",
     "zaya": f"{_BEYOND} (an MLP router with its own norm, learned residual scales, a fused QKV with a temperature)",
     "lara_mini": "a hybrid decoder (gated-DeltaNet linear attention beside softmax attention) moeplan has no reader for yet",
     "step3p5": "Step-3.7's text decoder, which transformers builds only inside its multimodal model; no reader yet",

@@ -7,6 +7,8 @@ layers, or a key moeplan has never seen - could change the count, so the config 
 keys named. A model_type moeplan knows but does not read (``REFUSED``) is refused with its reason.
 """
 
+import re
+
 from moeplan.errors import SpecError
 from moeplan.spec.readers.refused import REFUSED
 
@@ -63,6 +65,21 @@ def unplaced_keys(config: dict) -> list[str]:
         and not _empty(value)
         and not (key == "layer_types" and _all_full_attention(value))
     )
+
+
+_EXPERT_KEY = re.compile(r"expert|moe", re.IGNORECASE)
+
+
+def check_dense(config: dict, model_type: str | None, source: str) -> None:
+    """Refuse a config of a dense model_type (llama, mistral, qwen2, qwen3) whose keys describe experts: transformers'
+    dense class would ignore them, but the checkpoint (usually with its own modeling code, auto_map) is an MoE."""
+    keys = sorted(key for key, value in config.items() if _EXPERT_KEY.search(key) and not _empty(value))
+    if keys:
+        raise SpecError(
+            f"{source}: model_type {model_type!r} is a dense architecture, but the config describes experts "
+            f"({', '.join(keys)}): its own code builds another model than {model_type}, and moeplan would count "
+            f"it as dense; {WHAT_TO_DO}"
+        )
 
 
 def check_unknown(config: dict, model_type: str | None, source: str) -> str:
