@@ -304,3 +304,21 @@ def test_shell_completion_end_to_end(words, expected):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert expected <= set(result.stdout.split())
+
+
+def test_version_imports_no_command():
+    code = ("import sys; sys.argv = ['moeplan', '--version']\nfrom moeplan.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "loaded = [m for m in sys.modules if m.startswith('moeplan.cli.') and m != 'moeplan.cli.app'"
+            " or m in ('yaml', 'numpy', 'rich.console')]\nassert not loaded, loaded")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("moeplan ")
+
+
+def test_every_command_help_keeps_its_brackets(cli):
+    for command in ("estimate", "plan", "check", "profile", "gpus", "spec", "presets", "schema"):
+        out = cli(command, "-h")
+        assert out.exit_code == 0, (command, out.stderr)
+        assert all(len(line) <= WIDTH for line in lines(out.stdout)), command
+    assert "[default:" in flowing(cli("profile", "-h").stdout)

@@ -220,12 +220,13 @@ def _command_in(argv: list[str]) -> str | None:
 
 
 def main() -> None:
-    """Console entry point: registers only the command run (every command for help, typos and completion)."""
+    """Console entry point: registers only the command run (none for --version; every command for help, typos
+    and completion)."""
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # no entry-point scan (~20 ms) for plugins the CLI never uses
     name = None if os.environ.get("_MOEPLAN_COMPLETE") else _command_in(sys.argv[1:])
     _tolerant_streams()
     try:
-        _register((name,) if name else tuple(COMMANDS))
+        _register((name,) if name else () if "--version" in sys.argv[1:] else tuple(COMMANDS))
         app(args=[a for a in sys.argv[1:] if a != DEBUG])  # --debug is read from sys.argv, after any command
     except SystemExit as done:
         sys.exit(_flush_stdout(done.code))
