@@ -38,6 +38,8 @@ PRESETS = {
 """Hugging Face id in the CSV → moeplan preset."""
 FORMATS = {"": "bf16", "bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4": "nvfp4", "w4a16_mxfp4": "mxfp4"}
 """gemm_quant_mode / moe_quant_mode → moeplan weight format (fp8_block: DeepSeek-style 128×128 block scales)."""
+PROMPTS_PER_CONCURRENCY = 10
+"""InferenceX's client sends --num-prompts = 10 × concurrency (its bench_serving invocation, --request-rate inf)."""
 GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200", "gb200": "gb200", "b300_sxm": "b300", "gb300": "gb300"}
 
 
@@ -88,7 +90,7 @@ def deployment_of(row: dict) -> tuple[str, Deployment]:
     elif _int(row["moe_tp_size"], 1) == 0 or _int(row["moe_ep_size"], 1) == 0:
         raise NotExpressible("moe_tp × moe_ep ≠ GPUs")
     return preset, Deployment(gpu=gpu, dtype=dtype, expert_dtype=expert_dtype, isl=int(row["isl"]), osl=int(row["osl"]),
-                              concurrency=c, gpu_util=0.9, **layout)
+                              concurrency=c, num_prompts=PROMPTS_PER_CONCURRENCY * c, gpu_util=0.9, **layout)
 
 
 def predict(row: dict) -> tuple[float, float]:

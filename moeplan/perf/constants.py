@@ -13,21 +13,25 @@ class PerfConstants(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    hbm_fraction: float = Field(0.85, gt=0, le=1.2)
-    """Share of the datasheet HBM bandwidth a streaming read reaches (fit; H100 STREAM-like kernels reach 0.8–0.9)."""
-    gemm_fraction: float = Field(0.70, gt=0, le=1.2)
-    """Share of the dense tensor peak a large GEMM or FlashAttention reaches (fit)."""
+    hbm_fraction: float = Field(0.90, gt=0, le=1.2)
+    """Share of the datasheet HBM bandwidth a streaming read reaches (fit on TPOT: 0.90; H100 copy kernels reach 0.8–0.9)."""
+    gemm_fraction: float = Field(0.90, gt=0, le=1.2)
+    """Share of the dense tensor peak of its format a large GEMM or FlashAttention reaches (fit on TPOT: 0.90)."""
     gemm_tile_rows: int = Field(64, gt=0)
     """Rows (tokens) of one GEMM tile: a GEMM of M rows costs ⌈M/64⌉·64 rows of compute, and each expert of a grouped
     GEMM pads its tokens to it (CUTLASS/DeepGEMM Hopper kernels use 64- or 128-row tiles)."""
-    kernel_s: float = Field(4e-6, ge=0)
-    """Time per kernel inside a CUDA graph: launch gap plus the tail of a kernel that does not fill the GPU (fit)."""
+    kernel_s: float = Field(2e-6, ge=0)
+    """Time per kernel inside a CUDA graph: launch gap plus the tail of a kernel that does not fill the GPU (fit: 2 µs)."""
     eager_kernel_s: float = Field(8e-6, ge=0)
     """Time per kernel launched from the host without CUDA graphs (a cudaLaunchKernel is 5–10 µs of host time)."""
-    step_overhead_s: float = Field(1.5e-3, ge=0)
-    """Host time per engine step: scheduling, input preparation, sampling bookkeeping (fit)."""
-    elementwise_passes: float = Field(12, ge=0)
-    """H-wide bf16 vectors read or written per token per layer by norms, residual adds, rotary and activations."""
+    step_overhead_s: float = Field(1e-3, ge=0)
+    """Host time per engine step: scheduling, input preparation, sampling bookkeeping (fit: 1 ms)."""
+    request_overhead_s: float = Field(0.15, ge=0)
+    """Serving: time a request spends outside the engine's steps before its first token (HTTP, tokenisation,
+    scheduling, detokenisation) (fit on TTFT: 150 ms; vLLM's frontends take less, TensorRT-LLM's more)."""
+    elementwise_passes: float = Field(20, ge=0)
+    """H-wide bf16 vectors read or written per token per layer by norms, residual adds, rotary, activations and
+    quantisation of activations (fit on TPOT: 20)."""
     link_fraction: float = Field(0.66, gt=0, le=1.2)
     """Share of the catalogue NVLink bandwidth per direction an all-reduce's bus traffic reaches (fit, NCCL 2.29)."""
     collective_latency_s: float = Field(5.25e-6, ge=0)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from moeplan.accounting.flops import FlopsPerToken, attended_keys, lm_head_matmul_params
+from moeplan.accounting.flops import FlopsPerToken, layer_attention_flops, lm_head_matmul_params
 from moeplan.accounting.kv_cache import sequence_kv
 from moeplan.accounting.memory import GPUMemory, MemoryReport
 from moeplan.accounting.params import layer_params
@@ -128,10 +128,13 @@ def prefill_queue_s(ns, sequences, prefill_s, cycle_s):
     return ns.where(load >= 1, wave, ns.min(load / (2 * ns.max(1 - load, 1e-9)) * prefill_s, wave))
 
 
-def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, sequences, dp, pp, layers, num_gpus) -> dict[str, Any]:
-    """TPOT, TTFT and output rates from ``run(decode sequences, prefill tokens) -> step_ops result``; every
-    argument but ``d`` may be an array (one entry per layout). See the module docstring."""
+def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, c: PerfConstants, requests, dp, pp, layers, num_gpus,
+                    capacity=None) -> dict[str, Any]:
+    """TPOT, TTFT and output rates from ``run(decode sequences, prefill tokens) -> step_ops result``, for
+    ``requests`` in flight per replica of which at most ``capacity`` (what its KV cache holds; None: all) run; every
+    argument but ``d`` and ``c`` may be an array (one entry per layout). See the module docstring."""
     chunk, prompt = d.prefill_chunk, prompt_tokens(d)
+    sequences = requests if capacity is None else ns.min(requests, capacity)
     per_step = tokens_per_step(d.mtp, d.acceptance)
 
     def draft(ops):  # MTP: N passes of one layer-sized module (the step's per-layer time) and the lm_head
@@ -154,11 +157,17 @@ def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, sequence
     full = run(riding, chunk * 1.0) if chunk < prompt else first
     own = pp * math.ceil(prompt / chunk) * first["total"]
     if d.concurrency is not None:
-        queue = prefill_queue_s(ns, sequences, pp * prompt / chunk * full["total"], d.osl * tpot + own)
+        prefill_s = pp * prompt / chunk * full["total"]  # one prompt's share of full chunk steps
+        queue = prefill_queue_s(ns, sequences, prefill_s, d.osl * tpot + own)
+        if d.num_prompts:  # the first wave arrives at once: its prompts wait for half of the wave on average
+            queue = queue + ns.min(d.concurrency / d.num_prompts, 1.0) * ns.max(sequences - 1, 0) / 2 * prefill_s
+        # a closed loop of `requests` clients served `sequences` at a time: each waits (requests/sequences − 1) turns
+        queue = queue + (requests / sequences - 1) * (d.osl * tpot + own)
+        own = own + c.request_overhead_s
     else:
         queue = 0.0 * own
     rate = sequences * dp / tpot
-    out.update(first=first, tpot=tpot, ttft=own + queue, queue=queue, rate=rate, rate_per_gpu=rate / num_gpus,
+    out.update(first=first, tpot=tpot, ttft=own + queue, queue=queue, rate=rate, rate_per_gpu=rate / num_gpus, sequences=sequences,
                prefill_rate=dp * min(chunk, prompt) / (pp * first["total"]))
     return out
 
@@ -181,10 +190,11 @@ class LayerTable:
             prefill_per_key = 2 * attn.num_heads * (attn.qk_nope_head_dim + attn.qk_rope_head_dim + attn.v_head_dim)
         else:
             decode_per_key = prefill_per_key = 2 * attn.num_heads * 2 * spec.head_dim
-        spans = {"full": (None, False), "sliding": (attn.sliding_window, False), "chunked": (attn.chunk_size, True)}
         keys = max(int(self.context), 1)
-        self.decode_flops = [decode_per_key * attended_keys(keys, "decode", *spans[k]) if k else 0.0 for k in self.kind]
-        self.prefill_flops = [prefill_per_key * attended_keys(self.prompt, "causal", *spans[k]) if k else 0.0 for k in self.kind]
+        self.decode_flops = [layer_attention_flops(spec, i, k, keys, "decode", decode_per_key) if k else 0.0
+                             for i, k in enumerate(self.kind)]
+        self.prefill_flops = [layer_attention_flops(spec, i, k, self.prompt, "causal", prefill_per_key) if k else 0.0
+                              for i, k in enumerate(self.kind)]
         self._kv: dict[int, tuple[list[int], list[int]]] = {}
 
     def kv(self, tp: int) -> tuple[list[int], list[int]]:
@@ -355,10 +365,12 @@ def throughput(spec: ModelSpec, d: Deployment, layout: Layout, gpu: GPUSpec, wei
     calibration's efficiencies ``eff`` replace the constants they measured (perf.constants.calibrated)."""
     c = constants or calibrated(eff)
     model = _Layout(spec, d, layout, gpu, weights, memory.most_loaded)
-    sequences = d.batch * 1.0 if d.concurrency is None else min(d.concurrency / layout.dp, max(memory.max_batch, 1))
-    args = (sequences, layout.dp, layout.pp, model.terms.values["layers"], layout.num_gpus)
-    f = serving_figures(SCALAR, model.run(c), d, *args)
-    b = serving_figures(SCALAR, model.run(BOUND), d, *args)
+    requests = d.batch * 1.0 if d.concurrency is None else d.concurrency / layout.dp
+    capacity = max(memory.max_batch, 1) if d.concurrency is not None else None
+    args = (requests, layout.dp, layout.pp, model.terms.values["layers"], layout.num_gpus, capacity)
+    f = serving_figures(SCALAR, model.run(c), d, c, *args)
+    b = serving_figures(SCALAR, model.run(BOUND), d, BOUND, *args)
+    sequences = f["sequences"]
     prompt = min(d.prefill_chunk, prompt_tokens(d))
     decode = _step(f["decode"], model.shape(sequences, 0.0))
     serving = None

@@ -21,7 +21,7 @@ ACTIVATION_BYTES = 2
 """Activations are bf16 between operations and on the links."""
 
 BOUND = PerfConstants(hbm_fraction=1, gemm_fraction=1, gemm_tile_rows=1, kernel_s=0, eager_kernel_s=0, step_overhead_s=0,
-                      elementwise_passes=0, link_fraction=1, collective_latency_s=0, collective_hop_latency_s=0,
+                      request_overhead_s=0, elementwise_passes=0, link_fraction=1, collective_latency_s=0, collective_hop_latency_s=0,
                       expert_dispatch_latency_s=0, expert_link_fraction=1, inter_node_latency_s=0)
 """Constants of the speed-of-light bound: catalogue peaks, no padding, no fixed costs, no latency."""
 

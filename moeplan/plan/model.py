@@ -308,8 +308,8 @@ class LayoutModel:
         sequences = self.d.concurrency / layouts.dp if self.serving else np.full(len(layouts), float(self.d.batch))
         args = (sequences, layouts.dp, layouts.pp, base["layers"], layouts.num_gpus)
         ns = numpy_namespace()
-        f = serving_figures(ns, self._run(layouts, base, self.constants), self.d, *args)
-        b = serving_figures(ns, self._run(layouts, base, BOUND), self.d, *args)
+        f = serving_figures(ns, self._run(layouts, base, self.constants), self.d, self.constants, *args)
+        b = serving_figures(ns, self._run(layouts, base, BOUND), self.d, BOUND, *args)
         terms = np.stack([b["decode"]["memory_s"], b["decode"]["compute_s"], b["decode"]["communication_s"]])
         return LayoutMetrics(
             per_gpu_bytes=m["total"], weights_bytes=m["weights"], state_bytes=m["state"], kv_cache_bytes=m["kv"],
