@@ -87,6 +87,9 @@ class Deployment(BaseModel):
     """Serving: output tokens per request."""
     concurrency: PositiveInt | None = None
     """Serving: requests in flight over the whole deployment (concurrency / dp per data-parallel replica)."""
+    num_prompts: PositiveInt | None = None
+    """Serving: requests a benchmark sends in all (`vllm bench serve --num-prompts`); the first --concurrency arrive at
+    once, so the mean TTFT includes their wait (None: the steady state alone)."""
     mtp: int = Field(0, ge=0, le=16)
     """Draft tokens per step of multi-token prediction / speculative decoding (0: none)."""
     acceptance: float = Field(0.85, gt=0, le=1)
