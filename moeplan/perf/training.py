@@ -6,7 +6,7 @@ micro-batch slots (the bubble, Narayanan et al. 2021 §2.2); then gradients are 
 parallel replicas and the optimizer updates the weights. A micro-batch slot takes max(compute, HBM) plus the
 tensor- and expert-parallel communication of the forward and backward passes, not overlapped. MFU is the
 model FLOPs (no recomputation, as PaLM defines it) over step time × GPUs × dense BF16 (or FP8) peak.
-See docs/formulas.md §Training speed.
+See docs/formulas.md §Throughput, "Training speed".
 """
 
 from pydantic import BaseModel
@@ -56,6 +56,7 @@ class TrainingSpeed(BaseModel):
     peak_flops_per_s: float
     bound: Bound
     """The largest of the step's compute, memory and communication time."""
+    assumptions: list[str]
 
 
 def _ring_allreduce_s(message_bytes: float, ranks: int, bytes_per_s: float, latency_s: float) -> float:
@@ -111,4 +112,10 @@ def training_speed(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu:
         micro_batch_s=micro_s, bubble_s=bubble, gradient_allreduce_s=allreduce, optimizer_s=optimizer, step_s=step,
         tokens_per_s=step_tokens / step, mfu=model_flops / (step * layout.num_gpus * peak), peak_flops_per_s=peak,
         bound=max(terms, key=terms.get),
+        assumptions=[
+            f"training step: {accum} micro-batches through a 1F1B pipeline of {layout.pp} stage(s), then the gradient "
+            "all-reduce and the Adam update, none overlapped (an upper bound on the step time)",
+            f"MFU: model FLOPs (3 × forward, no recomputation) over step time × {layout.num_gpus} GPUs × "
+            f"{peak / 1e12:,.0f} TFLOP/s dense peak",
+        ],
     )

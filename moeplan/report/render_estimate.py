@@ -219,7 +219,7 @@ def render_estimate(report: EstimateReport) -> None:
         console.print(_checkpoint_table(report))
     console.print(_memory_table(report))
     console.print(_training_table(report) if report.training is not None else _speed_table(report))
-    assumptions = [] if report.training is not None else report.throughput.assumptions
+    assumptions = report.training.assumptions if report.training is not None else report.throughput.assumptions
     for note in [*report.notes, *report.weights.notes, *report.memory.assumptions, *assumptions]:
         console.print(Text(f"· {note}", style="dim"))
 
