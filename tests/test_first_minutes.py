@@ -322,3 +322,24 @@ def test_every_command_help_keeps_its_brackets(cli):
         assert out.exit_code == 0, (command, out.stderr)
         assert all(len(line) <= WIDTH for line in lines(out.stdout)), command
     assert "[default:" in flowing(cli("profile", "-h").stdout)
+
+
+def test_training_step_by_hand(cli):
+    """A 2-layer MoE (H 1024, 8 heads, 4 experts, top-1, I 1024, V 1000) at s = 256 on one H100, by hand."""
+    data = cli("estimate", "--layers", "2", "--hidden", "1024", "--heads", "8", "--vocab", "1000", "--experts", "4", "--top-k", "1",
+               "--expert-intermediate", "1024", "--mode", "training", "--context", "256", "--batch", "2", "--grad-accum", "3",
+               "--gpu", "h100-sxm", "--json").json()
+    t = data["training"]
+    layer_matmuls = 4 * 1024**2 + 4 * 1024 + 3 * 1024**2  # q k v o, router, one active expert (gate, up, down)
+    attention = 2 * 8 * 2 * 128 * 256  # QKᵀ and AV per token and layer, every key counted (Megatron-LM)
+    lm_head = 1000 * 1024
+    model = 3 * (2 * 2 * layer_matmuls + 2 * attention + 2 * lm_head)  # forward + backward
+    assert t["model_flops_per_step"] == model * 2 * 3 * 256 == 100_564_992 * 1536
+    hardware = model + 2 * attention  # selective recomputation re-runs the attention scores and values
+    assert t["micro_batch_compute_s"] == pytest.approx(hardware * 2 * 256 / 989.5e12)
+    params = 2 * (4 * 1024**2 + 4 * 1024 + 4 * 3 * 1024**2 + 2 * 1024) + 2 * 1000 * 1024 + 1024  # all on one GPU
+    assert t["optimizer_s"] == pytest.approx(params * (2 * 2 + 4 + 2 * 12) / 3.35e12)  # bf16 w, fp32 grad, fp32 master + Adam
+    activations = data["memory"]["most_loaded"]["activation_bytes"]
+    assert t["micro_batch_memory_s"] == pytest.approx((2 * 2 * params + 2 * 4 * params + 2 * activations) / 3.35e12)
+    assert t["gradient_allreduce_s"] == 0 and t["micro_batch_communication_s"] == 0  # one GPU
+    assert t["step_s"] == pytest.approx(3 * max(t["micro_batch_compute_s"], t["micro_batch_memory_s"]) + t["optimizer_s"])
