@@ -76,7 +76,7 @@ copy_refs() {
 if [ "$MODE" = prepare ]; then
   copy_refs || exit 1
   ${PY:-python3} -m pip download -q --only-binary :all: --python-version 3.12 --platform manylinux2014_x86_64 \
-    --implementation cp -d "$REFS/.whl" "pydantic>=2.11" "typer>=0.12" "rich>=13" "nvidia-ml-py>=12" "numpy>=1.26" "pyyaml>=6" \
+    --implementation cp -d "$REFS/.whl" "pydantic>=2.11" "typer>=0.12" "rich>=13" "nvidia-ml-py>=12" "numpy>=1.26" "pyyaml>=6" "pytest>=8" \
     && say "wheels in $REFS/.whl" || say "no index reachable: the GPU machine must already have pydantic, typer, rich"
   say "carry .gpu-refs (and nothing else ignored) to the GPU machine, then run benchmarks/gpu_validate.sh there"
   exit 0
@@ -147,10 +147,17 @@ if [ "$GPU" = 1 ]; then
   # ------------------------------------------------------------ 4. torch-only references, 5. the NCCL worker on one rank
   step torch_refs 150 0 $PY "$REFS/refs.py" "$W/refs.json"
   step nccl_smoke 90 0 $PY "$REFS/nccl_smoke.py" "$W/nccl_smoke.json"
+  # ------------------------------------------------------------ the project's GPU tests, with what budget is left
+  if $PY -c "import pytest" 2> /dev/null; then
+    step pytest_gpu 150 0 $PY -m pytest -q -p no:cacheprovider tests/test_profile_gpu.py
+  else
+    skip pytest_gpu "pytest is not installed (add it to the wheels with --prepare)"
+  fi
 else
   skip nvbandwidth "needs a GPU"
   skip torch_refs "needs a GPU (refs.py: gated copies, 8192³ matmul, FFN in CUDA graphs)"
   skip nccl_smoke "needs a GPU (NCCL)"
+  skip pytest_gpu "needs a GPU (tests/test_profile_gpu.py)"
 fi
 
 # ---------------------------------------------------------------- 6. the table: moeplan ÷ reference, OK/CHECK
