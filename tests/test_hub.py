@@ -202,8 +202,22 @@ class FakeHub(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def _tree(self, repo: str):
+        files = self.repos.get(repo)
+        if files is None:
+            return self._error(404, "RepoNotFound", "Repository not found")
+        payload = json.dumps([{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                              for name, data in files.items()]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def _answer(self, body: bool):
         parts = self.path.split("?")[0].strip("/").split("/")
+        if parts[:2] == ["api", "models"] and parts[4:5] == ["tree"]:
+            return self._tree("/".join(parts[2:4]))
         repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
         self.seen.append((self.command, self.path, self.headers.get("authorization")))
         self.ranges.append((self.path, self.headers.get("range")))
@@ -285,6 +299,28 @@ def test_online_sharded_repo_reads_every_shard_header_by_range(cli, hub):
     assert report["checkpoint"]["elements"] == STORED and report["checkpoint"]["files"] == 2
     shard_gets = [r for path, r in FakeHub.ranges if path.endswith("-of-00002.safetensors") and r]
     assert sorted(shard_gets) == ["bytes=0-100000", "bytes=0-100000"]  # headers only, by byte range
+
+
+def test_online_gguf_repository_reads_header_ranges_only(cli, hub, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    import gguf_header  # a DeepSeek-V3-sized header: 129,280 tokens, more than the first 1 MiB range
+
+    sparse = tmp_path / "big.gguf"
+    gguf_header.write(sparse)
+    with sparse.open("rb") as handle:
+        head = handle.read(8 * 2**20)  # the header and zeros: the Hub serves no tensor bytes in this test
+    FakeHub.repos["unsloth/Big-GGUF"] = {"README.md": b"GGUF quants", "Big-Q4_K_M.gguf": head, "mmproj-F16.gguf": b"x"}
+    out = cli("estimate", "unsloth/Big-GGUF:Q4_K_M", "--gpu", "b300", "--num-gpus", "8", "--json")
+    assert out.exit_code == 0, out.stderr
+    report = out.json()
+    assert report["spec"]["name"] == "unsloth/Big-GGUF:Q4_K_M" and report["spec"]["architecture"] == "deepseek_v3"
+    assert abs(report["weights"]["total_bytes"] / 1e9 - 406.74) < 0.01
+    asked = [r for path, r in FakeHub.ranges if path.endswith("Big-Q4_K_M.gguf")]
+    assert asked == ["bytes=0-1048575", "bytes=0-4194303"]  # 1 MiB, then 4 MiB: the header, never the tensors
+    # a repository of GGUF files and no config.json: its one GGUF file, by id alone
+    FakeHub.repos["unsloth/One-GGUF"] = {"One-Q8_0.gguf": head}
+    assert cli("estimate", "unsloth/One-GGUF", "--json").json()["spec"]["name"] == "unsloth/One-GGUF"
+    assert "no GGUF file naming Q2_K" in cli("estimate", "unsloth/Big-GGUF:Q2_K").stderr
 
 
 def test_online_errors_name_the_repo(cli, hub, monkeypatch):

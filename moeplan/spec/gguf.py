@@ -86,26 +86,27 @@ _MAX_COUNT = 10_000_000
 """Bound on any count the header declares (tensors, keys, array items): a corrupt header cannot hang the read."""
 
 
+class HeaderTruncated(SpecError):
+    """The bytes end inside the header (a truncated file, or a first range of a remote file too short)."""
+
+
 class _Header:
-    """A little-endian GGUF v2/v3 header over a memory map, parsed with gguf's type tables (gguf.constants).
+    """A little-endian GGUF v2/v3 header over a memory map or bytes, parsed with gguf's type tables (gguf.constants).
 
     gguf's GGUFReader builds a numpy view of every vocabulary entry (seconds for a 129k-token tokenizer);
     this walks the same structure once, skipping numeric arrays by their size, and never touches tensor data.
     """
 
-    def __init__(self, path: Path):
-        import mmap
+    def __init__(self, buffer, path: Path | str):
         import struct
 
         from gguf import GGUF_MAGIC, GGUFValueType
 
-        self.path, self.struct, self.types = path, struct, GGUFValueType
+        self.buffer, self.path, self.struct, self.types = buffer, path, struct, GGUFValueType
         self.scalar = {GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
                        GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
                        GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?", GGUFValueType.UINT64: "<Q",
                        GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d"}
-        with path.open("rb") as handle:
-            self.buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         self.at = 0
         if self.buffer[:4] != struct.pack("<I", GGUF_MAGIC):
             raise SpecError(f"{path}: not a GGUF file (no GGUF magic)")
@@ -115,11 +116,21 @@ class _Header:
             raise SpecError(f"{path}: GGUF version {self.version} is not read (2 and 3 are; a big-endian file reads as a huge version)")
         self.tensor_count, self.kv_count = self._count(), self._count()
 
+    @classmethod
+    def of_file(cls, path: Path) -> "_Header":
+        import mmap
+
+        with path.open("rb") as handle:
+            return cls(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ), path)
+
+    def _truncated(self) -> HeaderTruncated:
+        return HeaderTruncated(f"{self.path}: GGUF header ends early (truncated file)")
+
     def _read(self, fmt: str):
         try:
             (value,) = self.struct.unpack_from(fmt, self.buffer, self.at)
         except self.struct.error:
-            raise SpecError(f"{self.path}: GGUF header ends early (truncated file)") from None
+            raise self._truncated() from None
         self.at += self.struct.calcsize(fmt)
         return value
 
@@ -132,7 +143,7 @@ class _Header:
     def _string(self) -> str:
         size = self._read("<Q")
         if self.at + size > len(self.buffer):
-            raise SpecError(f"{self.path}: GGUF header ends early (truncated file)")
+            raise self._truncated()
         text = self.buffer[self.at : self.at + size].decode("utf-8", errors="replace")
         self.at += size
         return text
@@ -142,7 +153,7 @@ class _Header:
             size = self._read("<Q")
             self.at += size
         if self.at > len(self.buffer):
-            raise SpecError(f"{self.path}: GGUF header ends early (truncated file)")
+            raise self._truncated()
 
     def _value(self, kind: int):
         try:
@@ -186,7 +197,8 @@ class _Header:
             for n in dims:
                 elements *= n
             tensors.append((name, kind.name.lower(), elements, elements // block * size, list(reversed(dims))))
-        self.buffer.close()
+        if hasattr(self.buffer, "close"):
+            self.buffer.close()
         return metadata, tensors
 
 
@@ -203,9 +215,22 @@ def read_header(path: Path) -> GGUFHeader:
     tensors = []
     for index, part in enumerate(split_parts(path)):
         try:
-            part_metadata, part_tensors = _Header(part).read()
+            part_metadata, part_tensors = _Header.of_file(part).read()
         except (OSError, ValueError) as error:
             raise SpecError(f"{part}: not a readable GGUF file ({error})") from None
+        tensors += part_tensors
+        if not index:
+            metadata = part_metadata
+    return GGUFHeader(metadata, tensors)
+
+
+def header_from_bytes(parts: list[tuple[str, bytes]]) -> GGUFHeader:
+    """Metadata and tensor table from the first bytes of each part of a (remote) GGUF file, in part order;
+    HeaderTruncated when a part's bytes end inside its header."""
+    metadata: dict[str, object] = {}
+    tensors = []
+    for index, (name, data) in enumerate(parts):
+        part_metadata, part_tensors = _Header(data, name).read()
         tensors += part_tensors
         if not index:
             metadata = part_metadata
@@ -363,16 +388,20 @@ class GGUFModel(NamedTuple):
     tensors: list[StoredTensor]
 
 
-def read_gguf(path: Path) -> GGUFModel:
-    """The spec, exact weight memory and tensor table of a GGUF file."""
+def model_from_header(header: GGUFHeader, file_name: str, source: str) -> GGUFModel:
+    """The spec, exact weight memory and tensor table a GGUF header describes (``file_name``: the file's name)."""
     from moeplan.spec.hf import spec_from_hf_config
 
-    header = read_header(path)
     shapes = {name: shape for name, _, _, _, shape in header.tensors}
-    config = _hf_config(header.metadata, shapes, str(path))
-    stem = SPLIT.match(path.name)["stem"] if SPLIT.match(path.name) else path.stem
-    name = str(header.metadata.get("general.name") or stem)
-    spec = spec_from_hf_config(config, name=name, source=f"GGUF {path}")
+    config = _hf_config(header.metadata, shapes, source)
+    split = SPLIT.match(file_name)
+    name = str(header.metadata.get("general.name") or (split["stem"] if split else file_name.removesuffix(".gguf")))
+    spec = spec_from_hf_config(config, name=name, source=f"GGUF {source}")
     tensors = _stored(header)
-    weights = weight_memory_from_tensors(spec, tensors, f"GGUF {path.name}: each tensor's stored type and bytes")
+    weights = weight_memory_from_tensors(spec, tensors, f"GGUF {file_name}: each tensor's stored type and bytes")
     return GGUFModel(spec, weights, tensors)
+
+
+def read_gguf(path: Path) -> GGUFModel:
+    """The spec, exact weight memory and tensor table of a GGUF file."""
+    return model_from_header(read_header(path), path.name, str(path))

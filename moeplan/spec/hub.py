@@ -24,6 +24,10 @@ CACHE_FOLDER = re.compile(r"^models--(?P<org>[^/]+?)--(?P<name>[^/]+)$")
 _TRUE = ("1", "ON", "YES", "TRUE")
 
 
+class NoConfig(SpecError):
+    """The repository has no config.json (a repository of GGUF files)."""
+
+
 class HubConfig(NamedTuple):
     """A model's config.json and where its stored tensors can be counted, from the cache or the Hub."""
 
@@ -132,24 +136,94 @@ def cached_gguf(repo_id: str, revision: str | None, quant: str | None, cache_dir
     revisions = [r for r in repo.revisions if (revision or "main") in r.refs or (revision and r.commit_hash.startswith(revision))]
     if not revisions and revision is None and len(repo.revisions) == 1:
         revisions = list(repo.revisions)
+    listed = [f.file_path.relative_to(r.snapshot_path).as_posix() for r in revisions for f in r.files]
+    chosen = pick_gguf(listed, repo_id, quant, "cached ")
+    return revisions[0].snapshot_path / chosen if chosen else None
+
+
+def pick_gguf(paths: list[str], repo_id: str, quant: str | None, where: str = "") -> str | None:
+    """The one GGUF model file among a repository's ``paths`` (first parts of split files; no mmproj) whose path
+    names ``quant`` (case-insensitive); None when there is none, SpecError naming them when there are several."""
     from moeplan.spec.gguf import SPLIT
 
-    files = sorted(
-        f.file_path.relative_to(r.snapshot_path) for r in revisions for f in r.files
-        if f.file_name.lower().endswith(".gguf") and "mmproj" not in f.file_name.lower()
-        and (not SPLIT.match(f.file_name) or SPLIT.match(f.file_name)["part"] == "00001"))
+    def first_part(name: str) -> bool:
+        split = SPLIT.match(name.rsplit("/", 1)[-1])
+        return not split or split["part"] == "00001"
+
+    files = sorted(p for p in paths if p.lower().endswith(".gguf") and "mmproj" not in p.lower() and first_part(p))
     if quant:
-        files = [f for f in files if quant.lower() in f.as_posix().lower()]
+        files = [f for f in files if quant.lower() in f.lower()]
     if len(files) > 1:
-        names = ", ".join(f.as_posix() for f in files[:6])
-        raise SpecError(f"{repo_id}: {len(files)} cached GGUF files ({names}); name one as {repo_id}:QUANT (e.g. :Q4_K_M)")
-    return revisions[0].snapshot_path / files[0] if files else None
+        raise SpecError(f"{repo_id}: {len(files)} {where}GGUF files ({', '.join(files[:6])}); name one as {repo_id}:QUANT (e.g. :Q4_K_M)")
+    return files[0] if files else None
+
+
+_FIRST_RANGE_BYTES = 2**20
+_MAX_HEADER_BYTES = 2**28
+"""A remote GGUF header is fetched by byte range: 1 MiB first, four times more while it ends inside the header,
+at most 256 MiB (a 256k-token vocabulary with merges is about 10 MiB)."""
+
+
+def fetch_gguf_from_hub(repo_id: str, revision: str | None, quant: str | None):
+    """The header of a repository's GGUF file (every part of a split one) by byte ranges, never the tensors;
+    (GGUFHeader, the file's path in the repository, source)."""
+    from huggingface_hub import HfApi, constants, errors, hf_hub_url
+    from huggingface_hub.hf_api import RepoFile
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status, logging
+
+    from moeplan.spec.gguf import SPLIT, HeaderTruncated, header_from_bytes
+
+    constants.HF_HUB_OFFLINE = is_offline()
+    logging.set_verbosity_error()
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    token = os.environ.get("HF_TOKEN") or None
+    api = HfApi(endpoint=endpoint, token=token)
+    label = f"{repo_id}:{quant}" if quant else repo_id
+    try:
+        listed = [f.path for f in api.list_repo_tree(repo_id, recursive=True, revision=revision) if isinstance(f, RepoFile)]
+    except Exception as error:
+        if not _is_transport_error(error, errors):
+            raise
+        raise _hub_error(error, repo_id, revision, endpoint) from None
+    chosen = pick_gguf(listed, repo_id, quant)
+    if chosen is None:
+        raise SpecError(f"{label}: the repository holds no GGUF file{' naming ' + quant if quant else ''} on {endpoint}")
+    folder, _, name = chosen.rpartition("/")
+    split = SPLIT.match(name)
+    names = [chosen] if not split else [
+        f"{folder + '/' if folder else ''}{split['stem']}-{i:05d}-of-{split['count']}.gguf" for i in range(1, int(split["count"]) + 1)]
+    missing = [n for n in names if n not in listed]
+    if missing:
+        raise SpecError(f"{label}: split GGUF model is missing {', '.join(missing)} on {endpoint}")
+    parts = []
+    for part in names:
+        size = _FIRST_RANGE_BYTES
+        while True:
+            url = hf_hub_url(repo_id, part, revision=revision, endpoint=endpoint)
+            try:
+                response = get_session().get(url, headers={**build_hf_headers(token=token), "range": f"bytes=0-{size - 1}"},
+                                             timeout=10, follow_redirects=True)
+                hf_raise_for_status(response)
+            except Exception as error:
+                if not _is_transport_error(error, errors):
+                    raise
+                raise _hub_error(error, repo_id, revision, endpoint) from None
+            data = response.content
+            try:
+                header_from_bytes([(part, data)])
+                break
+            except HeaderTruncated:
+                if len(data) < size or size >= _MAX_HEADER_BYTES:
+                    raise SpecError(f"{label}: {part} has no complete GGUF header in its first {len(data):,} bytes") from None
+                size *= 4
+        parts.append((part, data))
+    return header_from_bytes(parts), chosen, f"Hugging Face Hub {endpoint} ({repo_id}/{chosen})"
 
 
 def not_cached_gguf_error(repo_id: str, quant: str) -> EnvError:
-    """A GGUF quant asked for by id that the cache does not hold (GGUF files are read from the cache only)."""
-    return EnvError(f"{repo_id}:{quant}: no cached GGUF file names {quant} (GGUF headers are read from the local cache); "
-                    f"run `hf download {repo_id} --include '*{quant}*'`")
+    """A GGUF quant asked for by id that the cache does not hold while HF_HUB_OFFLINE is set."""
+    return EnvError(f"{repo_id}:{quant}: no cached GGUF file names {quant} and HF_HUB_OFFLINE is set; "
+                    f"run `hf download {repo_id} --include '*{quant}*'` where there is network")
 
 
 def _snapshot_checkpoint(snapshot: Path, num_layers: int | None) -> tuple[CheckpointSummary | None, list[str]]:
@@ -199,7 +273,7 @@ def _hub_error(error: Exception, repo_id: str, revision: str | None, endpoint: s
         return SpecError(f"{where}: no such model on {endpoint} (HTTP {status}; a private repository needs HF_TOKEN); "
                          "check the id, or give a local directory or preset")
     if isinstance(error, errors.EntryNotFoundError) or status == 404:
-        return SpecError(f"{where}: the repository has no config.json on {endpoint}")
+        return NoConfig(f"{where}: the repository has no config.json on {endpoint}")
     return EnvError(f"{where}: cannot reach {endpoint} ({type(error).__name__}); {_offline_hint(repo_id)}")
 
 

@@ -11,14 +11,16 @@ from moeplan.accounting.weights import WeightMemory
 from moeplan.errors import SpecError
 from moeplan.spec.checkpoint import CheckpointSummary, summarize_checkpoint
 from moeplan.spec.count_check import index_parameters
-from moeplan.spec.gguf import StoredTensor, read_gguf
+from moeplan.spec.gguf import StoredTensor, model_from_header, read_gguf
 from moeplan.spec.hf import read_hf_config, spec_from_hf_config
 from moeplan.spec.hub import (
     HubConfig,
+    NoConfig,
     cache_folder_repo,
     cached_gguf,
     cached_snapshot,
     fetch_from_hub,
+    fetch_gguf_from_hub,
     is_offline,
     not_cached_error,
     not_cached_gguf_error,
@@ -119,9 +121,11 @@ def _from_repo_id(repo_id: str, revision: str | None, quant: str | None = None) 
     preset built from that repository; then (unless offline) the Hub's metadata."""
     if quant is not None:
         gguf = cached_gguf(repo_id, revision, quant)
-        if gguf is None:
+        if gguf is not None:
+            return _from_gguf(gguf, name=f"{repo_id}:{quant}")
+        if is_offline():
             raise not_cached_gguf_error(repo_id, quant)
-        return _from_gguf(gguf, name=f"{repo_id}:{quant}")
+        return _from_hub_gguf(repo_id, revision, quant)
     snapshot = cached_snapshot(repo_id, revision)
     if snapshot is not None:
         return _from_hub(repo_id, read_cached(repo_id, snapshot))
@@ -134,7 +138,19 @@ def _from_repo_id(repo_id: str, revision: str | None, quant: str | None = None) 
             f"{repo_id} is not in the Hugging Face cache; using preset {preset}, built from that repository's config.json"])
     if is_offline():
         raise not_cached_error(repo_id)
-    return _from_hub(repo_id, fetch_from_hub(repo_id, revision))
+    try:
+        return _from_hub(repo_id, fetch_from_hub(repo_id, revision))
+    except NoConfig:  # a repository of GGUF files: its one GGUF header
+        return _from_hub_gguf(repo_id, revision, None)
+
+
+def _from_hub_gguf(repo_id: str, revision: str | None, quant: str | None) -> ResolvedSpec:
+    """A repository's GGUF file read from the Hub by byte ranges of its header."""
+    header, path, source = fetch_gguf_from_hub(repo_id, revision, quant)
+    model = model_from_header(header, path.rsplit("/", 1)[-1], source)
+    name = f"{repo_id}:{quant}" if quant else repo_id
+    spec = model.spec.model_copy(update={"name": name})
+    return ResolvedSpec(spec=spec, weights=model.weights, tensors=model.tensors)
 
 
 def resolve_spec(model: str | None, overrides: dict[str, object] | None = None) -> ResolvedSpec:
