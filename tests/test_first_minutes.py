@@ -343,3 +343,13 @@ def test_training_step_by_hand(cli):
     assert t["micro_batch_memory_s"] == pytest.approx((2 * 2 * params + 2 * 4 * params + 2 * activations) / 3.35e12)
     assert t["gradient_allreduce_s"] == 0 and t["micro_batch_communication_s"] == 0  # one GPU
     assert t["step_s"] == pytest.approx(3 * max(t["micro_batch_compute_s"], t["micro_batch_memory_s"]) + t["optimizer_s"])
+
+
+def test_no_fit_within_the_search_suggests_a_wider_one(cli):
+    data = cli("estimate", "kimi-k2", "--mode", "training", "--json").json()
+    verdict, memory = data["verdict"], data["memory"]
+    assert verdict["fewest_gpus"] is None and verdict["searched_max_gpus"] == 64
+    wider = -(-int(2 * memory["per_gpu_bytes"] / memory["usable_bytes"]) // 8) * 8  # twice a perfect split, whole nodes
+    assert wider > 256 and verdict["plan_command"] == f"moeplan plan kimi-k2 --gpu h100-sxm --mode training --max-gpus {wider}"
+    out = flowing(cli("estimate", "kimi-k2", "--mode", "training", "--brief").stdout)
+    assert "No layout of up to 64 NVIDIA H100 SXM5 80GB fits. Search further:" in out

@@ -72,5 +72,13 @@ def build_verdict(resolved: ResolvedSpec, report: "EstimateReport", given: set[s
     return verdict.model_copy(update={
         "fewest_gpus": found[0] if found else None, "fewest_layout": found[1] if found else None,
         "searched_max_gpus": SEARCH_MAX_GPUS,
-        "plan_command": f"moeplan plan {plan_args}" + ("" if found else f" --max-gpus {4 * SEARCH_MAX_GPUS}"),
+        "plan_command": f"moeplan plan {plan_args}" + ("" if found else f" --max-gpus {_wider_search(report)}"),
     })
+
+
+def _wider_search(report: "EstimateReport") -> int:
+    """A --max-gpus to try when nothing fits on SEARCH_MAX_GPUS: twice the GPUs the 1-GPU memory needs if it
+    were split perfectly, in whole nodes, and at least 4 × SEARCH_MAX_GPUS."""
+    node = report.deployment.gpus_per_node
+    needed = 2 * report.memory.per_gpu_bytes * report.layout.num_gpus / report.memory.usable_bytes
+    return max(4 * SEARCH_MAX_GPUS, -(-int(needed) // node) * node)
