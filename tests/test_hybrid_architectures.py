@@ -21,8 +21,8 @@ from moeplan.spec.hf import spec_from_hf_config
 CONFIGS = Path(__file__).parent / "data" / "hf-configs"
 HYBRID_TYPES = ["qwen3_next", "qwen3_5_moe_text", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h",
                 "granitemoehybrid", "lfm2_moe", "deepseek_v32", "glm_moe_dsa"]
-STEMS = ["qwen3_next", "qwen3_5_moe", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h", "granitemoehybrid",
-         "lfm2_moe", "deepseek_v32", "glm_moe_dsa"]
+STEMS = ["qwen3_next", "qwen3_5_moe", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h", "nemotron_h-latent",
+         "granitemoehybrid", "lfm2_moe", "deepseek_v32", "glm_moe_dsa"]
 """The synthetic configs in tests/data/hf-configs (make_hybrid_configs.py)."""
 LFM2_LAYER_TYPES = ["conv", "conv", "full_attention"] * 10 + ["conv", "full_attention"]
 """lfm2_moe's class has no default layer_types (transformers cannot build it without one)."""
@@ -128,9 +128,15 @@ def test_unknown_layer_type_is_refused_by_name():
         spec_from_hf_config(config)
 
 
-def test_nemotron_latent_moe_is_refused():
-    with pytest.raises(SpecError, match="moe_latent_size"):
-        spec_from_hf_config({"model_type": "nemotron_h", "moe_latent_size": 1024})
+def test_nemotron_latent_moe_by_hand():
+    # latent MoE: 6 experts of 2 · 24 · 26 (non-gated, in the latent width 24) per MoE layer, the projections
+    # 2 · 56 · 24 always active beside the shared expert 2 · 56 · 38
+    spec = spec_from_hf_config(json.loads((CONFIGS / "nemotron_h-latent.json").read_text()))
+    counts = count_params(spec)
+    assert counts.per_expert == 2 * 24 * 26
+    assert counts.by_component["shared_experts"] == 3 * (2 * 56 * 38 + 2 * 56 * 24)
+    with pytest.raises(SpecError, match="mlp_bias"):
+        spec_from_hf_config({"model_type": "nemotron_h", "moe_latent_size": 1024, "mlp_bias": True})
 
 
 def test_glm_dsa_shared_layers_have_no_indexer():
@@ -213,6 +219,7 @@ PUBLISHED = Path(__file__).parent / "data" / "published"
     ("lfm2-8b-a1b", 8.3e9, 1.5e9),
     ("kimi-linear-48b-a3b", 49.1e9, 3.1e9),
     ("minimax-text-01", 456.1e9, 47.2e9),
+    ("nemotron-3-super-120b-a12b", 120.67e9, 12.2e9),
 ])
 def test_published_configs_count_exactly(stem: str, total: float, active_without_embedding: float):
     """Real configs (origins in tests/data/published/README.md): exactly transformers' count by component, and
@@ -267,3 +274,10 @@ def test_granite_hybrid_without_experts_is_dense():
     expected["dense_mlp"], expected["shared_experts"] = expected.pop("shared_experts"), 0  # transformers' shared_mlp
     counts = count_params(spec_from_hf_config(config))
     assert counts.by_component == expected and counts.moe_layers == 0
+
+
+def test_nemotron_3_super_equals_its_safetensors_headers():
+    """Latent MoE end to end: the BF16 checkpoint holds 123,611,012,096 weights, 2,942,324,736 of them the MTP
+    module that transformers' model leaves out (tests/data/published/README.md)."""
+    config = json.loads((PUBLISHED / "nemotron-3-super-120b-a12b.json").read_text())
+    assert count_params(spec_from_hf_config(config)).total == 123_611_012_096 - 2_942_324_736

@@ -38,7 +38,7 @@ COMPONENT_PATTERNS = [
     ("short_conv", r"\.conv\.(conv|in_proj|out_proj)\."),
     ("attention", r"\.(self_attn|attn|self_attention)\.|\.mixer\.[qkvo]_proj\."),
     ("mamba", r"\.mamba\.|\.mixer\.(in_proj\.|out_proj\.|conv1d\.|norm\.|dt_bias$|A_log$|D$)"),
-    ("shared_experts", r"\.(shared_experts?|shared_expert_gate|shared_mlp)\."),
+    ("shared_experts", r"\.(shared_experts?|shared_expert_gate|shared_mlp|fc[12]_latent_proj)\."),
     ("routed_experts", r"\.experts\.|\.(block_sparse_moe|mlp)\.(input|output)_linear\."),
     ("router", r"\.(gate|router)\.(weight|bias|layer\.weight|e_score_correction_bias|wg\.weight|moe_statics\.e_score_correction_bias)$|\.mlp\.(expert_)?bias$"),
     ("dense_mlp", r"\.(mlp|feed_forward|mixer)\.(gate_proj|up_proj|down_proj|w1|w2|w3)\.(weight|bias)$"),

@@ -104,8 +104,8 @@ def mlp_matrices(component: str, hidden: int, intermediate: int, gated: bool, co
 
 
 def expert_matrices(moe: MoESpec, hidden: int, count: int = 1) -> list[Matrix]:
-    """The matrices of ``count`` routed experts of one layer."""
-    return mlp_matrices("routed_experts", hidden, moe.expert_intermediate_size, moe.gated, count)
+    """The matrices of ``count`` routed experts of one layer (in the latent width of a latent MoE)."""
+    return mlp_matrices("routed_experts", moe.latent_size or hidden, moe.expert_intermediate_size, moe.gated, count)
 
 
 def mamba_matrices(mamba: MambaSpec, hidden: int) -> list[Matrix]:
@@ -180,6 +180,9 @@ def layer_matrices(spec: ModelSpec, layer: int) -> list[Matrix]:
         matrices += expert_matrices(moe, hidden, moe.num_experts)
         if moe.shared_size:
             matrices += mlp_matrices("shared_experts", hidden, moe.shared_size, moe.gated)
+        if moe.latent_size:
+            matrices += [Matrix("shared_experts", "fc1_latent_proj", moe.latent_size, hidden),
+                         Matrix("shared_experts", "fc2_latent_proj", hidden, moe.latent_size)]
         matrices.append(Matrix("router", "gate", moe.num_experts, hidden))
     else:
         matrices += mlp_matrices("dense_mlp", hidden, spec.intermediate_size, spec.dense_mlp_gated)

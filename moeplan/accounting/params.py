@@ -172,16 +172,18 @@ def short_conv_params(conv: ShortConvSpec, hidden: int) -> int:
 
 
 def expert_params(moe: MoESpec, hidden: int) -> int:
-    """One routed expert in one layer."""
-    return mlp_params(hidden, moe.expert_intermediate_size, moe.gated, moe.expert_bias)
+    """One routed expert in one layer (in the latent width of a latent MoE)."""
+    return mlp_params(moe.latent_size or hidden, moe.expert_intermediate_size, moe.gated, moe.expert_bias)
 
 
 def shared_expert_params(moe: MoESpec, hidden: int) -> int:
-    """The fused shared-expert MLP of one layer, with its output gate if any."""
+    """The fused shared-expert MLP of one layer, with its output gate if any, and a latent MoE's down- and
+    up-projections (2·H·latent)."""
+    latent = 2 * hidden * moe.latent_size if moe.latent_size else 0
     if not moe.shared_size:
-        return 0
+        return latent
     bias = moe.expert_bias or moe.shared_expert_bias
-    return mlp_params(hidden, moe.shared_size, moe.gated, bias) + hidden * moe.shared_expert_gate
+    return mlp_params(hidden, moe.shared_size, moe.gated, bias) + hidden * moe.shared_expert_gate + latent
 
 
 def layer_params(spec: ModelSpec, layer: int) -> dict[str, int]:

@@ -108,13 +108,16 @@ def layer_parts(spec: ModelSpec, layer: int) -> list[Part]:
     if spec.has_mlp(layer):
         if spec.is_moe_layer(layer):
             moe = spec.moe
-            sharded, replicated = _mlp_parts(hidden, moe.expert_intermediate_size, moe.gated, moe.expert_bias)
+            width = moe.latent_size or hidden  # a latent MoE's experts work in the latent width
+            sharded, replicated = _mlp_parts(width, moe.expert_intermediate_size, moe.gated, moe.expert_bias)
             add("routed_experts", "expert", moe.num_experts * sharded)
             add("routed_experts", "expert_unsplit", moe.num_experts * replicated)
             if moe.shared_size:
                 sharded, replicated = _mlp_parts(hidden, moe.shared_size, moe.gated, moe.expert_bias)
                 add("shared_experts", "tp", sharded)
                 add("shared_experts", "replicated", replicated + hidden * moe.shared_expert_gate)
+            if moe.latent_size:  # the latent down/up projections, column- and row-parallel
+                add("shared_experts", "tp", 2 * hidden * moe.latent_size)
             add("router", "replicated", counts["router"])
         else:
             sharded, replicated = _mlp_parts(hidden, spec.intermediate_size, spec.dense_mlp_gated, spec.mlp_bias)

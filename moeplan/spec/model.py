@@ -197,6 +197,9 @@ class MoESpec(_Spec):
     """Layers that are dense although the rule above makes them MoE (Qwen-MoE's mlp_only_layers)."""
     moe_layers: list[int] | None = None
     """Explicit list of MoE layers; overrides the rule above when set."""
+    latent_size: PositiveInt | None = None
+    """Latent MoE (Nemotron-3-Super): the routed experts work in this width, between a down-projection H → latent
+    and an up-projection latent → H that every token passes (counted with the shared experts)."""
 
     @model_validator(mode="after")
     def _check(self) -> "MoESpec":

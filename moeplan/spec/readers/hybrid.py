@@ -228,7 +228,9 @@ _NEMOTRON_MIXERS = {"linear_attention": "mamba2", "mamba": "mamba2", "full_atten
 def _nemotron_h(k: _Keys) -> dict:
     """Nemotron-H: each layer is one block behind one norm - Mamba-2 mixer, attention, MLP (relu², not gated)
     or MoE (non-gated experts, one shared expert, sigmoid routing with a correction-bias buffer). The layer list
-    (layers_block_type, or the legacy hybrid_override_pattern string) sets the layer count."""
+    (layers_block_type, or the legacy hybrid_override_pattern string) sets the layer count. moe_latent_size
+    (Nemotron-3-Super): the experts work in that width between two latent projections. MTP layers are not in
+    transformers' model and not counted."""
     types = k("layers_block_type", "layer_types", default=None)
     if types is None:
         pattern = k("hybrid_override_pattern", default=None)
@@ -241,8 +243,8 @@ def _nemotron_h(k: _Keys) -> dict:
             types = ["linear_attention", "moe", "full_attention", "mlp"]
     if not isinstance(types, list) or not types:
         raise SpecError(f"{k.where}: layers_block_type must be a non-empty list, not {types!r}")
-    if k("moe_latent_size", default=None):
-        raise SpecError(f"{k.where}: nemotron_h with moe_latent_size (latent MoE projections) is not read by moeplan yet")
+    if k("moe_latent_size", default=None) and k("mlp_bias", default=False):
+        raise SpecError(f"{k.where}: nemotron_h with moe_latent_size and mlp_bias (biased latent projections) is not read by moeplan yet")
     unknown = [t for t in types if t not in _NEMOTRON_MIXERS]
     if unknown:
         raise SpecError(f"{k.where}: layers_block_type has {unknown[0]!r}, not one of {sorted(_NEMOTRON_PATTERN.values())}")
@@ -260,6 +262,7 @@ def _nemotron_h(k: _Keys) -> dict:
             "num_expert_groups": k("n_group", default=1),
             "topk_groups": k("topk_group", default=1),
             "moe_layers": moe_layers,
+            "latent_size": k("moe_latent_size", default=None),
         }
         shared = k("moe_shared_expert_intermediate_size", default=0) if k("n_shared_experts", default=0) else 0
         if shared:

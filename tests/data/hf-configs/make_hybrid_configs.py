@@ -65,6 +65,13 @@ CONFIGS = {
         n_routed_experts=5, n_shared_experts=1, moe_intermediate_size=30, moe_shared_expert_intermediate_size=44,
         num_experts_per_tok=2, time_step_limit=(0.0, 1e9),
     ),
+    "nemotron_h-latent": NemotronHConfig(
+        vocab_size=1279, hidden_size=56, num_attention_heads=4, num_key_value_heads=1, head_dim=16,
+        layers_block_type=["linear_attention", "moe", "linear_attention", "moe", "full_attention", "moe"],
+        ssm_state_size=12, mamba_num_heads=4, mamba_head_dim=10, n_groups=1, conv_kernel=4, n_routed_experts=6,
+        n_shared_experts=1, moe_intermediate_size=26, moe_shared_expert_intermediate_size=38, moe_latent_size=24,
+        num_experts_per_tok=2, time_step_limit=(0.0, 1e9),
+    ),
     "granitemoehybrid": GraniteMoeHybridConfig(
         vocab_size=1231, hidden_size=48, intermediate_size=40, num_hidden_layers=4, num_attention_heads=4,
         num_key_value_heads=2, layer_types=["linear_attention", "linear_attention", "full_attention", "linear_attention"],
