@@ -35,7 +35,8 @@ VARIANTS = [
 """Class defaults with the keys that switch a family's other variant."""
 
 
-TEXT_DECODERS = {"qwen3_vl_moe_text": "qwen3_vl_moe", "glm4v_moe_text": "glm4v_moe", "mistral4": None}
+TEXT_DECODERS = {"qwen3_vl_moe_text": "qwen3_vl_moe", "glm4v_moe_text": "glm4v_moe", "qwen3_omni_moe_text": "qwen3_omni_moe_thinker",
+                 "minimax_m3_vl_text": "minimax_m3_vl", "mistral4": None}
 """Text decoders of multimodal models → their container, which transformers builds (ForConditionalGeneration); None:
 transformers builds the decoder alone (AutoModel), without an lm_head."""
 
@@ -95,14 +96,19 @@ def test_text_decoder_of_a_multimodal_model_counts_exactly(container: str):
     what transformers builds, nothing of the vision tower. The container's tie_word_embeddings applies."""
     import torch
     import transformers
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    from transformers.models.auto import modeling_auto
 
     from test_transformers_crosscheck import _component
 
-    # GLM-4.5V's text defaults leave head_dim out (transformers then floors 4096 / 96); its released config sets 128
-    config = AutoConfig.for_model(container, **({"text_config": {"head_dim": 128}} if container == "glm4v_moe" else {}))
+    mappings = (modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES, modeling_auto.MODEL_MAPPING_NAMES)
+    model_class = getattr(transformers, next(m[container] for m in mappings if container in m))
+
+    # GLM-4.5V's and Qwen3-Omni's text defaults leave head_dim out, although hidden_size is no multiple of the heads
+    # (transformers then floors it); their released configs set 128
+    completed = {"text_config": {"head_dim": 128}} if container in ("glm4v_moe", "qwen3_omni_moe_thinker") else {}
+    config = AutoConfig.for_model(container, **completed)
     with torch.device("meta"):
-        model = getattr(transformers, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES[container])._from_config(config)
+        model = model_class._from_config(config)
     text = {}
     for name, parameter in model.named_parameters():
         if name.startswith(("model.language_model.", "lm_head.")):

@@ -1,7 +1,8 @@
 """Readers of MoE decoders whose layers are a softmax attention and a (shared-expert) MoE block: Ernie-4.5-MoE,
 dots.llm1, Hunyuan-A13B, MiniMax-M2, FlexOlmo, EXAONE-MoE, GLM-4.7-Flash (glm4_moe_lite), Sarvam-MoE and
 Sarvam-MLA, Solar-Open, Mellum, Aria (text), HY-V3, Flint, Granite-MoE-SWA, Cohere2-MoE, AFMoE, Kolibri-1,
-Beam, Laguna, MiMo-V2-Flash, Mistral-4, JetMoE, and the text decoders of Qwen3-VL-MoE and GLM-4.5V.
+Beam, Laguna, MiMo-V2-Flash, Mistral-4, JetMoE, and the text decoders of Qwen3-VL-MoE, GLM-4.5V, Qwen3-Omni
+(thinker) and MiniMax-M3.
 
 Each maps its family's key names onto the spec as transformers 5 builds the model (the modeling file of
 the same name): where transformers ignores a key (Hunyuan's moe_intermediate_size, MiniMax-M2's MTP and
@@ -416,6 +417,30 @@ def jetmoe(k: _Keys) -> dict:
     return _base(k, attention=attention, moe=moe, intermediate_size=None)
 
 
+def qwen3_omni_moe_text(k: _Keys) -> dict:
+    """Qwen3-Omni's thinker text decoder: Qwen3-MoE's layers."""
+    return qwen3_vl_moe_text(k)
+
+
+def minimax_m3_vl_text(k: _Keys) -> dict:
+    """MiniMax-M3's text decoder: per-head q/k norms, every MoE layer with one shared expert
+    (shared_intermediate_size), dense layers of dense_intermediate_size from mlp_layer_types. Layers of another
+    attention type than full/sliding (its block-sparse indexed attention) are refused by _layer_types."""
+    _aliases(k, {"num_experts": "num_local_experts"}, defaults={"num_local_experts": 128})
+    moe = {
+        "num_experts": k("num_local_experts"),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("intermediate_size"),
+        "router_correction_bias": True,
+        "moe_layers": _sparse_layers(k, first_dense=0),
+    }
+    shared = k("shared_intermediate_size", default=0)
+    if shared:
+        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
+    attention = _gqa_attention(k, qk_norm="per_head", qkv_bias=False, o_bias=False, **_layer_types(k))
+    return _base(k, attention=attention, moe=moe, intermediate_size=k("dense_intermediate_size", default=None))
+
+
 READERS = {
     "ernie4_5_moe": ernie4_5_moe,
     "dots1": dots1,
@@ -442,6 +467,8 @@ READERS = {
     "glm4v_moe_text": _glm4_moe,
     "mistral4": mistral4,
     "jetmoe": jetmoe,
+    "qwen3_omni_moe_text": qwen3_omni_moe_text,
+    "minimax_m3_vl_text": minimax_m3_vl_text,
 }
 """model_type → reader."""
 
@@ -488,5 +515,8 @@ TRANSFORMERS_DEFAULTS = {
     "mistral4": {"kv_lora_rank": 256, "moe_intermediate_size": 2048, "n_shared_experts": 1, "num_experts_per_tok": 4,
                  "q_lora_rank": 1024, "qk_nope_head_dim": 64, "qk_rope_head_dim": 64, "v_head_dim": 128},
     "jetmoe": {"tie_word_embeddings": True},
+    "qwen3_omni_moe_text": {"moe_intermediate_size": 768, "num_experts": 128, "num_experts_per_tok": 8, "num_key_value_heads": 4},
+    "minimax_m3_vl_text": {"dense_intermediate_size": 12288, "head_dim": 128, "num_experts_per_tok": 4, "num_key_value_heads": 4,
+                           "shared_intermediate_size": 3072},
 }
 """transformers 5.24's config-class defaults for the keys these readers read (see hf.TRANSFORMERS_DEFAULTS)."""

@@ -41,10 +41,8 @@ REFUSED: dict[str, str] = {
     "inkling_text": _MULTIMODAL_TEXT,
     "inkling2_text": _MULTIMODAL_TEXT,
     "inkling2_loop_text": _MULTIMODAL_TEXT,
-    "minimax_m3_vl_text": _MULTIMODAL_TEXT,
     "mistral_large4_text": _MULTIMODAL_TEXT,
     "muse_spark_text": _MULTIMODAL_TEXT,
-    "qwen3_omni_moe_text": _MULTIMODAL_TEXT,
     "qwen4_exp_text": _MULTIMODAL_TEXT,
     "unlimited_ocr_text": _MULTIMODAL_TEXT,
 }
