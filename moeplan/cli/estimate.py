@@ -26,6 +26,7 @@ def estimate(
     plot: PlotOpt = None,
     curve: CurveOpt = False,
     engine: Annotated[Optional[str], typer.Option("--engine", help="Also print the launch command for vllm, sglang, trtllm or llamacpp (optionally ==VERSION).")] = None,
+    breakdown: Annotated[bool, typer.Option("--breakdown", help="Also print where a decode step's time goes, per operation and per layer (--json always carries it).")] = False,
 ) -> None:
     """Estimate parameters, memory and speed of a model; the verdict (fits or not, and on how many GPUs it would) comes first.
 
@@ -52,6 +53,11 @@ def estimate(
         print_json(verdict if brief else report)
     else:
         _render(report, brief)
+        if breakdown:
+            from moeplan.report.console import console
+            from moeplan.report.render_speed import breakdown_table
+
+            console.print(breakdown_table(report))
     show_figures(report, plot, curve)
 
 

@@ -262,7 +262,7 @@ def fixed_terms(spec: ModelSpec, d: Deployment, gpu: GPUSpec, peaks: dict[str, f
             "mixer_peak": peaks["mixer"], "mlp_peak": peaks["mlp"], "expert_peak": peaks["expert"],
             "lm_head_peak": peaks["lm_head"], "bf16_peak": gpu.bf16_flops_per_s,
             "link_bytes_per_s": gpu.link_bytes_per_s_per_direction or gpu.pcie_bytes_per_s_per_direction,
-            "nic_bytes_per_s": d.nic_gb_s * 1e9, "gpus_per_node": float(d.gpus_per_node), "cuda_graphs": d.cuda_graphs}
+            "nic_bytes_per_s": d.nic_gb_s * 1e9, "gpus_per_node": float(d.gpus_per_node), "cuda_graphs": not d.enforce_eager}
 
 
 def expert_load(spec: ModelSpec, routed_tokens: int, ep: int) -> tuple[float, float]:
@@ -407,7 +407,7 @@ def _assumptions(d: Deployment, layout: Layout, gpu: GPUSpec, c: PerfConstants) 
         *calibrated, serving,
         f"expected: each op at {c.hbm_fraction:.0%} of {gpu.hbm_bytes_per_s / 1e12:.2f} TB/s HBM or {c.gemm_fraction:.0%} of its "
         f"format's tensor peak, GEMM rows padded to {c.gemm_tile_rows}, {c.kernel_s * 1e6:g} µs per kernel "
-        f"({'CUDA graphs' if d.cuda_graphs else 'no CUDA graphs: ' + format(c.eager_kernel_s * 1e6, 'g') + ' µs'}), "
+        f"({'CUDA graphs' if not d.enforce_eager else 'no CUDA graphs: ' + format(c.eager_kernel_s * 1e6, 'g') + ' µs'}), "
         f"{c.step_overhead_s * 1e3:g} ms host time per step, collectives α + size/β; nothing overlaps",
         "bound: the same operations at catalogue peaks without fixed costs or latency (no real step is faster)",
         f"routed experts: the busiest of {layout.ep} EP ranks sets the step; pipeline stages run one after another for a "

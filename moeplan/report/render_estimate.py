@@ -8,6 +8,7 @@ from rich.text import Text
 from moeplan.accounting.params import COMPONENTS
 from moeplan.report.console import console
 from moeplan.report.estimate import EstimateReport
+from moeplan.report.render_speed import speed_rows
 from moeplan.units import GB, GiB, fmt_bytes, fmt_count
 
 
@@ -106,7 +107,7 @@ def _memory_table(report: EstimateReport) -> Table:
 def _speed_table(report: EstimateReport) -> Table:
     t, f = report.throughput, report.flops
     fits = "" if report.memory.fits else " (the deployment does not fit: for comparison only)"
-    table = _kv_table(f"Compute, traffic and roofline throughput{fits}")
+    table = _kv_table(f"Compute, traffic and speed (expected, and its speed-of-light bound){fits}")
     table.add_row("FLOPs per token", f"decode {f.decode_per_token / 1e9:,.2f} G at context {f.context_tokens:,}; "
                   f"prefill {f.prefill_per_token / 1e9:,.2f} G; training {f.training_per_token / 1e9:,.2f} G")
     a2a = report.all_to_all
@@ -122,12 +123,13 @@ def _speed_table(report: EstimateReport) -> Table:
     if report.routing is not None:
         r = report.routing
         dropped = "" if r.dropped_fraction is None else f"; capacity {r.capacity_tokens:,} tokens/expert drops {r.dropped_fraction:.2%}"
-        table.add_row("experts touched per decode step", f"{r.experts_touched:,.1f} of {report.spec.num_experts} per MoE layer{dropped}")
-    for name, step in (("decode step", t.decode), ("prefill chunk", t.prefill)):
+        per_rank = report.spec.num_experts // report.layout.ep
+        table.add_row("experts touched per decode step", f"{t.experts_touched_per_layer:,.1f} of the {per_rank} on the busiest EP rank, "
+                      f"per MoE layer{dropped}")
+    for name, step in (("bound: decode step", t.decode), ("bound: prompt chunk", t.prefill)):
         table.add_row(name, f"{step.tokens:,} tokens: memory {step.memory_s * 1e3:,.3f} ms, compute {step.compute_s * 1e3:,.3f} ms, "
                       f"communication {step.communication_s * 1e3:,.3f} ms → [bold]{step.bound}-bound[/]")
-    table.add_row("decode", f"[bold]{t.decode_tokens_per_s:,.1f} tokens/s[/], time per output token {t.time_per_output_token_s * 1e3:,.2f} ms")
-    table.add_row("prefill", f"{t.prefill_tokens_per_s:,.0f} tokens/s, time to first token {t.ttft_s * 1e3:,.1f} ms")
+    speed_rows(table, report)
     if t.offload is not None:
         o = t.offload
         table.add_row("offload", f"{o.host_bytes / GiB:,.1f} GiB in host RAM ({'fits' if o.fits_in_host_memory else 'does NOT fit'}; "

@@ -94,8 +94,9 @@ class Deployment(BaseModel):
     """Draft tokens per step of multi-token prediction / speculative decoding (0: none)."""
     acceptance: float = Field(0.85, gt=0, le=1)
     """Probability a draft token is accepted given the ones before it (DeepSeek-V3 report §5.4.3: 85–90% for MTP)."""
-    cuda_graphs: bool = True
-    """Decode steps replay CUDA graphs (vLLM, SGLang and TensorRT-LLM do by default); off: every kernel is launched from the host."""
+    enforce_eager: bool = False
+    """No CUDA graphs: every kernel is launched from the host (vLLM --enforce-eager); by default decode steps replay
+    CUDA graphs, as vLLM, SGLang and TensorRT-LLM do."""
     gpu_util: float | None = Field(None, ge=0.01, le=1)
     """Fraction of GPU memory usable: default 0.9 for inference (vLLM's gpu_memory_utilization), 1.0 for training."""
     tokens_per_rank: PositiveInt = 4096

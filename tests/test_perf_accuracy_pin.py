@@ -1,0 +1,41 @@
+"""A regression pin: the expected TPOT and TTFT of five measured H100 serving runs (rows of the team's
+measured-serving-h100.csv, InferenceX via aiconfigurator) as benchmarks/accuracy.py states them. The accuracy
+figures live in that benchmark; this only shows when a change moves the predictions."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location("accuracy", Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py")
+accuracy = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(accuracy)
+
+
+def _row(model, tp, batch, isl, osl, gemm="", moe="", adp="", moe_tp="1", moe_ep="1", concurrency=None):
+    return {"model_path": model, "mode": "agg", "system": "h100_sxm", "gemm_quant_mode": gemm, "moe_quant_mode": moe,
+            "batch_size": str(batch), "attention_dp_size": adp, "tp_size": str(tp), "pp_size": "1", "moe_tp_size": moe_tp,
+            "moe_ep_size": moe_ep, "isl": str(isl), "osl": str(osl), "silicon_data_source": f"silicon_concurrency={concurrency or batch}"}
+
+
+# (row, expected TPOT ms, expected TTFT ms); measured: TPOT 13.77 / 10.16 / 22.18 / 9.51 / 20.62 ms,
+# TTFT 173 / 692 / 188 / 111 / 738 ms
+PINS = [
+    (_row("Qwen/Qwen3-235B-A22B-FP8", 4, 4, 1024, 128, "fp8_block", "fp8_block", moe_ep="4"), 12.835922621009274, 192.33794697864687),
+    (_row("meta-llama/Llama-3.1-8B-Instruct", 4, 64, 1024, 128), 8.879218372344466, 167.19904891536973),
+    (_row("Qwen/Qwen3-32B", 2, 16, 1024, 128), 20.370307551560426, 206.5867837878351),
+    (_row("openai/gpt-oss-120b", 4, 64, 1024, 8192, "nvfp4", "nvfp4", "1", "4"), 8.923425128067603, 169.87780085100255),
+    (_row("meta-llama/Llama-3.1-70B", 2, 4, 8192, 1024, "fp8", "fp8", "1", "2"), 19.502950943849786, 770.5673616852715),
+]
+
+
+@pytest.mark.parametrize(("row", "tpot_ms", "ttft_ms"), PINS, ids=[p[0]["model_path"] for p in PINS])
+def test_pinned_predictions(row, tpot_ms, ttft_ms):
+    assert accuracy.predict(row) == pytest.approx((tpot_ms, ttft_ms), rel=1e-9)
+
+
+def test_rows_moeplan_cannot_express_say_why():
+    with pytest.raises(accuracy.NotExpressible, match="disaggregated"):
+        accuracy.deployment_of({**PINS[0][0], "mode": "disagg"})
+    with pytest.raises(accuracy.NotExpressible, match="moe_tp × moe_ep"):
+        accuracy.deployment_of({**PINS[0][0], "moe_ep_size": "0"})
