@@ -38,16 +38,16 @@ class HubConfig(NamedTuple):
     """The cached snapshot folder (cache only)."""
     headers: dict[str, dict] | None = None
     """Safetensors headers by file name (Hub only; None when the repository has none)."""
-    notes: list[str] = []
+    notes: tuple[str, ...] = ()
 
     def checkpoint(self, num_layers: int) -> tuple[CheckpointSummary | None, list[str]]:
         """Stored tensors and notes; MTP layers are those from ``num_layers`` on."""
         if self.headers is not None:
-            return summarize_headers(self.headers, num_layers), self.notes
+            return summarize_headers(self.headers, num_layers), list(self.notes)
         if self.snapshot is not None:
             checkpoint, notes = _snapshot_checkpoint(self.snapshot, num_layers)
-            return checkpoint, self.notes + notes
-        return None, self.notes
+            return checkpoint, [*self.notes, *notes]
+        return None, list(self.notes)
 
 
 def parse_repo_id(text: str) -> tuple[str, str | None, str | None] | None:
@@ -315,7 +315,7 @@ def fetch_from_hub(repo_id: str, revision: str | None) -> HubConfig:
         name: {tensor: {"dtype": info.dtype, "shape": info.shape, "data_offsets": info.data_offsets} for tensor, info in file.tensors.items()}
         for name, file in metadata.files_metadata.items()
     }
-    return HubConfig(config, f"Hugging Face Hub {endpoint} ({repo_id}@{path.parent.name[:12]})", headers=headers, notes=notes)
+    return HubConfig(config, f"Hugging Face Hub {endpoint} ({repo_id}@{path.parent.name[:12]})", headers=headers, notes=tuple(notes))
 
 
 def not_cached_error(repo_id: str) -> EnvError:
