@@ -137,3 +137,29 @@ def test_text_decoder_without_a_causal_lm_counts_exactly(model_type: str):
     counts = count_params(spec_from_hf_config(config.to_dict()))
     assert {name: value for name, value in counts.by_component.items() if value and name != "lm_head"} == built
     assert counts.by_component["lm_head"] == (0 if config.tie_word_embeddings else config.vocab_size * config.hidden_size)
+
+
+ERNIE_4_5_21B_A3B = {
+    "architectures": ["Ernie4_5_MoeForCausalLM"], "model_type": "ernie4_5_moe", "hidden_size": 2560, "intermediate_size": 12288,
+    "moe_intermediate_size": 1536, "num_hidden_layers": 28, "num_attention_heads": 20, "num_key_value_heads": 4,
+    "head_dim": 128, "moe_num_experts": 64, "moe_num_shared_experts": 2, "moe_k": 6, "moe_layer_start_index": 1,
+    "moe_layer_end_index": 27, "moe_layer_interval": 1, "vocab_size": 103424, "tie_word_embeddings": True, "hidden_act": "silu",
+}
+"""baidu/ERNIE-4.5-21B-A3B-PT config.json architecture fields, as quoted in a public memory calculator's test."""
+
+
+@pytest.mark.parametrize("name, total_b, active_b", [
+    ("ernie-4.5-21b-a3b", 21.8, 3.1),  # model card: 21B total, 3B activated
+    ("minimax-m2", 228.7, 10.4),  # model card: 230B total, 10B activated
+    ("mimo-v2-flash", 308.8, 14.8),  # model card: 309B total, 15B active
+])
+def test_published_models_count_as_their_model_cards_say(name: str, total_b: float, active_b: float):
+    """Totals and active counts (without the input embedding) of the published configs, in billions, next to the
+    figures their model cards round to."""
+    from moeplan.spec.presets import load_preset
+
+    spec = {"ernie-4.5-21b-a3b": lambda: spec_from_hf_config(ERNIE_4_5_21B_A3B), "minimax-m2": lambda: load_preset("minimax-m2"),
+            "mimo-v2-flash": lambda: spec_from_hf_config(MIMO_V2_FLASH_HUB)}[name]()
+    counts = count_params(spec)
+    assert round(counts.total / 1e9, 1) == total_b
+    assert round(counts.active_without_embedding / 1e9, 1) == active_b
