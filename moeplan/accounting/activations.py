@@ -85,23 +85,36 @@ def mixer_workspace_elements(spec: ModelSpec, layer: int, tp: int) -> int:
     return sum(m.rows * m.count for m in mixer_matrices(spec, layer)) // tp
 
 
+def fused_moe_workspace_bytes(spec: ModelSpec, layout: Layout, tokens: int) -> int:
+    """The experts' scratch of one MoE block on one GPU for ``tokens`` tokens of this DP rank, bytes.
+
+    vLLM's modular fused MoE with Triton experts (vllm/model_executor/layers/fused_moe/modular_kernel.py,
+    ``_allocate_buffers``, and fused_moe.py ``TritonExperts.workspace_shapes``, v0.19): for M = min(T·r,
+    32768) routed tokens, workspace2 [M, k, max(N, H)] (the gate/up output, then the down output) and
+    workspace13 [M, k, max(N_act, H)] (the activation output; the MoE output [M, H] shares its memory),
+    N = 2·I/etp gated or I/etp, N_act = I/etp, bf16. Both come from one buffer of the worker's workspace
+    manager (vllm/v1/worker/workspace.py), which every MoE layer shares and which stays allocated.
+    """
+    moe = spec.moe
+    chunk = min(tokens * layout.replicas_per_expert_group, FUSED_MOE_CHUNK_TOKENS)
+    inner = moe.expert_intermediate_size // layout.expert_tp
+    up = 2 * inner if moe.gated else inner
+    return chunk * moe.top_k * (max(inner, spec.hidden_size) + max(up, spec.hidden_size)) * ACTIVATION_BYTES
+
+
 def fused_moe_bytes(spec: ModelSpec, layout: Layout, tokens: int) -> int:
     """Transient bytes of one MoE block on one GPU for ``tokens`` tokens of this DP rank.
 
     vLLM's Triton fused MoE: when one copy of the experts serves several DP replicas (EP spanning them) the naive
     dispatch first gathers those replicas' tokens (T·r·H, r = layout.replicas_per_expert_group);
-    then per chunk of M = min(T·r, 32768) tokens one buffer of M·k·max(N, H) for the gate/up output and the
-    weighted down output (they alias) and one of M·k·N_act for the activation output, where N = 2·I/etp
-    (gated) or I/etp, N_act = I/etp. These are sized [M, k, ·] on every EP rank, whatever share of the
-    experts it holds. Plus router logits T·r·E (bf16) and the shared experts' gate/up and activation outputs.
+    then the experts' workspace of M = min(T·r, 32768) tokens (``fused_moe_workspace_bytes``), sized
+    [M, k, ·] on every EP rank whatever share of the experts it holds. Plus router logits T·r·E (bf16) and
+    the shared experts' gate/up and activation outputs.
     """
     moe, hidden, size = spec.moe, spec.hidden_size, ACTIVATION_BYTES
     routed_tokens = tokens * layout.replicas_per_expert_group
-    chunk = min(routed_tokens, FUSED_MOE_CHUNK_TOKENS)
-    inner = moe.expert_intermediate_size // layout.expert_tp
-    up = 2 * inner if moe.gated else inner
     gathered = routed_tokens * hidden * size if layout.replicas_per_expert_group > 1 else 0
-    caches = chunk * moe.top_k * (max(up, hidden) + inner) * size
+    caches = fused_moe_workspace_bytes(spec, layout, tokens)
     router = routed_tokens * moe.num_experts * ROUTER_LOGIT_BYTES
     shared = tokens * dense_mlp_elements(moe.shared_size, moe.gated, layout.tp) * size
     return gathered + caches + router + shared

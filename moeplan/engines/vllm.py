@@ -7,14 +7,22 @@ sampler warm-up of ``max_num_seqs`` rows, and sizes the KV cache as
     available KV = gpu_memory_utilization × total − weights − peak activation − non-torch memory
 
 where total is torch's view of the device and non-torch memory is what grew outside torch's allocator (CUDA
-context, cuBLAS workspace, NCCL and custom all-reduce buffers). CUDA graphs are captured after the KV cache is
+context, cuBLAS workspace, NCCL and custom all-reduce buffers). The peak activation is the largest set of
+tensors alive at once (torch's allocated-bytes peak, vllm/utils/mem_utils.py ``memory_profiling``): the
+forward's transients are freed before the sampler warm-up, but the MoE experts' workspace stays allocated
+(profile_activation_bytes). CUDA graphs are captured after the KV cache is
 allocated, from the 1 − utilisation slack, so they are not subtracted (llm-d-planner's v0.19 accuracy report
 finds the logged pool equals the formula without them). The pool is cut into blocks of ``block_size`` tokens
 over every attention layer of the GPU; the engine takes the smallest pool of its workers. MLA's latent cache is
 replicated on every TP rank; each DP rank (and DP-attention rank) holds its own pool.
 """
 
-from moeplan.accounting.activations import inference_activations
+from moeplan.accounting.activations import (
+    ACTIVATION_BYTES,
+    FUSED_MOE_CHUNK_TOKENS,
+    fused_moe_workspace_bytes,
+    inference_activations,
+)
 from moeplan.engines.command import EngineCommand
 from moeplan.engines.flags import Flag, choice, fraction, json_object, text, tokens, whole
 from moeplan.engines.startup import (
@@ -83,17 +91,25 @@ NON_TORCH_BYTES = {"single": round(0.27 * GiB), "pipeline": round(0.07 * GiB), "
 2.10 GiB (NCCL and custom all-reduce buffers). llm-d-incubation/llm-d-planner,
 data/configuration/vllm_memory_constants.json (non_torch_overhead_gib). DP with expert parallelism is taken
 as the TP ≥ 2 case (its all-to-all buffers are NCCL's too)."""
-SAMPLER_LOGIT_COPIES = 2.2
-"""The sampler warm-up holds about 2.2 fp32 copies of the [max_num_seqs, vocab] logits on top of the profiling
-step's forward peak: fitted to vLLM 0.19's profiled activation of Llama-3.1-8B (1.89 GiB) and Qwen2.5-7B
-(2.21 GiB) at 8,192 tokens and 1,024 sequences on H100 (llm-d-planner vllm_memory_constants.json
-activation_profiles), with the forward peak from moeplan's activation model."""
-SAMPLER_LOGIT_COPIES_BEFORE_0_17 = 8.8
-"""Before v0.17 the sampler warm-up held about 8.8 fp32 logit copies: the mean of the two published start-ups that
-pin it, gpt-oss-120b on one H100 with v0.10.1 (weights 65.97 GiB, "Available KV cache memory: -2.14 GiB" at util
-0.9: 7.2 GiB of activation, 8.5 copies; vllm-project/vllm#23278) and Qwen3-235B-A22B-FP8 on 4 × H100 in July 2025
-("Available KV cache memory: 8.11 GiB", 9.1 copies; vllm-project/vllm#21348). It puts Llama-3.1-8B at 5.1 GiB
-(llm-d-planner's older constant: 4.8 GiB) and makes v0.19's 1.89 GiB the ~60% cut the issue describes."""
+SAMPLER_LOGIT_COPIES = 3.7
+"""The sampler warm-up's temporaries (bf16 logits, their fp32 copy, probabilities, ...) peak at about 3.7 fp32
+copies of the [max_num_seqs, vocab] logits: fitted to vLLM 0.19's profiled activation of Llama-3.1-8B (1.89 GiB,
+3.72 copies) and Qwen2.5-7B (2.21 GiB, 3.70) at 8,192 tokens and 1,024 sequences on H100 (llm-d-planner
+vllm_memory_constants.json activation_profiles), whose peak is the sampler phase: the published figure is the
+same at TP 1, 2 and 4 (the forward's MLP share would shrink with TP; the logits are gathered whole)."""
+SAMPLER_LOGIT_COPIES_BEFORE_0_17 = 10.2
+"""Before v0.17 the sampler warm-up held about 10.2 fp32 logit copies: the mean of the three published start-ups
+that pin it, each one's activation being its sampler phase: gpt-oss-120b on one H100 with v0.10.1 (weights
+65.97 GiB, "Available KV cache memory: -2.14 GiB" at util 0.9: 7.17 GiB, 9.3 copies; vllm-project/vllm#23278),
+Qwen3-235B-A22B-FP8 on 4 × H100 in July 2025 ("Available KV cache memory: 8.11 GiB", 10.1 copies;
+vllm-project/vllm#21348) and gpt-oss-120b with v0.11 at 1,024 batched tokens ("Available KV cache memory:
+1.71 GiB", 11.3 copies; vllm-project/vllm#27508). The spread is ±10% (±0.8 GiB for gpt-oss's 201k vocabulary).
+It puts Llama-3.1-8B at 5.1 GiB (llm-d-planner's older constant: 4.8 GiB) and makes v0.19's 1.89 GiB the ~60%
+cut the issue describes."""
+KEPT_MOE_WORKSPACE_SINCE = (0, 11)
+"""From about v0.11 the modular MoE kernel takes its workspace from buffers shared by all MoE layers and kept
+between steps (the shared resizable buffers vllm-project/vllm#27426 patches in October 2025, the worker's
+workspace manager since); before, fused_experts allocated it per call."""
 OLDEST_VERSION = (0, 8)
 """vLLM before 0.8 ran the V0 engine, whose profiling differs; not modelled."""
 MXFP4_INTERMEDIATE_ALIGN = 256
@@ -148,14 +164,48 @@ def non_torch_bytes(layout: Layout) -> int:
     return NON_TORCH_BYTES["pipeline" if layout.pp > 1 else "single"]
 
 
+def moe_workspace_bytes(spec: ModelSpec, layout: Layout, layers: range, batched_tokens: int, expert_format: str,
+                        version: tuple[int, ...] | None) -> int:
+    """The MoE experts' workspace a worker keeps from its profiling step, bytes (0 without an MoE layer).
+
+    vLLM's modular MoE kernel takes its scratch from the worker's workspace manager (one buffer per worker,
+    grown to the largest request and never freed: vllm/v1/worker/workspace.py, modular_kernel.py
+    ``_allocate_buffers``, v0.19), so it is still allocated during the sampler warm-up. Triton experts:
+    ``fused_moe_workspace_bytes``. MXFP4 experts run OpenAI's Triton kernels (``OAITritonExperts``), whose
+    workspace is the MoE output [M, H] and the activation output [M·k, N_act]. Before v0.11 the kernels
+    allocated their scratch per call (KEPT_MOE_WORKSPACE_SINCE): it is part of the forward's transients."""
+    if spec.moe is None or not any(spec.is_moe_layer(layer) for layer in layers):
+        return 0
+    if version is not None and version < KEPT_MOE_WORKSPACE_SINCE:
+        return 0
+    if expert_format != "mxfp4":
+        return fused_moe_workspace_bytes(spec, layout, batched_tokens)
+    moe = spec.moe
+    tokens = min(batched_tokens * layout.replicas_per_expert_group, FUSED_MOE_CHUNK_TOKENS)
+    inner = moe.expert_intermediate_size // layout.expert_tp
+    return tokens * (spec.hidden_size + moe.top_k * inner) * ACTIVATION_BYTES
+
+
 def profile_activation_bytes(spec: ModelSpec, layout: Layout, layers: range, last_stage: bool, batched_tokens: int,
-                             max_num_seqs: int, version: tuple[int, ...] | None) -> int:
-    """Peak activation of vLLM's profiling run on one GPU: the forward step of ``batched_tokens`` (moeplan's
-    activation model) plus, on the last stage, the sampler warm-up's fp32 logit rows of ``max_num_seqs``."""
+                             max_num_seqs: int, version: tuple[int, ...] | None, expert_format: str = "") -> int:
+    """Peak activation of vLLM's profiling run on one GPU: the MoE workspace it keeps (moe_workspace_bytes) plus
+    the larger of the forward step's other transients at ``batched_tokens`` (moeplan's activation model, the
+    Triton experts' workspace taken out) and, on the last stage, the sampler warm-up: the step's output
+    hidden states [batched_tokens, H] and their rows [max_num_seqs, H] still held, and the sampler's fp32
+    logit copies of [max_num_seqs, vocab] (gpu_model_runner ``profile_run``, v0.19)."""
     if version is not None and version < OLDEST_VERSION:
         raise SpecError(f"--engine vllm=={'.'.join(map(str, version))}: vLLM before 0.8 (the V0 engine) is not modelled")
-    forward = inference_activations(spec, layout, layers, 1, batched_tokens, last_stage=False).peak_bytes
-    return forward + (round(sampler_logit_copies(version) * max_num_seqs * spec.vocab_size * 4) if last_stage else 0)
+    kept = moe_workspace_bytes(spec, layout, layers, batched_tokens, expert_format, version)
+    step = inference_activations(spec, layout, layers, 1, batched_tokens, last_stage=False)
+    others = dict(step.workspace_bytes)
+    if kept:
+        others["moe"] -= fused_moe_workspace_bytes(spec, layout, batched_tokens)
+    forward = step.hidden_bytes + max(others.values(), default=0)
+    if not last_stage:
+        return kept + forward
+    held = (batched_tokens + max_num_seqs) * spec.hidden_size * ACTIVATION_BYTES
+    sampler = held + round(sampler_logit_copies(version) * max_num_seqs * spec.vocab_size * 4)
+    return kept + max(forward, sampler)
 
 
 def sampler_logit_copies(version: tuple[int, ...] | None) -> float:
@@ -178,7 +228,8 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     stages = []
     for s, layers in enumerate(stage_layers(spec.num_layers, layout.pp)):
         weights = loaded_weight_bytes(spec, layout, inputs.memory.stages[s].weights_by_component_bytes, expert_format)
-        activation = profile_activation_bytes(spec, layout, layers, s == layout.pp - 1, batched, seqs, inputs.version.version)
+        activation = profile_activation_bytes(spec, layout, layers, s == layout.pp - 1, batched, seqs,
+                                              inputs.version.version, expert_format)
         stages.append((budget - weights - activation - non_torch, weights, activation, sequences[s]))
     pool, weights, activation, sequence = min(stages, key=lambda st: st[0])
     need = request_bytes(sequence, inputs.max_model_len, size)
@@ -220,7 +271,8 @@ def startup(inputs: StartupInputs) -> EngineStartup:
                 Allocation(name="weights (Model loading took)", bytes=weights, basis="moeplan's weights of the most-loaded GPU"
                            + (f", MXFP4 experts padded to {MXFP4_INTERMEDIATE_ALIGN}" if expert_format == "mxfp4" else "")),
                 Allocation(name="peak activation (profiling run)", bytes=activation,
-                           basis=f"forward at {batched:,} tokens + {copies} × {seqs:,} fp32 logit rows"),
+                           basis=("MoE workspace kept + " if spec.moe is not None else "")
+                           + f"max(forward at {batched:,} tokens, sampler: {copies} × {seqs:,} fp32 logit rows)"),
                 Allocation(name="non-torch memory", bytes=non_torch, basis="measured on H100, vLLM 0.19 (llm-d-planner)"),
                 Allocation(name="Available KV cache memory", bytes=pool, basis="the remainder (vLLM logs it even when negative)")],
         weights_per_gpu_bytes=heaviest, kv_pool_bytes=max(pool, 0), kv_bytes_per_token=page_bytes_per_token(sequence),
