@@ -1,0 +1,37 @@
+"""Every MoE decoder of moeplan/spec/readers/moe_decoders.py end to end through the CLI: its synthetic config
+(tests/data/hf-configs, counted against transformers in test_transformers_crosscheck.py) estimates with exit 0,
+the JSON carrying the same count as the library and no warning; the MiniMax-M2 preset checks on real GPUs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from moeplan.accounting.params import count_params
+from moeplan.spec.hf import spec_from_hf_config
+from moeplan.spec.readers.moe_decoders import READERS
+
+CONFIGS = Path(__file__).parent / "data" / "hf-configs"
+SYNTHETIC = sorted(path for path in CONFIGS.glob("*.json") if json.loads(path.read_text())["model_type"] in READERS)
+
+
+def test_every_reader_has_a_synthetic_config_or_a_container_test():
+    from_files = {json.loads(path.read_text())["model_type"] for path in SYNTHETIC}
+    multimodal_text = {"qwen3_vl_moe_text", "glm4v_moe_text", "qwen3_omni_moe_text", "minimax_m3_vl_text", "mistral4"}
+    assert READERS.keys() - from_files == multimodal_text  # checked through their containers in test_crosscheck_moe_decoders
+
+
+@pytest.mark.parametrize("path", SYNTHETIC, ids=lambda path: path.stem)
+def test_estimate_reads_each_family(cli, path: Path):
+    result = cli("estimate", path, "--context", "512", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["warnings"] == []
+    assert report["params"]["total"] == count_params(spec_from_hf_config(json.loads(path.read_text()))).total
+    assert report["memory"]["kv_cache_bytes_per_token"] > 0
+
+
+def test_minimax_m2_preset_checks_on_h200s(cli):
+    """228.7B parameters in FP8 blocks (about 230 GB of weights) fit two H200s but not one."""
+    assert cli("check", "minimax-m2", "--gpu", "h200", "--num-gpus", "2").exit_code == 0
+    assert cli("check", "minimax-m2", "--gpu", "h200").exit_code == 1
