@@ -26,11 +26,11 @@ from moeplan.spec.resolve import ResolvedSpec
 
 DEFAULT_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "accuracy" / "measured-serving-h100.csv"
 PRESETS = {
-    "deepseek-ai/DeepSeek-R1": "deepseek-v3",  # same architecture as V3
+    "deepseek-ai/DeepSeek-R1": "deepseek-r1",
     "deepseek-ai/DeepSeek-V3": "deepseek-v3",
     "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
     "openai/gpt-oss-120b": "gpt-oss-120b",
-    "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
+    "MiniMaxAI/MiniMax-M2.5": "minimax-m2",  # M2.5 keeps M2's architecture
     "Qwen/Qwen3-32B": "qwen3-32b",
     "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
     "meta-llama/Llama-3.1-70B": "llama-3.1-70b",
@@ -52,17 +52,20 @@ def _int(value: str, default: int | None = None) -> int | None:
 
 
 def concurrency(row: dict) -> int:
-    """Requests in flight: the source's silicon_concurrency, else batch_size × attention_dp_size."""
-    match = re.search(r"silicon_concurrency=(\d+)", row["silicon_data_source"])
+    """Requests in flight: the source's silicon_concurrency (or the id's cNNN), else batch_size × attention_dp_size
+    (decode pool: decode_batch_size × its attention DP × decode workers)."""
+    match = re.search(r"silicon_concurrency=(\d+)", row["silicon_data_source"]) or re.search(r"_c(\d+)_", row.get("id", ""))
     if match:
         return int(match.group(1))
-    return int(row["batch_size"]) * (_int(row["attention_dp_size"], 1) or 1)
+    if row["batch_size"]:
+        return int(row["batch_size"]) * (_int(row["attention_dp_size"], 1) or 1)
+    if not row.get("decode_batch_size"):
+        raise NotExpressible("no concurrency given")
+    return int(row["decode_batch_size"]) * (_int(row["decode_attention_dp_size"], 1) or 1) * (_int(row["decode_num_workers"], 1) or 1)
 
 
-def deployment_of(row: dict) -> tuple[str, Deployment]:
-    """(preset, Deployment) of an aggregated row, or NotExpressible."""
-    if row["mode"] != "agg":
-        raise NotExpressible("disaggregated serving")
+def _model(row: dict) -> tuple[str, str, str, str]:
+    """(preset, GPU, dense format, expert format) of a row, or NotExpressible."""
     preset = PRESETS.get(row["model_path"])
     if preset is None or preset not in preset_names():
         raise NotExpressible(f"no preset for {row['model_path']}")
@@ -73,6 +76,43 @@ def deployment_of(row: dict) -> tuple[str, Deployment]:
         dtype, expert_dtype = FORMATS[row["gemm_quant_mode"]], FORMATS[row["moe_quant_mode"]]
     except KeyError as missing:
         raise NotExpressible(f"format {missing} has no moeplan equivalent") from None
+    return preset, gpu, dtype, expert_dtype
+
+
+def _experts(spec, tp: int, dp: int, moe_tp: str, moe_ep: str) -> dict[str, int]:
+    """ep/etp of a pool: moe_tp × moe_ep must equal its GPUs (tp × dp); dense models ignore them."""
+    etp, ep = _int(moe_tp, 0), _int(moe_ep, 0)
+    if spec.moe:
+        if not etp or not ep or etp * ep != tp * dp:
+            raise NotExpressible("moe_tp × moe_ep ≠ GPUs")
+        return {"ep": ep, "etp": etp}
+    if etp == 0 or ep == 0:
+        raise NotExpressible("moe_tp × moe_ep ≠ GPUs")
+    return {}
+
+
+def disaggregated_deployments(row: dict) -> tuple[str, Deployment, Deployment]:
+    """(preset, decode pool, prefill pool) of a disaggregated row: each pool one worker's layout, the decode pool at
+    its decode_batch_size per attention-DP rank, the prefill pool at concurrency / prefill workers."""
+    preset, gpu, dtype, expert_dtype = _model(row)
+    spec, c = load_preset(preset), concurrency(row)
+    pools = []
+    for pool in ("decode", "prefill"):
+        tp, dp = _int(row[f"{pool}_tp_size"], 1), _int(row[f"{pool}_attention_dp_size"], 1) or 1
+        experts = _experts(spec, tp, dp, row[f"{pool}_moe_tp_size"], row[f"{pool}_moe_ep_size"])
+        workers = _int(row[f"{pool}_num_workers"], 1) or 1
+        requests = _int(row["decode_batch_size"], 0) * dp if pool == "decode" and row["decode_batch_size"] else math.ceil(c / workers)
+        pools.append(Deployment(gpu=gpu, dtype=dtype, expert_dtype=expert_dtype, isl=int(row["isl"]), osl=int(row["osl"]),
+                                concurrency=max(requests, 1), disaggregated=True, gpu_util=0.9, tp=tp, dp=dp,
+                                pp=_int(row[f"{pool}_pp_size"], 1), **experts))
+    return preset, pools[0], pools[1]
+
+
+def deployment_of(row: dict) -> tuple[str, Deployment]:
+    """(preset, Deployment) of an aggregated row, or NotExpressible."""
+    if row["mode"] != "agg":
+        raise NotExpressible("disaggregated serving")
+    preset, gpu, dtype, expert_dtype = _model(row)
     spec = load_preset(preset)
     c, per_replica = concurrency(row), int(row["batch_size"])
     dp = _int(row["attention_dp_size"], 1) or 1
@@ -81,26 +121,27 @@ def deployment_of(row: dict) -> tuple[str, Deployment]:
         if c % per_replica or tp % (c // per_replica):
             raise NotExpressible("concurrency, batch_size and attention DP disagree")
         dp, tp = c // per_replica, tp // (c // per_replica)
-    layout = {"tp": tp, "dp": dp, "pp": _int(row["pp_size"], 1)}
-    if spec.moe:
-        etp, ep = _int(row["moe_tp_size"], 0), _int(row["moe_ep_size"], 0)
-        if not etp or not ep or etp * ep != tp * dp:
-            raise NotExpressible("moe_tp × moe_ep ≠ GPUs")
-        layout.update(ep=ep, etp=etp)
-    elif _int(row["moe_tp_size"], 1) == 0 or _int(row["moe_ep_size"], 1) == 0:
-        raise NotExpressible("moe_tp × moe_ep ≠ GPUs")
+    layout = {"tp": tp, "dp": dp, "pp": _int(row["pp_size"], 1), **_experts(spec, tp, dp, row["moe_tp_size"], row["moe_ep_size"])}
     return preset, Deployment(gpu=gpu, dtype=dtype, expert_dtype=expert_dtype, isl=int(row["isl"]), osl=int(row["osl"]),
                               concurrency=c, num_prompts=PROMPTS_PER_CONCURRENCY * c, gpu_util=0.9, **layout)
 
 
-def predict(row: dict) -> tuple[float, float]:
-    """(TPOT ms, TTFT ms) that `moeplan estimate` expects for a row."""
-    preset, deployment = deployment_of(row)
+def _estimate(preset: str, deployment: Deployment):
     try:
-        report = build_estimate(ResolvedSpec(spec=load_preset(preset)), deployment)
+        return build_estimate(ResolvedSpec(spec=load_preset(preset)), deployment).throughput
     except SpecError as error:
         raise NotExpressible(str(error)) from None
-    return report.throughput.time_per_output_token_s * 1e3, report.throughput.ttft_s * 1e3
+
+
+def predict(row: dict) -> tuple[float, float]:
+    """(TPOT ms, TTFT ms) that `moeplan estimate` expects for a row: aggregated, one estimate; disaggregated, TPOT
+    of the decode pool and TTFT of the prefill pool (KV transfer between them not counted)."""
+    if row["mode"] == "disagg":
+        preset, decode, prefill = disaggregated_deployments(row)
+        return _estimate(preset, decode).time_per_output_token_s * 1e3, _estimate(preset, prefill).ttft_s * 1e3
+    preset, deployment = deployment_of(row)
+    speed = _estimate(preset, deployment)
+    return speed.time_per_output_token_s * 1e3, speed.ttft_s * 1e3
 
 
 def _stats(pairs: list[tuple[float, float]]) -> tuple[float, float, float]:

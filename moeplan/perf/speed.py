@@ -7,7 +7,8 @@ tokens of the requests that replace them, in chunks: m = min(OSL, ⌈b·ISL/chun
 carry b·ISL/m prompt tokens, the others none, so TPOT = ((OSL − m)·t(decode) + m·t(mixed)) / OSL / tokens per
 step. TTFT = the prompt's own ⌈ISL/chunk⌉ chunk steps plus the wait behind the prompts ahead of it (an M/D/1
 queue of the replica's prefill work). Without --concurrency: one decode step of --batch sequences at --context,
-TTFT one prompt of --context tokens.
+TTFT one prompt of --context tokens. --disaggregated: one pool of disaggregated serving, whose decode steps
+carry no prompts (TPOT of a decode pool) and whose prompts are prefilled alone (TTFT of a prefill pool).
 
 serving_figures is written once for a scalar layout (estimate, SCALAR namespace) and for arrays of layouts
 (plan, numpy): moeplan.plan.model calls it with its own step function over arrays.
@@ -143,15 +144,16 @@ def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, c: PerfC
 
     decode = run(sequences, 0.0)
     out = {"decode": decode, "mixed": None}
-    if d.concurrency is not None:
+    if d.concurrency is not None and not d.disaggregated:
         per_cycle = sequences * d.isl
         mixed_steps = ns.min(d.osl, ns.ceil(per_cycle / chunk))
         mixed = run(sequences, per_cycle / mixed_steps)
         step_s = ((d.osl - mixed_steps) * (decode["total"] + draft(decode)) + mixed_steps * (mixed["total"] + draft(mixed))) / d.osl
         out.update(mixed=mixed, mixed_steps=mixed_steps, prefill_per_mixed_step=per_cycle / mixed_steps)
         riding = sequences
-    else:
+    else:  # one decode step alone (also a disaggregated decode pool: its prompts are prefilled elsewhere)
         step_s, riding = decode["total"] + draft(decode), 0.0 * sequences
+        out.update(mixed_steps=0.0, prefill_per_mixed_step=0.0)
     tpot = pp * step_s / per_step
     first = run(riding, min(chunk, prompt))
     full = run(riding, chunk * 1.0) if chunk < prompt else first
@@ -378,7 +380,7 @@ def throughput(spec: ModelSpec, d: Deployment, layout: Layout, gpu: GPUSpec, wei
         serving = ServingPoint(isl=d.isl, osl=d.osl, concurrency=d.concurrency, sequences_per_replica=sequences,
                                mixed_steps_per_cycle=f["mixed_steps"], prefill_tokens_per_mixed_step=f["prefill_per_mixed_step"],
                                prefill_queue_s=f["queue"])
-    riding = sequences if d.concurrency is not None else 0.0
+    riding = sequences if d.concurrency is not None and not d.disaggregated else 0.0
     expected = Expected(
         time_per_output_token_s=f["tpot"], ttft_s=f["ttft"], output_tokens_per_s=f["rate"], output_tokens_per_s_per_gpu=f["rate_per_gpu"],
         output_tokens_per_s_per_user=1 / f["tpot"], tokens_per_step=tokens_per_step(d.mtp, d.acceptance), decode_step=decode,

@@ -90,6 +90,9 @@ class Deployment(BaseModel):
     num_prompts: PositiveInt | None = None
     """Serving: requests a benchmark sends in all (`vllm bench serve --num-prompts`); the first --concurrency arrive at
     once, so the mean TTFT includes their wait (None: the steady state alone)."""
+    disaggregated: bool = False
+    """Serving: the layout is one pool of disaggregated serving (prefill and decode on different GPUs): decode steps
+    carry no prompts, prompts are prefilled alone; TPOT is a decode pool's, TTFT a prefill pool's."""
     mtp: int = Field(0, ge=0, le=16)
     """Draft tokens per step of multi-token prediction / speculative decoding (0: none)."""
     acceptance: float = Field(0.85, gt=0, le=1)
