@@ -45,7 +45,7 @@ def test_verdict_opens_the_report_and_names_the_fewest_gpus(cli):
     assert "Assumed: 1 GPU (the default; change with --num-gpus N" in text
     assert "tokens/s" not in text  # no speed headline for a deployment that does not fit
     assert next(i for i, line in enumerate(out) if line.startswith("Parameters and weights")) > len(block)
-    assert "does not fit: for comparison only" in result.stdout
+    assert "does not fit: for comparison only" in flowing(result.stdout)
     first_note = next(i for i, line in enumerate(out) if line.startswith("·"))
     assert not any(set(line) & set("│┃└┘") for line in out[first_note:])  # notes last
 

@@ -4,13 +4,12 @@ import re
 from typing import Annotated, Optional
 
 import typer
-from rich import box
 from rich.table import Table
 from rich.text import Text
 
 from moeplan.cli.options import JsonOpt
 from moeplan.hardware.catalogue import GPUSpec, catalogue, load_gpu
-from moeplan.report.console import console, print_json
+from moeplan.report.console import console, fitted_table, print_json
 from moeplan.report.document import Document
 from moeplan.units import GB, GiB
 
@@ -37,10 +36,8 @@ def _document(source: str) -> str:
 def _render_list(gpus: list[GPUSpec], wide: bool) -> None:
     """The catalogue with figures that never wrap or truncate; each row's source document as a numbered footnote
     (a column with --wide)."""
-    table = Table(title="GPU catalogue: dense peaks; links and PCIe per direction; GB = 1e9 B, GiB = 2^30 B",
-                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
-    headers = ("name", "memory\nGiB (GB)", "HBM\nTB/s", "BF16\nTFLOP/s", "FP8\nTFLOP/s", "link\nGB/s", "via", "PCIe",
-               "source" if wide else "src")
+    headers = ["name", "memory\nGiB (GB)", "HBM\nTB/s", "BF16\nTFLOP/s", "FP8\nTFLOP/s", "link\nGB/s", "via", "PCIe",
+               "source" if wide else "src"]
     rows = [[
         gpu.name,
         f"{gpu.memory_bytes / GiB:,.0f} ({gpu.memory_bytes / GB:,.1f})",
@@ -55,13 +52,9 @@ def _render_list(gpus: list[GPUSpec], wide: bool) -> None:
     documents = list(dict.fromkeys(row[-1] for row in rows))
     if not wide:
         rows = [[*row[:-1], str(documents.index(row[-1]) + 1)] for row in rows]
-    for i, header in enumerate(headers):
-        wraps = header == "source"
-        table.add_column(header, justify="left" if header in ("name", "via", "source") else "right", no_wrap=not wraps,
-                         min_width=None if wraps else max(len(row[i]) for row in rows))
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
+    console.print(fitted_table(headers, rows,
+                               left=("name", "via", "source"), wraps=("source",),
+                               title="GPU catalogue: dense peaks; links and PCIe per direction; GB = 1e9 B, GiB = 2^30 B"))
     if not wide:
         for number, document in enumerate(documents, 1):
             console.print(Text(f"{number:>2}. {document}"))

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from moeplan.accounting.params import count_params
 from moeplan.cli.options import JsonOpt, model_command
 from moeplan.report.document import Document
-from moeplan.report.console import console, print_json
+from moeplan.report.console import console, fitted_table, print_json
 from moeplan.spec.presets import load_preset, preset_names
 from moeplan.spec.resolve import ResolvedSpec
 from moeplan.spec.specfile import dump_spec
@@ -45,14 +45,10 @@ def presets(json_: JsonOpt = False) -> None:
     if json_:
         print_json(result)
         return
-    from rich.table import Table
-
-    table = Table(title="moeplan presets")
-    for column in ("name", "architecture", "total", "active", "experts", "top-k"):
-        table.add_column(column, justify="right" if column in ("total", "active", "experts", "top-k") else "left")
-    for row in result.presets:
-        table.add_row(row.name, row.architecture, fmt_count(row.total_params), fmt_count(row.active_params), str(row.experts), str(row.top_k))
-    console.print(table)
+    rows = [[row.name, row.architecture, fmt_count(row.total_params), fmt_count(row.active_params), str(row.experts), str(row.top_k)]
+            for row in result.presets]
+    console.print(fitted_table(["name", "architecture", "total", "active", "experts", "top-k"], rows, left=("name", "architecture"),
+                               title="moeplan presets: parameters (B = 1e9)"))
 
 
 @model_command

@@ -29,6 +29,25 @@ class LazyConsole:
 console = LazyConsole(highlight=False)
 
 
+def fitted_table(headers: list[str], rows: list[list[str]], left: tuple[str, ...] = (), wraps: tuple[str, ...] = (), **options):
+    """A rich table whose cells never wrap or truncate: each column at least as wide as its longest cell and
+    header line (break headers with newlines), one space between columns; only the ``wraps`` columns (long
+    text) may wrap. ``left``: left-justified columns (the others, numbers, are right-justified). Cells are
+    plain text, never markup."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0), title_justify="left", **options)
+    for i, header in enumerate(headers):
+        wide = max([len(line) for line in header.split("\n")] + [len(row[i]) for row in rows])
+        table.add_column(header, justify="left" if header in left else "right", no_wrap=header not in wraps,
+                         min_width=None if header in wraps else wide)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    return table
+
+
 def print_json(model: BaseModel) -> None:
     """Print a report model as JSON on stdout (plain text, no colour)."""
     print(model.model_dump_json(indent=2))
