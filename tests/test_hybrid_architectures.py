@@ -19,9 +19,9 @@ from moeplan.errors import SpecError
 from moeplan.spec.hf import spec_from_hf_config
 
 CONFIGS = Path(__file__).parent / "data" / "hf-configs"
-HYBRID_TYPES = ["qwen3_next", "qwen3_5_moe_text", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h",
+HYBRID_TYPES = ["qwen3_next", "qwen3_5_moe_text", "lara_mini", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h",
                 "granitemoehybrid", "lfm2_moe", "deepseek_v32", "glm_moe_dsa"]
-STEMS = ["qwen3_next", "qwen3_5_moe", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h", "nemotron_h-latent",
+STEMS = ["qwen3_next", "qwen3_5_moe", "lara_mini", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h", "nemotron_h-latent",
          "granitemoehybrid", "lfm2_moe", "deepseek_v32", "glm_moe_dsa"]
 """The synthetic configs in tests/data/hf-configs (make_hybrid_configs.py)."""
 LFM2_LAYER_TYPES = ["conv", "conv", "full_attention"] * 10 + ["conv", "full_attention"]
@@ -281,3 +281,15 @@ def test_nemotron_3_super_equals_its_safetensors_headers():
     module that transformers' model leaves out (tests/data/published/README.md)."""
     config = json.loads((PUBLISHED / "nemotron-3-super-120b-a12b.json").read_text())
     assert count_params(spec_from_hf_config(config)).total == 123_611_012_096 - 2_942_324_736
+
+
+def test_lara_mini_sliding_layers_by_hand():
+    # the class default: 34 layers of the period-5 pattern (linear, sliding, linear, full, sliding): 14 linear,
+    # 7 full and 13 sliding (window 512) attention layers of 4 KV heads of 128
+    spec = spec_from_hf_config({"model_type": "lara_mini"})
+    summary = kv_cache_summary(spec, "bf16")
+    per_layer = 2 * 4 * 128 * 2
+    assert summary.attention_layers == 20 and summary.capped_layers == {512: 13}
+    assert summary.bytes_per_token_beyond_windows == 7 * per_layer
+    assert kv_cache_bytes(spec, 1, 10_000, "bf16") == 7 * per_layer * 10_000 + 13 * per_layer * 512 + summary.state_bytes_per_sequence
+    assert summary.state_bytes_per_sequence == 14 * ((2 * 8 * 128 + 16 * 128) * 4 * 2 + 16 * 128 * 128 * 4)

@@ -1,7 +1,8 @@
 """Readers of hybrid MoE decoders, whose layers mix softmax attention with linear attention, Mamba-2 or short
 convolutions: Qwen3-Next and Qwen3.5-MoE (gated DeltaNet), Kimi Linear (Kimi delta attention beside MLA),
 MiniMax-Text-01 (lightning attention), Nemotron-H and Granite-4.0-H (Mamba-2), LFM2-MoE (short convolutions),
-Ling-2.5 (bailing_hybrid: KDA with full-rank gates beside gated MLA).
+Ling-2.5 (bailing_hybrid: KDA with full-rank gates beside gated MLA), LaraMini (gated DeltaNet beside full and
+sliding attention).
 
 Each maps its config's per-layer type list onto ModelSpec.mixer_pattern (its shortest cycle, so a layer-count
 override keeps the pattern). A key a config leaves out reads as transformers 5.24's config class sets it
@@ -87,6 +88,36 @@ def _qwen3_next(k: _Keys) -> dict:
         attention=_gqa_attention(k, qk_norm="per_head", output_gate=bool(k("attn_output_gate", default=True))),
         moe=moe,
         mixer_pattern=_mixers(k, types, "linear_attention"),
+        linear_attention=_gated_deltanet(k),
+    )
+
+
+_LARA_MINI_PATTERN = ["linear_attention", "sliding_attention", "linear_attention", "full_attention", "sliding_attention"]
+"""LaraMini's released layer pattern (period 5), transformers' default when layer_types is left out."""
+
+
+def _lara_mini(k: _Keys) -> dict:
+    """LaraMini: Qwen3.5's gated DeltaNet layers beside softmax attention (per-head q/k norms, no output gate) that
+    is full or sliding per layer_types; every layer MoE with an ungated shared expert."""
+    types = k("layer_types", default=None) or [_LARA_MINI_PATTERN[i % 5] for i in range(k("num_hidden_layers"))]
+    attention_kinds = [{"full_attention": "full", "sliding_attention": "sliding"}.get(t) for t in types if t != "linear_attention"]
+    if None in attention_kinds:
+        raise SpecError(f"{k.where}: layer_types must be linear_attention, full_attention or sliding_attention, not {types!r}")
+    pattern = _shortest_cycle(attention_kinds) if attention_kinds else ["full"]
+    window = {"sliding_window": k("sliding_window")} if "sliding" in pattern else {}
+    mixers = ["attention" if t != "linear_attention" else t for t in types]
+    return _base(
+        k,
+        attention=_gqa_attention(k, qk_norm="per_head", layer_pattern=pattern, **window),
+        moe={
+            "num_experts": k("num_experts"),
+            "top_k": k("num_experts_per_tok"),
+            "expert_intermediate_size": k("moe_intermediate_size"),
+            "num_shared_experts": 1,
+            "shared_intermediate_size": k("shared_expert_intermediate_size"),
+        },
+        intermediate_size=None,
+        mixer_pattern=_mixers(k, mixers, "linear_attention"),
         linear_attention=_gated_deltanet(k),
     )
 
@@ -362,6 +393,7 @@ READERS = {
     "granitemoehybrid": _granitemoehybrid,
     "lfm2_moe": _lfm2_moe,
     "bailing_hybrid": _bailing_hybrid,
+    "lara_mini": _lara_mini,
 }
 """model_type → reader, merged into moeplan.spec.hf.READERS."""
 
@@ -382,6 +414,13 @@ TRANSFORMERS_DEFAULTS = {
     },
     "qwen3_5_moe": _QWEN3_5_MOE,
     "qwen3_5_moe_text": _QWEN3_5_MOE,
+    "lara_mini": {
+        "vocab_size": 151936, "hidden_size": 1024, "num_hidden_layers": 34, "num_attention_heads": 16,
+        "num_key_value_heads": 4, "head_dim": 128, "tie_word_embeddings": True, "sliding_window": 512,
+        "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_num_key_heads": 8,
+        "linear_num_value_heads": 16, "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512,
+        "num_experts_per_tok": 4, "num_experts": 128,
+    },
     "kimi_linear": {
         "vocab_size": 163840, "hidden_size": 2304, "intermediate_size": 9216, "moe_intermediate_size": 1024,
         "num_hidden_layers": 27, "num_attention_heads": 32, "kv_lora_rank": 512, "qk_rope_head_dim": 64,

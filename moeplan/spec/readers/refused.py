@@ -29,7 +29,6 @@ REFUSED: dict[str, str] = {
                      "zero-computation experts); transformers 5.24 also gives the zero-computation experts gate_up "
                      "weights the checkpoint does not hold (741B parameters for the 560B model)",
     "zaya": f"{_BEYOND} (an MLP router with its own norm, learned residual scales, a fused QKV with a temperature)",
-    "lara_mini": "a hybrid decoder (gated-DeltaNet linear attention beside softmax attention) moeplan has no reader for yet",
     "step3p5": "Step-3.7's text decoder, which transformers builds only inside its multimodal model; no reader yet",
     # text decoders of multimodal models (their containers resolve to these through text_config)
     "deepseek_ocr2_text": _MULTIMODAL_TEXT,

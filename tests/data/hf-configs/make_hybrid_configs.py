@@ -16,6 +16,7 @@ from transformers import (
     GlmMoeDsaConfig,
     GraniteMoeHybridConfig,
     KimiLinearConfig,
+    LaraMiniConfig,
     Lfm2MoeConfig,
     MiniMaxConfig,
     NemotronHConfig,
@@ -53,6 +54,12 @@ CONFIGS = {
         qk_nope_head_dim=10, v_head_dim=12, head_dim=14, short_conv_kernel_size=3, layer_group_size=3,
         num_experts=7, num_experts_per_token=2, num_shared_experts=2, first_k_dense_replace=1, num_expert_group=1,
         topk_group=1,
+    ),
+    "lara_mini": LaraMiniConfig(
+        vocab_size=1283, hidden_size=72, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2, head_dim=18,
+        sliding_window=16, linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=10,
+        linear_value_head_dim=14, linear_conv_kernel_dim=3, moe_intermediate_size=22, shared_expert_intermediate_size=30,
+        num_experts=5, num_experts_per_tok=2, eos_token_id=1, tie_word_embeddings=False,
     ),
     "minimax": MiniMaxConfig(
         vocab_size=1223, hidden_size=80, intermediate_size=52, num_hidden_layers=4, num_attention_heads=5,
