@@ -353,3 +353,12 @@ def test_no_fit_within_the_search_suggests_a_wider_one(cli):
     assert wider > 256 and verdict["plan_command"] == f"moeplan plan kimi-k2 --gpu h100-sxm --mode training --max-gpus {wider}"
     out = flowing(cli("estimate", "kimi-k2", "--mode", "training", "--brief").stdout)
     assert "No layout of up to 64 NVIDIA H100 SXM5 80GB fits. Search further:" in out
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_presets_table_shows_every_name_whole(cli, monkeypatch, width):
+    monkeypatch.setattr(console.real(), "width", width)
+    out = cli("presets").stdout
+    names = [row["name"] for row in cli("presets", "--json").json()["presets"]]
+    assert "…" not in out and all(len(line) <= width for line in lines(out))
+    assert all(any(line.startswith(name + " ") for line in lines(out)) for name in names)
