@@ -293,3 +293,14 @@ def test_lara_mini_sliding_layers_by_hand():
     assert summary.bytes_per_token_beyond_windows == 7 * per_layer
     assert kv_cache_bytes(spec, 1, 10_000, "bf16") == 7 * per_layer * 10_000 + 13 * per_layer * 512 + summary.state_bytes_per_sequence
     assert summary.state_bytes_per_sequence == 14 * ((2 * 8 * 128 + 16 * 128) * 4 * 2 + 16 * 128 * 128 * 4)
+
+
+def test_deepseek_v32_decode_reads_only_the_selected_latents():
+    """At C = 100,000 a decode step reads the MLA latent of the 2048 selected tokens and all 100,000 indexer keys
+    per layer; below 2048 tokens it reads the whole cache."""
+    from moeplan.accounting.kv_cache import decode_read_bytes
+
+    spec = spec_from_hf_config({"model_type": "deepseek_v32"})
+    assert decode_read_bytes(spec, "bf16", 100_000) == 61 * (2048 * 576 * 2 + 100_000 * 128 * 2)
+    assert decode_read_bytes(spec, "bf16", 1000) == kv_cache_bytes(spec, 1, 1000, "bf16")
+    assert decode_read_bytes(spec, "bf16", 100_000, layers=range(10, 20), tp=8) == 10 * (2048 * 576 * 2 + 100_000 * 128 * 2)

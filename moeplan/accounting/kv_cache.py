@@ -180,6 +180,19 @@ def sequence_kv(spec: ModelSpec, kv_dtype: KVDtype, layers: Iterable[int] | None
     return SequenceKV(full_bytes_per_token=full, capped=sorted(capped.items()), state_bytes=state)
 
 
+def decode_read_bytes(spec: ModelSpec, kv_dtype: KVDtype, context: int, layers: Iterable[int] | None = None, tp: int = 1) -> int:
+    """Cache bytes one decode step reads for one sequence of ``context`` tokens over ``layers``: its whole cache,
+    except that DeepSeek sparse attention reads the MLA latent of only the index_topk tokens the indexer selects
+    (and every indexer key)."""
+    chosen = range(spec.num_layers) if layers is None else layers
+    whole = sequence_kv(spec, kv_dtype, chosen, tp).bytes(context)
+    indexer = spec.attention.indexer
+    if indexer is None or context <= indexer.top_k:
+        return whole
+    sparse_layers = sum(spec.is_attention_layer(layer) for layer in chosen)
+    return whole - sparse_layers * kv_bytes_per_token_per_layer(spec, kv_dtype, tp) * (context - indexer.top_k)
+
+
 def kv_cache_bytes_per_token(spec: ModelSpec, kv_dtype: KVDtype) -> int:
     """One sequence, all attention layers, unsharded: the full-attention-equivalent slope (windows ignored),
     indexer keys included."""

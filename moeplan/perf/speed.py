@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from moeplan.accounting.flops import FlopsPerToken, layer_attention_flops, lm_head_matmul_params
-from moeplan.accounting.kv_cache import sequence_kv
+from moeplan.accounting.kv_cache import decode_read_bytes, sequence_kv
 from moeplan.accounting.memory import GPUMemory, MemoryReport
 from moeplan.accounting.params import layer_params
 from moeplan.accounting.weights import WeightMemory
@@ -163,8 +163,8 @@ def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, c: PerfC
         queue = prefill_queue_s(ns, sequences, prefill_s, d.osl * tpot + own)
         if d.num_prompts:  # the first wave arrives at once: its prompts wait for half of the wave on average
             queue = queue + ns.min(d.concurrency / d.num_prompts, 1.0) * ns.max(sequences - 1, 0) / 2 * prefill_s
-        # a closed loop of `requests` clients served `sequences` at a time: each waits (requests/sequences − 1) turns
-        queue = queue + (requests / sequences - 1) * (d.osl * tpot + own)
+        if not d.disaggregated:  # a closed loop of `requests` clients served `sequences` at a time waits turns
+            queue = queue + (requests / sequences - 1) * (d.osl * tpot + own)
         own = own + c.request_overhead_s
     else:
         queue = 0.0 * own
@@ -200,11 +200,12 @@ class LayerTable:
         self._kv: dict[int, tuple[list[int], list[int]]] = {}
 
     def kv(self, tp: int) -> tuple[list[int], list[int]]:
-        """Per layer on a TP rank: (one sequence's cache at the decode context, one token's cache)."""
+        """Per layer on a TP rank: (what one decode step reads of one sequence's cache at the decode context: all
+        of it, or DeepSeek sparse attention's selected tokens; one token's cache)."""
         if tp not in self._kv:
-            keys = max(int(self.context), 1)
-            layers = [sequence_kv(self.spec, self.d.kv_dtype, [i], tp) for i in range(self.spec.num_layers)]
-            self._kv[tp] = ([kv.bytes(keys) for kv in layers], [kv.bytes(1) for kv in layers])
+            keys, spec, dtype = max(int(self.context), 1), self.spec, self.d.kv_dtype
+            read = [decode_read_bytes(spec, dtype, keys, [i], tp) for i in range(spec.num_layers)]
+            self._kv[tp] = (read, [sequence_kv(spec, dtype, [i], tp).bytes(1) for i in range(spec.num_layers)])
         return self._kv[tp]
 
 

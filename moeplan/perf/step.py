@@ -67,7 +67,8 @@ class StepShape(NamedTuple):
     """Routed-expert parameters of the stage (all experts, all ranks)."""
     lm_head_params: Any
     kv_context_bytes: Any
-    """One sequence's cache of the stage on this GPU at the decode context (read per decode sequence)."""
+    """What one decode step reads of one sequence's cache of the stage on this GPU at the decode context (all of it;
+    DeepSeek sparse attention: the selected tokens' latents and every indexer key)."""
     kv_token_bytes: Any
     """One token's cache of the stage on this GPU (written per token)."""
     decode_attention_flops: Any
