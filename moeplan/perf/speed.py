@@ -260,7 +260,8 @@ def fixed_terms(spec: ModelSpec, d: Deployment, gpu: GPUSpec, peaks: dict[str, f
     """StepShape fields that depend on neither the layout nor the step."""
     moe = spec.moe
     return {"mtp": float(d.mtp), "num_experts": float(spec.num_experts), "vocab": float(spec.vocab_size),
-            "hidden": float(spec.hidden_size), "top_k": float(moe.top_k if moe else 1),
+            "hidden": float(spec.hidden_size), "dispatch_width": float((moe and moe.latent_size) or spec.hidden_size),
+            "top_k": float(moe.top_k if moe else 1),
             "dispatch_bytes": 1.0 if d.dispatch_dtype == "fp8" else 2.0, "hbm_bytes_per_s": gpu.hbm_bytes_per_s,
             "mixer_peak": peaks["mixer"], "mlp_peak": peaks["mlp"], "expert_peak": peaks["expert"],
             "lm_head_peak": peaks["lm_head"], "bf16_peak": gpu.bf16_flops_per_s,
