@@ -42,15 +42,17 @@ class Verdict(BaseModel):
 def fewest_gpus(resolved: ResolvedSpec, report: "EstimateReport", efficiency: Efficiency | None = None,
                 max_gpus: int = SEARCH_MAX_GPUS) -> tuple[int, str] | None:
     """(GPUs, layout) of the best layout on the fewest GPUs of the report's kind that fits its settings
-    (`moeplan plan` with its default objective, layout sizes released); None when none up to max_gpus fits."""
+    (`moeplan plan` with its default objective, fewest GPUs first, layout sizes released); None when none up to
+    max_gpus fits. One node is searched first: plan ranks by GPU count first, so a fit there is its answer too."""
     from moeplan.plan.search import search  # numpy: loaded only when the deployment does not fit
 
     released = report.deployment.model_copy(update=dict.fromkeys(("num_gpus", "tp", "ep", "pp", "dp", "etp")))
-    plan = search(resolved, released, max_gpus, efficiency=efficiency, keep=1)
-    if not plan.layouts:
-        return None
-    best = plan.layouts[0]
-    return best.gpus, best.describe()
+    for limit in sorted({min(report.deployment.gpus_per_node, max_gpus), max_gpus}):
+        plan = search(resolved, released, limit, efficiency=efficiency, keep=1)
+        if plan.layouts:
+            best = plan.layouts[0]
+            return best.gpus, best.describe()
+    return None
 
 
 def build_verdict(resolved: ResolvedSpec, report: "EstimateReport", given: set[str], efficiency: Efficiency | None = None,
