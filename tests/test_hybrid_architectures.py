@@ -304,3 +304,14 @@ def test_deepseek_v32_decode_reads_only_the_selected_latents():
     assert decode_read_bytes(spec, "bf16", 100_000) == 61 * (2048 * 576 * 2 + 100_000 * 128 * 2)
     assert decode_read_bytes(spec, "bf16", 1000) == kv_cache_bytes(spec, 1, 1000, "bf16")
     assert decode_read_bytes(spec, "bf16", 100_000, layers=range(10, 20), tp=8) == 10 * (2048 * 576 * 2 + 100_000 * 128 * 2)
+
+
+def test_latent_moe_dispatches_latent_vectors():
+    """Nemotron-3-Super's all-to-all carries 1024-wide latent vectors, not 4096-wide hidden states."""
+    from moeplan.traffic.alltoall import all_to_all_traffic, spec_all_to_all_traffic
+
+    spec = spec_from_hf_config(json.loads((PUBLISHED / "nemotron-3-super-120b-a12b.json").read_text()))
+    traffic = spec_all_to_all_traffic(spec, ep_size=8, tokens_per_rank=4096)
+    assert traffic == all_to_all_traffic(512, 22, 1024, 8, 4096, moe_layers=40)
+    hidden = all_to_all_traffic(512, 22, 4096, 8, 4096, moe_layers=40)
+    assert hidden.dispatch_bytes_per_rank == 4 * traffic.dispatch_bytes_per_rank

@@ -78,6 +78,9 @@ class StepShape(NamedTuple):
     num_experts: Any
     vocab: Any
     hidden: Any
+    dispatch_width: Any
+    """Values per dispatched token copy: H, or the latent width of a latent MoE (Nemotron-3-Super dispatches its
+    tokens after the down-projection)."""
     top_k: Any
     dispatch_bytes: Any
     """Bytes per element of the dispatch payload (combine is bf16)."""
@@ -106,7 +109,7 @@ def dispatch_combine_s(ns, s: StepShape, tokens, c: PerfConstants):
     """One MoE layer's expert-parallel dispatch and combine (DeepEP): each GPU sends its tokens / tp slice of the
     replica's tokens, k copies per token (low-latency semantics), the (ep − 1)/ep that leave it; dispatch at
     dispatch_bytes, combine in bf16; the share bound for other nodes over the NIC; 2α."""
-    remote = tokens / s.tp * s.top_k * s.hidden * (s.dispatch_bytes + ACTIVATION_BYTES) * (s.ep - 1) / s.ep
+    remote = tokens / s.tp * s.top_k * s.dispatch_width * (s.dispatch_bytes + ACTIVATION_BYTES) * (s.ep - 1) / s.ep
     inter_share = ns.max(s.ep - s.gpus_per_node, 0) / s.ep
     intra_s = remote * (1 - inter_share) / (s.link_bytes_per_s * c.expert_link_fraction)
     inter_s = remote * inter_share / s.nic_bytes_per_s

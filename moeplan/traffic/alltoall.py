@@ -242,11 +242,12 @@ def spec_all_to_all_traffic(
     dispatch_dtype: DispatchDtype = "bf16",
     gpus_per_node: int | None = None,
 ) -> AllToAllTraffic:
-    """all_to_all_traffic for a model: its E, k, H, MoE layer count and expert groups (node-limited routing)."""
+    """all_to_all_traffic for a model: its E, k, H (a latent MoE's latent width: Nemotron-3-Super dispatches its
+    tokens after the down-projection), MoE layer count and expert groups (node-limited routing)."""
     if spec.moe is None:
         raise SpecError(f"{spec.name} is a dense model: it has no expert all-to-all")
     moe = spec.moe
     return all_to_all_traffic(
-        moe.num_experts, moe.top_k, spec.hidden_size, ep_size, tokens_per_rank, mode, dispatch_dtype,
+        moe.num_experts, moe.top_k, moe.latent_size or spec.hidden_size, ep_size, tokens_per_rank, mode, dispatch_dtype,
         gpus_per_node, moe.num_expert_groups, moe.topk_groups, spec.moe_layer_count,
     )
