@@ -130,10 +130,11 @@ def prefill_queue_s(ns, sequences, prefill_s, cycle_s):
 
 
 def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, c: PerfConstants, requests, dp, pp, layers, num_gpus,
-                    capacity=None) -> dict[str, Any]:
+                    capacity=None, ttft: bool = True) -> dict[str, Any]:
     """TPOT, TTFT and output rates from ``run(decode sequences, prefill tokens) -> step_ops result``, for
     ``requests`` in flight per replica of which at most ``capacity`` (what its KV cache holds; None: all) run; every
-    argument but ``d`` and ``c`` may be an array (one entry per layout). See the module docstring."""
+    argument but ``d`` and ``c`` may be an array (one entry per layout). ttft=False: TPOT and the output rate only.
+    See the module docstring."""
     chunk, prompt = d.prefill_chunk, prompt_tokens(d)
     sequences = requests if capacity is None else ns.min(requests, capacity)
     per_step = tokens_per_step(d.mtp, d.acceptance)
@@ -155,6 +156,9 @@ def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, c: PerfC
         step_s, riding = decode["total"] + draft(decode), 0.0 * sequences
         out.update(mixed_steps=0.0, prefill_per_mixed_step=0.0)
     tpot = pp * step_s / per_step
+    if not ttft:  # TPOT and output rate only
+        out.update(tpot=tpot, rate=sequences * dp / tpot, sequences=sequences)
+        return out
     first = run(riding, min(chunk, prompt))
     full = run(riding, chunk * 1.0) if chunk < prompt else first
     own = pp * math.ceil(prompt / chunk) * first["total"]

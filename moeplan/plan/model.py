@@ -301,19 +301,30 @@ class LayoutModel:
 
         return run
 
-    def evaluate(self, layouts: LayoutArrays) -> LayoutMetrics:
-        """Memory, expected speed and bound of every layout (arrays of the same length as ``layouts``)."""
-        m = self.memory(layouts)
+    def speed(self, layouts: LayoutArrays, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Expected speed and bound of layouts whose memory terms are ``m`` (perf.speed.serving_figures over arrays)."""
         base = self._shape(layouts, m)
         sequences = self.d.concurrency / layouts.dp if self.serving else np.full(len(layouts), float(self.d.batch))
         args = (sequences, layouts.dp, layouts.pp, base["layers"], layouts.num_gpus)
         ns = numpy_namespace()
         f = serving_figures(ns, self._run(layouts, base, self.constants), self.d, self.constants, *args)
-        b = serving_figures(ns, self._run(layouts, base, BOUND), self.d, BOUND, *args)
+        b = serving_figures(ns, self._run(layouts, base, BOUND), self.d, BOUND, *args, ttft=False)
         terms = np.stack([b["decode"]["memory_s"], b["decode"]["compute_s"], b["decode"]["communication_s"]])
+        return {"decode_tokens_per_s": f["rate"], "time_per_output_token_s": f["tpot"], "prefill_tokens_per_s": f["prefill_rate"],
+                "ttft_s": f["ttft"], "roofline_time_per_output_token_s": b["tpot"], "bound": np.argmax(terms, axis=0)}
+
+    def evaluate(self, layouts: LayoutArrays) -> LayoutMetrics:
+        """Memory of every layout, and the expected speed and bound of those that fit (of the one needing the least
+        memory when none does); NaN (bound 0) for the others, which the search never ranks."""
+        m = self.memory(layouts)
+        index = np.flatnonzero(m["total"] <= self.usable_bytes)
+        if not len(index):
+            index = np.array([np.argmin(m["total"])])
+        speed = self.speed(layouts.take(index), {name: values[index] for name, values in m.items()})
+        full = {}
+        for name, values in speed.items():
+            full[name] = np.zeros(len(layouts), dtype=values.dtype) if name == "bound" else np.full(len(layouts), np.nan)
+            full[name][index] = values
         return LayoutMetrics(
             per_gpu_bytes=m["total"], weights_bytes=m["weights"], state_bytes=m["state"], kv_cache_bytes=m["kv"],
-            activation_bytes=m["activations"], overhead_bytes=m["overhead"], worst_stage=m["stage"],
-            decode_tokens_per_s=f["rate"], time_per_output_token_s=f["tpot"], prefill_tokens_per_s=f["prefill_rate"],
-            ttft_s=f["ttft"], roofline_time_per_output_token_s=b["tpot"], bound=np.argmax(terms, axis=0),
-        )
+            activation_bytes=m["activations"], overhead_bytes=m["overhead"], worst_stage=m["stage"], **full)
