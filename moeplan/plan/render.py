@@ -1,11 +1,10 @@
 """Rich rendering of a PlanReport: the best layouts as a table. Memory in GiB = 2^30 B."""
 
-from rich import box
 from rich.table import Table
 from rich.text import Text
 
 from moeplan.plan.search import PlanReport, PlanRow
-from moeplan.report.console import console
+from moeplan.report.console import console, fitted_table
 from moeplan.units import GiB
 
 
@@ -21,13 +20,12 @@ def _layout(row: PlanRow) -> str:
 
 
 def plan_table(report: PlanReport, top: int) -> Table:
-    """The first ``top`` layouts, ranked by the objective."""
-    rate = "prefill tok/s/GPU" if report.deployment.mode == "training" else "tok/s per GPU"
-    table = Table(title=Text(f"{_header(report)}; best {min(top, report.feasible)} by {report.ranking}"), title_justify="left",
-                  box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
-    columns = ["#", "GPUs", "nodes", "tp/ep/pp/dp", "GiB/ GPU", "head- room", "decode tok/s", rate, "TPOT ms", "prefill tok/s", "bound"]
+    """The first ``top`` layouts, ranked by the objective; no cell wraps or truncates at 80 columns."""
+    rate = "prefill\ntok/s/GPU" if report.deployment.mode == "training" else "tok/s\nper GPU"
+    columns = ["#", "GPUs", "nodes", "tp/ep/pp/dp", "GiB/\nGPU", "head-\nroom", "decode\ntok/s", rate, "TPOT\nms",
+               "prefill\ntok/s", "bound"]
     if report.gpu_hour_price is not None:
-        columns.append("$/M tok")
+        columns.append("$/M\ntok")
     rows = []
     for i, row in enumerate(report.layouts[:top], 1):
         cells = [str(i), f"{row.gpus:,}", f"{row.nodes:,}", _layout(row), f"{row.per_gpu_bytes / GiB:,.2f}",
@@ -36,12 +34,8 @@ def plan_table(report: PlanReport, top: int) -> Table:
         if row.cost_per_million_tokens is not None:
             cells.append(f"{row.cost_per_million_tokens:,.3f}")
         rows.append(cells)
-    for i, column in enumerate(columns):  # headers break at spaces; cells never wrap or truncate
-        width = max([len(word) for word in column.split()] + [len(cells[i]) for cells in rows])
-        table.add_column(column.replace("- ", "-\n").replace(" ", "\n"), justify="left" if column in ("tp/ep/pp/dp", "bound") else "right",
-                         no_wrap=True, min_width=width)
-    for cells in rows:
-        table.add_row(*cells)
+    table = fitted_table(columns, rows, left=("tp/ep/pp/dp", "bound"),
+                         title=Text(f"{_header(report)}; best {min(top, report.feasible)} by {report.ranking}"))
     if report.gpu_hour_price is not None:
         table.caption = f"$/M tok: dollars per million tokens at ${report.gpu_hour_price:g} per GPU-hour"
     return table
