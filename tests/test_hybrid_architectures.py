@@ -212,6 +212,13 @@ def test_tp_parts_add_up_to_parameter_counts(stem: str):
 
 
 PUBLISHED = Path(__file__).parent / "data" / "published"
+PRESETS = Path(__file__).parents[1] / "moeplan" / "data" / "configs"
+
+
+def _published(stem: str) -> dict:
+    """A published config: tests/data/published, or a shipped preset."""
+    path = PUBLISHED / f"{stem}.json"
+    return json.loads((path if path.exists() else PRESETS / f"{stem}.json").read_text())
 
 
 @pytest.mark.parametrize("stem, total, active_without_embedding", [
@@ -222,12 +229,12 @@ PUBLISHED = Path(__file__).parent / "data" / "published"
     ("nemotron-3-super-120b-a12b", 120.67e9, 12.2e9),
 ])
 def test_published_configs_count_exactly(stem: str, total: float, active_without_embedding: float):
-    """Real configs (origins in tests/data/published/README.md): exactly transformers' count by component, and
+    """Real configs (origins in tests/data/published/README.md and moeplan/data/configs/README.md): exactly transformers' count by component, and
     the model card's totals to their rounding (Kimi Linear's card rounds 49.1B down to its '48B' name)."""
     pytest.importorskip("torch")
     from test_transformers_crosscheck import _components, _instantiate
 
-    config = json.loads((PUBLISHED / f"{stem}.json").read_text())
+    config = _published(stem)
     counts = count_params(spec_from_hf_config(config))
     assert counts.by_component == _components(_instantiate(config))
     assert counts.total == pytest.approx(total, abs=0.05e9)

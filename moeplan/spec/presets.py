@@ -37,6 +37,10 @@ PRESET_ORIGINS = {
                   "which shares the architecture; the Hub file's fp8 quantization_config, e4m3 in 128×128 blocks, kept)",
     "qwen3-next-80b-a3b": "Qwen/Qwen3-Next-80B-A3B-Instruct config.json fields as published (model card: 48 layers, "
                           "12 × (3 gated DeltaNet + 1 gated attention), 512 experts top-10 + 1 shared)",
+    "nemotron-3-nano-30b-a3b": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B config.json (as transcribed in full in public "
+                               "test code; Mamba-2, attention and MoE layers)",
+    "lfm2-8b-a1b": "LiquidAI/LFM2-8B-A1B config.json architecture fields (as transcribed in public test code, "
+                   "layer_types in full; embeddings tied, the class default)",
     "deepseek-v3.2": "deepseek-ai/DeepSeek-V3.2 config.json fields as published: DeepSeek-V3's config.json (fp8 "
                      "quantization_config kept) with model_type deepseek_v32 and the indexer's index_n_heads 64, "
                      "index_head_dim 128, index_topk 2048",
