@@ -158,7 +158,7 @@ def test_plan_file_rules(cli, tmp_path):
     (["--gpu-hbm-tb-s", "inf"], ["--gpu-hbm-tb-s", "finite"]),
     (["--gpu-bf16-tflops", "inf"], ["--gpu-bf16-tflops", "finite"]),
     (["--nic-gb-s", "1e300"], ["--nic-gb-s", "between"]),
-    (["--layers", "1000000"], ["num_layers", "4,096"]),
+    (["--layers", "1000000"], ["num_layers", "512"]),
     (["--num-gpus", "1000000000"], ["--num-gpus", "131,072"]),
     (["--dp", "1000000000000000000"], ["--dp", "131,072"]),
     (["--experts", "1000000000"], ["num_experts", "65,536"]),
@@ -174,7 +174,7 @@ def test_bad_flags(cli, args, words):
 def test_simulation_and_dense_layer_bounds(cli):
     refused(cli("estimate", "deepseek-v3", "--routing", "zipf:1.2", "--tokens-per-rank", "1000000", "--ep", "64", "--dp", "64",
                 "--tp", "1"), "routing simulation", "too large")
-    refused(cli("estimate", "deepseek-v3", "--set", "first_dense_layers=1000"), "first_dense_layers (1000)", "num_layers (61)")
+    refused(cli("estimate", "deepseek-v3", "--set", "first_dense_layers=100"), "first_dense_layers (100)", "num_layers (61)")
 
 
 def test_plan_bounds_and_top(cli):
@@ -198,7 +198,7 @@ def test_context_beyond_the_model_needs_the_allow_flag(cli, tmp_path):
     ("llama4_text.json", {"no_rope_layer_interval": 0, "no_rope_layers": None}, ["no_rope_layer_interval", "at least 1"]),
     ("llama4_text.json", {"interleave_moe_layer_step": -1, "moe_layers": None}, ["interleave_moe_layer_step"]),
     ("llama4_text.json", {"moe_layers": [9999]}, ["moe_layers", "9,999"]),
-    ("deepseek_v3.json", {"first_k_dense_replace": 1000}, ["first_k_dense_replace (1000) is more than num_hidden_layers"]),
+    ("deepseek_v3.json", {"first_k_dense_replace": 100}, ["first_k_dense_replace (100) is more than num_hidden_layers"]),
     ("mixtral-tied.json", {"num_hidden_layers": True}, ["num_hidden_layers", "true"]),
     ("mixtral-tied.json", {"num_hidden_layers": 1e18}, ["num_hidden_layers"]),
     ("mixtral-tied.json", {"num_experts_per_tok": "2"}, ["num_experts_per_tok"]),

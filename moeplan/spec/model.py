@@ -18,8 +18,9 @@ Mixer = Literal["attention", "mamba", "mamba2", "linear_attention", "short_conv"
 convolution, or none (a layer that is only an MLP or MoE block, as in Nemotron-H)."""
 
 
-MAX_LAYERS = 4096
-"""Most decoder layers (and entries of a per-layer list) a spec may have: the deepest released models have ~130."""
+MAX_LAYERS = 512
+"""Most decoder layers (and entries of a per-layer list) a spec may have: the deepest released models have ~130;
+an estimate's fewest-GPU search grows with layers × pipeline sizes (512 layers: ~7 s on one core)."""
 MAX_TOKENS = 2**27
 """Most positions, windows and chunks, in tokens (134M; the longest released context is Llama-4 Scout's 10M)."""
 MAX_EXPERTS = 2**16
@@ -453,7 +454,17 @@ class ModelSpec(_Spec):
     def attention_type(self, layer: int) -> LayerAttention:
         """Attention type of one attention layer (layer_pattern counts attention layers only)."""
         pattern = self.attention.layer_pattern
-        return pattern[sum(self.is_attention_layer(i) for i in range(layer)) % len(pattern)]
+        return pattern[self._attention_layers_before(layer) % len(pattern)]
+
+    def _attention_layers_before(self, layer: int) -> int:
+        """Attention layers among layers 0 … layer−1, in O(period): mixers repeat with the mixer pattern's length
+        (or mamba's attention_period), so the per-layer loops over a deep model stay linear, not quadratic."""
+        if self.mixer_pattern is None and self.mamba is None:
+            return layer
+        period = len(self.mixer_pattern) if self.mixer_pattern is not None else self.mamba.attention_period
+        cycles, rest = divmod(layer, period)
+        per_cycle = sum(self.is_attention_layer(i) for i in range(period))
+        return cycles * per_cycle + sum(self.is_attention_layer(i) for i in range(rest))
 
     @property
     def num_experts(self) -> int:
