@@ -322,3 +322,15 @@ def test_latent_moe_dispatches_latent_vectors():
     assert traffic == all_to_all_traffic(512, 22, 1024, 8, 4096, moe_layers=40)
     hidden = all_to_all_traffic(512, 22, 4096, 8, 4096, moe_layers=40)
     assert hidden.dispatch_bytes_per_rank == 4 * traffic.dispatch_bytes_per_rank
+
+
+def test_minimax_and_lfm2_state_by_hand():
+    # MiniMax-Text-01: 10 softmax layers of 8 KV heads of 128; 70 lightning layers holding 64 heads × 128 × 128 in bf16
+    minimax = kv_cache_summary(spec_from_hf_config(_published("minimax-text-01")), "bf16")
+    assert minimax.kv_cache_bytes_per_token == 10 * 2 * 8 * 128 * 2 == 40_960
+    assert minimax.state_bytes_per_sequence == 70 * 64 * 128 * 128 * 2 == 146_800_640
+    # LFM2-8B-A1B: 6 attention layers of 8 KV heads of 64; 18 short convolutions of H = 2048 channels × 3 in bf16
+    lfm2 = kv_cache_summary(spec_from_hf_config(_published("lfm2-8b-a1b")), "bf16")
+    assert lfm2.kv_cache_bytes_per_token == 6 * 2 * 8 * 64 * 2 == 12_288
+    assert lfm2.state_bytes_per_sequence == 18 * 2048 * 3 * 2 == 221_184
+    assert lfm2.state_layers == {"short_conv": 18}
