@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from moeplan.accounting.params import count_params
+from moeplan.errors import SpecError
 from moeplan.spec.hf import spec_from_hf_config
 from moeplan.spec.readers.moe_decoders import READERS
 
@@ -35,3 +36,19 @@ def test_minimax_m2_preset_checks_on_h200s(cli):
     """228.7B parameters in FP8 blocks (about 230 GB of weights) fit two H200s but not one."""
     assert cli("check", "minimax-m2", "--gpu", "h200", "--num-gpus", "2").exit_code == 0
     assert cli("check", "minimax-m2", "--gpu", "h200").exit_code == 1
+
+
+WRONG_VALUES = ["x", -1, 0, 10**12, [1, "a"], {"a": 1}]
+
+
+@pytest.mark.parametrize("path", SYNTHETIC, ids=lambda path: path.stem)
+def test_a_wrong_value_under_any_key_is_bad_input(path: Path):
+    """Every key of each family's config, set to a wrong value, reads or fails as bad input (SpecError): never another
+    exception (the CLI's exit 4), a hang or a per-layer list built for 10^12 layers."""
+    config = json.loads(path.read_text())
+    for key in sorted(config.keys() - {"model_type"}):
+        for value in WRONG_VALUES:
+            try:
+                count_params(spec_from_hf_config({**config, key: value}))
+            except SpecError:
+                pass

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from moeplan.errors import SpecError, describe_validation
 from moeplan.inputs import load_document
-from moeplan.spec.model import ModelSpec
+from moeplan.spec.model import MAX_LAYERS, ModelSpec
 from moeplan.spec.readers.unknown import check_dense, check_unknown
 
 Config = dict
@@ -418,6 +418,9 @@ def spec_from_hf_config(config: Config, name: str = "custom", source: str = "con
         reader = _llama
     elif reader is _llama:
         check_dense(config, model_type, source)
+    for key in ("num_hidden_layers", "n_layers"):  # readers build per-layer lists: bound them before any runs
+        if type(config.get(key)) is int and config[key] > MAX_LAYERS:
+            raise SpecError(f"{source}: {key}: must be between 0 and {MAX_LAYERS}, not {config[key]:,}")
     config = TRANSFORMERS_DEFAULTS.get(model_type, {}) | config
     keys = _Keys(config, source)
     fields: dict = {}

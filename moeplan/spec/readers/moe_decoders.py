@@ -327,8 +327,7 @@ def beam(k: _Keys) -> dict:
     """Beam: norms before and after attention and MLP, a per-channel output gate with a per-head bias, per-head q/k
     norms, group-limited routing, dense first layers (default 3), full attention every 6th and the last layer."""
     layers = k("num_hidden_layers")
-    default_types = _cycle_types(layers, 6)
-    default_types[-1] = "full_attention"
+    default_types = _cycle_types(layers, 6)[:-1] + ["full_attention"]
     moe = {
         "num_experts": k("num_experts"),
         "top_k": k("num_experts_per_tok"),
