@@ -25,6 +25,8 @@ MAX_TOKENS = 2**27
 """Most positions, windows and chunks, in tokens (134M; the longest released context is Llama-4 Scout's 10M)."""
 MAX_EXPERTS = 2**16
 """Most routed experts per layer (65,536; the most released is 512)."""
+MAX_PARAMS = 10**15
+"""Most parameters a spec may describe (the largest released models have about 2·10^12)."""
 MAX_SIZE = 2**24
 """Most of any other count or width (hidden, vocabulary, experts, heads, ranks): 16.7M, far above any model."""
 SIZE_LIMITS = {"num_layers": MAX_LAYERS, "layer_period": MAX_LAYERS, "first_dense_layers": MAX_LAYERS, "layer_offset": MAX_LAYERS,
@@ -398,6 +400,20 @@ class ModelSpec(_Spec):
                     raise ValueError(f"mixer_pattern has '{mixer}' layers but {mixer} is not set")
         if self.layer_block == "mixer_and_mlp" and "none" in (self.mixer_pattern or []):
             raise ValueError("mixer_pattern has 'none' layers, which only layer_block 'mixer_or_mlp' allows")
+        return self
+
+    @model_validator(mode="after")
+    def _size_in_range(self) -> "ModelSpec":
+        """At most MAX_PARAMS parameters (a rough upper count: every layer with attention, its MLP and all experts),
+        so that every figure downstream stays far inside 64-bit integers."""
+        h, a, moe = self.hidden_size, self.attention, self.moe
+        attention = 4 * h * max(h, a.num_heads * (a.head_dim or a.v_head_dim or 1), a.kv_lora_rank or 0, a.q_lora_rank or 0)
+        mlp = 3 * h * (self.intermediate_size or 0)
+        experts = 3 * h * moe.expert_intermediate_size * (moe.num_experts + moe.num_shared_experts) if moe else 0
+        rough = (self.num_layers + self.mtp_layers) * (attention + max(mlp, experts)) + 2 * self.vocab_size * h
+        if rough > MAX_PARAMS:
+            raise ValueError(f"a model of about {rough:.2g} parameters is beyond what moeplan computes (at most {MAX_PARAMS:.0e}, "
+                             "500 times the largest released model)")
         return self
 
     @model_validator(mode="after")
