@@ -334,3 +334,16 @@ def test_minimax_and_lfm2_state_by_hand():
     assert lfm2.kv_cache_bytes_per_token == 6 * 2 * 8 * 64 * 2 == 12_288
     assert lfm2.state_bytes_per_sequence == 18 * 2048 * 3 * 2 == 221_184
     assert lfm2.state_layers == {"short_conv": 18}
+
+
+def test_hybrid_spec_file_round_trip_and_overrides(cli, tmp_path):
+    """`moeplan spec` writes the mixer pattern and the mixers' own blocks; the file reads back to the same
+    counts, and --set changes a mixer field (32 → 16 DeltaNet value heads)."""
+    written = cli("spec", "qwen3-next-80b-a3b")
+    assert written.exit_code == 0, written.stderr
+    path = tmp_path / "qwen3-next.yaml"
+    path.write_text(written.stdout)
+    assert cli("estimate", path, "--json").json()["params"]["total"] == 79_674_391_296
+    smaller = cli("estimate", "qwen3-next-80b-a3b", "--set", "linear_attention.num_heads=16", "--json").json()
+    per_layer = 2048 * (2 * 128 + 2) * 16 + 128 * 4 * 16 + 2 * 16 + 16 * 128 * 2048  # in_proj, conv, dt/A, out_proj
+    assert smaller["params"]["by_component"]["linear_attention"] == 36 * (33_718_464 - per_layer)
