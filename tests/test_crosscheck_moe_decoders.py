@@ -88,6 +88,9 @@ def test_mimo_v2_flash_hub_config_counts_exactly():
     assert summary.bytes_per_token_beyond_windows == 9 * 4 * (192 + 128) * 2
     assert summary.capped_layers == {129: 39}
     assert summary.kv_cache_bytes_per_token == 9 * 4 * 320 * 2 + 39 * 8 * 320 * 2
+    from moeplan.accounting.flops import attention_flops_per_key
+
+    assert attention_flops_per_key(spec.attention, spec.head_dim) == 2 * 64 * (192 + 128)  # QK^T at 192, AV at 128
 
 
 @pytest.mark.parametrize("container", sorted(c for c in TEXT_DECODERS.values() if c))

@@ -45,12 +45,13 @@ def matmul_params(spec: ModelSpec) -> int:
 def attention_flops_per_key(attn: AttentionSpec, head_dim: int) -> int:
     """FLOPs of one query against one key in one attention layer: 2·heads·(d_qk + d_v) for QKᵀ and AV.
 
-    GQA/MHA: d_qk = d_v = head_dim (kv heads do not change it). MLA in its uncompressed form (keys and
-    values expanded per head, as in training and prefill): d_qk = nope + rope, d_v = v_head_dim.
+    GQA/MHA: d_qk = head_dim, d_v = v_head_dim where the value head is narrower (MiMo-V2-Flash), else head_dim (kv
+    heads do not change it). MLA in its uncompressed form (keys and values expanded per head, as in training and
+    prefill): d_qk = nope + rope, d_v = v_head_dim.
     """
     if attn.kind == "mla":
         return 2 * attn.num_heads * (attn.qk_nope_head_dim + attn.qk_rope_head_dim + attn.v_head_dim)
-    return 2 * attn.num_heads * 2 * head_dim
+    return 2 * attn.num_heads * (head_dim + (attn.v_head_dim or head_dim))
 
 
 def attended_keys(tokens: int, count: AttentionCount, span: int | None = None, chunked: bool = False) -> float:
