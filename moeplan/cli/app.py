@@ -224,6 +224,8 @@ def main() -> None:
     and completion)."""
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # no entry-point scan (~20 ms) for plugins the CLI never uses
     name = None if os.environ.get("_MOEPLAN_COMPLETE") else _command_in(sys.argv[1:])
+    if name != "profile":  # plan's array code is elementwise: numpy's BLAS thread pool only slows its import
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _tolerant_streams()
     try:
         _register((name,) if name else () if "--version" in sys.argv[1:] else tuple(COMMANDS))
