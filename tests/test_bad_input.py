@@ -177,6 +177,11 @@ def test_simulation_and_dense_layer_bounds(cli):
     refused(cli("estimate", "deepseek-v3", "--set", "first_dense_layers=100"), "first_dense_layers (100)", "num_layers (61)")
 
 
+def test_a_model_beyond_64_bit_figures_is_refused(cli):
+    refused(cli("estimate", "--layers", "512", "--hidden", "16777216", "--heads", "4096", "--vocab", "16777216", "--experts",
+                "65536", "--top-k", "8", "--expert-intermediate", "16777216"), "parameters", "at most 1e+15")
+
+
 def test_plan_bounds_and_top(cli):
     result = cli("plan", "mixtral-8x7b", "--max-gpus", "100000000000000000000")
     assert result.exit_code == 2 and "8192" in result.stderr

@@ -227,3 +227,31 @@ def test_calibration_files(cli, tmp_path_factory, changes, whole):
     path = tmp_path_factory.mktemp("calibration") / "calib.json"
     path.write_text(json.dumps(document))
     keeps_promise(cli, "estimate", "mixtral-8x7b", "--gpu", "h100", "--calibration", path, "--json")
+
+
+# --- a model from flags alone, and GPU files -----------------------------------------------------------------
+
+SIZES = st.one_of(st.sampled_from([1, 2, 8, 64, 4096]), st.sampled_from([3, 2**24, 2**24 + 1, 0, -1]))
+
+
+@FUZZ
+@given(layers=st.sampled_from([1, 2, 61, 0, 513]), sizes=st.fixed_dictionaries(
+    {"--hidden": SIZES, "--heads": SIZES, "--vocab": SIZES, "--experts": SIZES, "--top-k": SIZES, "--expert-intermediate": SIZES}),
+       dense=st.sampled_from([[], ["--intermediate", "4096"], ["--first-dense", "1"], ["--first-dense", "62"]]))
+def test_spec_from_flags(cli, layers, sizes, dense):
+    args = ["estimate", "--layers", str(layers), *(part for flag, size in sizes.items() for part in (flag, str(size))), *dense]
+    keeps_promise(cli, *args, "--json")
+
+
+GPU = {"name": "my-gpu", "display_name": "My GPU", "vendor": "NVIDIA", "memory_bytes": 85899345920, "hbm_bytes_per_s": 3.35e12,
+       "bf16_flops_per_s": 9.89e14, "interconnect": "nvlink", "link_bytes_per_s_per_direction": 4.5e11, "source": "test"}
+
+
+@FUZZ
+@given(changes=st.dictionaries(st.sampled_from([*GPU, "fp8_flops_per_s", "link_domain_gpus", "bogus"]),
+                               st.one_of(st.sampled_from([1.0, 8, 1e12, 1e30]), JSON_VALUES), max_size=2),
+       suffix=st.sampled_from([".json", ".yaml", ".YML"]))
+def test_gpu_files(cli, tmp_path_factory, changes, suffix):
+    path = tmp_path_factory.mktemp("gpu") / f"gpu{suffix}"
+    path.write_text(json.dumps({**GPU, **changes}))  # JSON is YAML
+    keeps_promise(cli, "estimate", "mixtral-8x7b", "--gpu", path, "--json")
