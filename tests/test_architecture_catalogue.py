@@ -81,6 +81,16 @@ def test_read_and_refused_are_disjoint_and_refusals_name_real_model_types():
     assert not REFUSED.keys() - CONFIG_MAPPING_NAMES.keys(), "refusals of model_types transformers does not define"
 
 
+def test_reader_modules_claim_disjoint_model_types():
+    """READERS merges the reader modules' tables; a model_type claimed twice would silently take the last reader."""
+    from moeplan.spec.readers import hybrid, moe_decoders, sparse_attention
+
+    tables = [hybrid.READERS, moe_decoders.READERS, sparse_attention.READERS]
+    claimed = [model_type for table in tables for model_type in table]
+    assert len(claimed) == len(set(claimed))
+    assert all(READERS[model_type] is table[model_type] for table in tables for model_type in table)
+
+
 @pytest.mark.parametrize("model_type", sorted(REFUSED))
 def test_refused_model_types_exit_with_their_reason(model_type: str):
     config = {"model_type": model_type, "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,

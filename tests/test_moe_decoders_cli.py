@@ -32,6 +32,18 @@ def test_estimate_reads_each_family(cli, path: Path):
     assert report["memory"]["kv_cache_bytes_per_token"] > 0
 
 
+@pytest.mark.parametrize("path", SYNTHETIC, ids=lambda path: path.stem)
+def test_spec_file_round_trip(cli, tmp_path, path: Path):
+    """`moeplan spec` writes each family's features into a spec file that estimates to the same count."""
+    written = cli("spec", path)
+    assert written.exit_code == 0, written.stderr
+    spec_file = tmp_path / "model.yaml"
+    spec_file.write_text(written.stdout)
+    again = cli("estimate", spec_file, "--context", "512", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["params"] == cli("estimate", path, "--context", "512", "--json").json()["params"]
+
+
 def test_minimax_m2_preset_checks_on_h200s(cli):
     """228.7B parameters in FP8 blocks (about 230 GB of weights) fit two H200s but not one."""
     assert cli("check", "minimax-m2", "--gpu", "h200", "--num-gpus", "2").exit_code == 0
