@@ -347,3 +347,10 @@ def test_hybrid_spec_file_round_trip_and_overrides(cli, tmp_path):
     smaller = cli("estimate", "qwen3-next-80b-a3b", "--set", "linear_attention.num_heads=16", "--json").json()
     per_layer = 2048 * (2 * 128 + 2) * 16 + 128 * 4 * 16 + 2 * 16 + 16 * 128 * 2048  # in_proj, conv, dt/A, out_proj
     assert smaller["params"]["by_component"]["linear_attention"] == 36 * (33_718_464 - per_layer)
+
+
+def test_kimi_layer_lists_out_of_range_are_refused():
+    config = _published("kimi-linear-48b-a3b")
+    config["linear_attn_config"] = config["linear_attn_config"] | {"full_attn_layers": [4, 28]}
+    with pytest.raises(SpecError, match="layer 28, not one of 1..27"):
+        spec_from_hf_config(config)

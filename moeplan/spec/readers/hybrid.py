@@ -134,27 +134,12 @@ def _kimi_linear(k: _Keys) -> dict:
     types = k("layer_types", default=None)
     if types is None and {"full_attn_layers", "kda_layers"} <= linear.keys():
         types = [None] * layers
-        for layer in linear["full_attn_layers"]:
-            types[layer - 1] = "full_attention"
-        for layer in linear["kda_layers"]:
-            types[layer - 1] = "linear_attention"
+        for kind, numbers in (("full_attention", linear["full_attn_layers"]), ("linear_attention", linear["kda_layers"])):
+            for number in numbers:  # 1-based
+                if not isinstance(number, int) or not 1 <= number <= layers:
+                    raise SpecError(f"{k.where}: linear_attn_config lists layer {number!r}, not one of 1..{layers}")
+                types[number - 1] = kind
     types = types or ["full_attention" if i and i % 4 == 0 else "linear_attention" for i in range(layers)]
-    _aliased_default(k, ("num_experts", "num_local_experts"), 256)
-    _aliased_default(k, ("num_experts_per_token", "num_experts_per_tok"), 8)
-    _aliased_default(k, ("num_shared_experts", "n_shared_experts"), 1)
-    mlp_types = k("mlp_layer_types", default=None)
-    if mlp_types is None:
-        dense = k("first_k_dense_replace", default=1)
-        mlp_types = ["dense" if i < dense else "sparse" for i in range(layers)]
-    attention = _mla(k)
-    moe = {
-        "num_experts": k("num_experts", "num_local_experts"),
-        "top_k": k("num_experts_per_token", "num_experts_per_tok"),
-        "expert_intermediate_size": k("moe_intermediate_size"),
-        "num_shared_experts": k("num_shared_experts", "n_shared_experts"),
-        "router_correction_bias": True,
-        "moe_layers": [i for i, kind in enumerate(mlp_types) if kind == "sparse"],
-    }
     kda = {
         "kind": "kda",
         "num_heads": linear.get("num_heads") or k("linear_num_heads"),
@@ -163,12 +148,33 @@ def _kimi_linear(k: _Keys) -> dict:
     }
     return _base(
         k,
-        attention=attention,
-        moe=moe,
+        attention=_mla(k),
+        moe=_kimi_moe(k, layers, first_dense=1, experts=256),
         mixer_pattern=_mixers(k, types, "linear_attention"),
         linear_attention=kda,
         max_position_embeddings=k("model_max_length", "max_position_embeddings", default=None),
     )
+
+
+def _kimi_moe(k: _Keys, layers: int, first_dense: int, experts: int) -> dict:
+    """The DeepSeek-style MoE of Kimi Linear and Ling-2.5, under Kimi's key names: dense or sparse layers from
+    mlp_layer_types (else the first first_k_dense_replace dense), shared experts, a correction-bias buffer;
+    ``first_dense`` and ``experts`` are the config class's defaults (top-8 and one shared expert in both)."""
+    mlp_types = k("mlp_layer_types", default=None)
+    if mlp_types is None:
+        dense = k("first_k_dense_replace", default=first_dense)
+        mlp_types = ["dense" if i < dense else "sparse" for i in range(layers)]
+    _aliased_default(k, ("num_experts", "num_local_experts"), experts)
+    _aliased_default(k, ("num_experts_per_token", "num_experts_per_tok"), 8)
+    _aliased_default(k, ("num_shared_experts", "n_shared_experts"), 1)
+    return {
+        "num_experts": k("num_experts", "num_local_experts"),
+        "top_k": k("num_experts_per_token", "num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "num_shared_experts": k("num_shared_experts", "n_shared_experts"),
+        "router_correction_bias": True,
+        "moe_layers": [i for i, kind in enumerate(mlp_types) if kind == "sparse"],
+    }
 
 
 def _mla(k: _Keys, **extra) -> dict:
@@ -189,27 +195,13 @@ def _mla(k: _Keys, **extra) -> dict:
 
 def _bailing_hybrid(k: _Keys) -> dict:
     """Ling-2.5 (bailing_hybrid): KDA layers with full-rank forget and output gates, every layer_group_size-th layer
-    MLA with a per-head output gate; DeepSeek-style MoE (shared experts, first dense layers, correction-bias buffer).
-    As transformers does, the KDA heads are linear_num_heads of linear_head_dim (else num_attention_heads of
-    head_dim), the convolution linear_conv_kernel_dim (else short_conv_kernel_size) wide. The checkpoint's MTP layer (num_nextn_predict_layers) is not in transformers' model and is not counted."""
+    MLA with a per-head output gate; Kimi Linear's MoE. As transformers does, the KDA heads are linear_num_heads of
+    linear_head_dim (else num_attention_heads of head_dim), the convolution linear_conv_kernel_dim (else
+    short_conv_kernel_size) wide. The checkpoint's MTP layer (num_nextn_predict_layers) is not in transformers'
+    model and is not counted."""
     layers = k("num_hidden_layers")
     group = k("layer_group_size", default=6)
     types = k("layer_types", default=None) or ["full_attention" if (i + 1) % group == 0 else "linear_attention" for i in range(layers)]
-    mlp_types = k("mlp_layer_types", default=None)
-    if mlp_types is None:
-        dense = k("first_k_dense_replace", default=2)
-        mlp_types = ["dense" if i < dense else "sparse" for i in range(layers)]
-    _aliased_default(k, ("num_experts", "num_local_experts"), 512)
-    _aliased_default(k, ("num_experts_per_token", "num_experts_per_tok"), 8)
-    _aliased_default(k, ("num_shared_experts", "n_shared_experts"), 1)
-    moe = {
-        "num_experts": k("num_experts", "num_local_experts"),
-        "top_k": k("num_experts_per_token", "num_experts_per_tok"),
-        "expert_intermediate_size": k("moe_intermediate_size"),
-        "num_shared_experts": k("num_shared_experts", "n_shared_experts"),
-        "router_correction_bias": True,
-        "moe_layers": [i for i, kind in enumerate(mlp_types) if kind == "sparse"],
-    }
     kda = {
         "kind": "kda",
         "num_heads": k("linear_num_heads", "num_attention_heads"),
@@ -220,7 +212,7 @@ def _bailing_hybrid(k: _Keys) -> dict:
     return _base(
         k,
         attention=_mla(k, output_gate=True, output_gate_per_head=True),
-        moe=moe,
+        moe=_kimi_moe(k, layers, first_dense=2, experts=512),
         mixer_pattern=_mixers(k, types, "linear_attention"),
         linear_attention=kda,
         max_position_embeddings=k("model_max_length", "max_position_embeddings", default=None),
