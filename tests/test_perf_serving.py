@@ -6,7 +6,7 @@ import math
 import pytest
 
 from moeplan.calibration import Calibration
-from moeplan.perf.constants import DEFAULT, PerfConstants, calibrated
+from moeplan.perf.constants import DEFAULT, calibrated
 from moeplan.perf.roofline import Efficiency
 from moeplan.perf.speed import tokens_per_step
 from moeplan.profile.calibrate import save_calibration

@@ -1,8 +1,6 @@
 """`moeplan plan`: the vectorised layout model agrees with `moeplan estimate` layout by layout; the layout
 rules agree with layout_problems; ranking, JSON, exit codes through the CLI."""
 
-import math
-
 import numpy as np
 import pytest
 from pydantic import ValidationError

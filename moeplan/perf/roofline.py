@@ -1,9 +1,7 @@
-"""The speed-of-light bound: time of one decode step and one prefill chunk on the most-loaded GPU.
-
-Each stage's time is max(bytes moved / HBM bandwidth, FLOPs / peak) plus the communication it cannot hide
-(tensor-parallel all-reduces and expert-parallel all-to-alls over the layout's links). The bound named for
-a stage is the largest of the three terms. No real step is faster; moeplan.perf.speed gives the expected time.
-See docs/formulas.md §Speed, "Roofline bound".
+"""What the training-speed and offload models share from moeplan's first speed model: a calibration's
+efficiencies (Efficiency), the terms of a step (StepTime, Bound), the dense peak of the expert format, the ring
+all-reduce and expert-parallel all-to-all time of a stage, and the share of routed experts a step touches.
+Serving speed (expected and bound) is moeplan.perf.speed; see docs/formulas.md §Speed.
 """
 
 import math
@@ -11,15 +9,13 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from moeplan.accounting.flops import FlopsPerToken
-from moeplan.accounting.memory import MemoryReport
 from moeplan.accounting.weights import WeightMemory
 from moeplan.hardware.catalogue import GPUSpec
 from moeplan.layout.parallel import Layout
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.model import ModelSpec
-from moeplan.traffic.alltoall import spec_all_to_all_traffic
 from moeplan.perf.experts import busiest_rank_experts
+from moeplan.traffic.alltoall import spec_all_to_all_traffic
 from moeplan.traffic.routing import routing_estimate
 
 Bound = Literal["memory", "compute", "communication"]
@@ -59,26 +55,6 @@ class StepTime(BaseModel):
     bound: Bound
 
 
-class Roofline(BaseModel):
-    """The roofline bound of the deployment."""
-
-    decode: StepTime
-    prefill: StepTime
-    decode_tokens_per_s: float
-    """Output tokens per second of the whole deployment (batch × dp per time per output token)."""
-    time_per_output_token_s: float
-    prefill_tokens_per_s: float
-    """Prompt tokens per second of the whole deployment."""
-    ttft_s: float
-    """Time to first token of one sequence of `context` tokens (its prefill chunks, one after another)."""
-    bound: Bound
-    """The decode bound."""
-    experts_touched_per_layer: float
-    """Distinct routed experts one decode step reads per MoE layer on the busiest expert-parallel rank (the tokens of
-    the replicas that one copy of the experts serves)."""
-    assumptions: list[str]
-
-
 def peak_flops(gpu: GPUSpec, weights: WeightMemory) -> float:
     """FP8 peak when the experts are stored in fp8 and the GPU has FP8 tensor cores, else BF16."""
     if weights.formats.get("routed_experts", "").startswith("fp8") and gpu.fp8_flops_per_s:
@@ -112,15 +88,6 @@ def communication_s(spec: ModelSpec, layout: Layout, layers: int, moe_layers: in
     return total
 
 
-def _step(tokens: int, bytes_read: float, flops: float, communication_s: float, gpu: GPUSpec, peak: float, eff: Efficiency) -> StepTime:
-    memory_s = bytes_read / (gpu.hbm_bytes_per_s * eff.hbm)
-    compute_s = flops / (peak * eff.gemm)
-    terms = {"memory": memory_s, "compute": compute_s, "communication": communication_s}
-    return StepTime(tokens=tokens, bytes_read=int(bytes_read), flops=flops, memory_s=memory_s, compute_s=compute_s,
-                    communication_s=communication_s, time_s=max(memory_s, compute_s) + communication_s,
-                    bound=max(terms, key=terms.get))
-
-
 def expert_groups(spec: ModelSpec) -> tuple[int, int] | None:
     """(groups, groups a token picks) under node-limited routing, else None."""
     moe = spec.moe
@@ -138,74 +105,3 @@ def touched_fraction(spec: ModelSpec, tokens: int, deployment: Deployment, ep: i
         return busiest_rank_experts(moe.num_experts, moe.top_k, tokens, ep, expert_groups(spec)) * ep / moe.num_experts
     return routing_estimate(moe.num_experts, moe.top_k, batch=tokens, tokens=tokens, distribution=deployment.routing,
                             groups=expert_groups(spec)).experts_touched_fraction
-
-
-def lookup_bytes(spec: ModelSpec, held: dict[str, int], tokens: int, last_stage: bool) -> float:
-    """Embedding bytes a step of ``tokens`` tokens reads: one row per token of the rows this GPU holds (the input
-    embedding is a lookup), or the whole table when a tied embedding is also this GPU's lm_head."""
-    table = held.get("embedding", 0)
-    if spec.tie_word_embeddings and last_stage and not held.get("lm_head", 0):
-        return table
-    return table * min(1.0, tokens / spec.vocab_size)
-
-
-def roofline(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu: GPUSpec, weights: WeightMemory,
-             memory: MemoryReport, flops: FlopsPerToken, nic_bytes_per_s: float, eff: Efficiency | None = None) -> Roofline:
-    """Decode and prefill roofline of the most-loaded GPU, and the deployment's tokens/s."""
-    eff = eff or Efficiency()
-    worst = memory.most_loaded
-    held = worst.weights_by_component_bytes
-    experts = held.get("routed_experts", 0)
-    layers = worst.last_layer - worst.first_layer + 1
-    moe_layers = sum(spec.is_moe_layer(i) for i in range(worst.first_layer, worst.last_layer + 1))
-    peak = peak_flops(gpu, weights)
-    share = layout.tp * layout.pp  # one GPU does 1/tp of a replica's work in 1/pp of the layers
-    batch, chunk = deployment.batch, min(deployment.prefill_chunk, deployment.context)
-
-    group_tokens = batch * layout.replicas_per_expert_group  # tokens one copy of the experts serves per step
-    touched = touched_fraction(spec, group_tokens, deployment, layout.ep)
-    last = worst.stage == layout.pp - 1
-    dense = sum(held.values()) - experts - held.get("embedding", 0)
-    decode = _step(
-        batch,
-        dense + lookup_bytes(spec, held, batch * layout.tp, last) + experts * touched + worst.kv_cache_bytes,
-        flops.decode_per_token * batch / share,
-        communication_s(spec, layout, layers, moe_layers, batch, deployment, gpu, nic_bytes_per_s, eff),
-        gpu, peak, eff,
-    )
-    kv_written = worst.kv_cache_bytes / max(batch, 1) / deployment.context * chunk
-    prefill = _step(
-        chunk,
-        dense + lookup_bytes(spec, held, chunk * layout.tp, last)
-        + experts * touched_fraction(spec, chunk * layout.replicas_per_expert_group, deployment, layout.ep) + kv_written,
-        flops.prefill_per_token * chunk / share,
-        communication_s(spec, layout, layers, moe_layers, chunk, deployment, gpu, nic_bytes_per_s, eff),
-        gpu, peak, eff,
-    )
-    tpot = layout.pp * decode.time_s
-    prefill_chunk_s = layout.pp * prefill.time_s
-    return Roofline(
-        decode=decode, prefill=prefill,
-        decode_tokens_per_s=batch * layout.dp / tpot, time_per_output_token_s=tpot,
-        prefill_tokens_per_s=chunk * layout.dp / prefill_chunk_s,
-        ttft_s=math.ceil(deployment.context / chunk) * prefill_chunk_s,
-        bound=decode.bound, experts_touched_per_layer=touched * spec.num_experts / layout.ep,
-        assumptions=_assumptions(layout, peak, gpu, eff, nic_bytes_per_s, deployment),
-    )
-
-
-def _assumptions(layout: Layout, peak: float, gpu: GPUSpec, eff: Efficiency, nic: float, deployment: Deployment) -> list[str]:
-    calibrated = [f"efficiencies measured on {eff.measured_on} (moeplan profile calibration)"] if eff.measured_on else []
-    if eff.measured_on and eff.measured_on != gpu.name:
-        calibrated.append(f"warning: the calibration was measured on {eff.measured_on}, not on {gpu.name}")
-    return [
-        *calibrated,
-        f"roofline at {eff.hbm:.0%} of {gpu.hbm_bytes_per_s / 1e12:.2f} TB/s HBM and {eff.gemm:.0%} of {peak / 1e12:,.0f} TFLOP/s dense peak",
-        "a step takes max(memory, compute) plus communication (no overlap of communication with compute)",
-        f"all-reduce and all-to-all over {(gpu.link_bytes_per_s_per_direction or gpu.pcie_bytes_per_s_per_direction) * eff.link / 1e9:,.0f} GB/s "
-        f"per direction inside a node, {nic / 1e9:,.0f} GB/s NIC per GPU across nodes, {eff.collective_latency_s * 1e6:.0f} µs per collective",
-        f"decode reads every non-expert weight but the embedding (batch rows), the experts the busiest EP rank touches for "
-        f"{deployment.batch * layout.replicas_per_expert_group} tokens ({deployment.routing} routing), and the whole KV cache at context {deployment.context}",
-        f"pipeline stages run one after another for a token (no micro-batch overlap): time per output token = {layout.pp} × stage time",
-        f"prefill in chunks of {min(deployment.prefill_chunk, deployment.context)} tokens; FLOPs spread evenly over a stage's {layout.tp * layout.dp} GPUs",
-    ]

@@ -32,7 +32,7 @@ from moeplan.layout.parallel import Layout, stage_layers
 from moeplan.namespace import numpy_namespace
 from moeplan.perf.constants import PerfConstants, calibrated
 from moeplan.perf.roofline import Efficiency
-from moeplan.perf.speed import BOUNDS, MIXERS, LayerTable, StageTerms, expert_load, fixed_terms, format_peaks, routed_tokens, serving_figures
+from moeplan.perf.speed import MIXERS, LayerTable, StageTerms, expert_load, fixed_terms, format_peaks, routed_tokens, serving_figures
 from moeplan.perf.step import BOUND, StepShape, step_ops
 from moeplan.plan.layouts import LayoutArrays
 from moeplan.report.estimate import EstimateReport, build_estimate
