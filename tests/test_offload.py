@@ -97,7 +97,9 @@ def test_check_plan_file_and_plan(cli, tmp_path):
     tight.write_text(plan.read_text().replace("n_cpu_moe: 48", "n_cpu_moe: 48\n    host_memory_gib: 16"))
     assert cli("check", tight).exit_code == 1
     refused = cli("plan", MODEL, "--gpu", GPU, "--n-cpu-moe", "10")
-    assert refused.exit_code == 2 and "plan searches GPU layouts" in refused.stderr
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert "plan searches GPU layouts: run `moeplan estimate MODEL --gpu GPU` with these flags" in refused.stderr
+    assert "`moeplan check -- llama-server -m MODEL --n-cpu-moe N`" in refused.stderr
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -138,3 +140,99 @@ def test_cpu_blocks_keep_their_kv_cache_in_host_ram(cli):
     kv_full = full["memory"]["most_loaded"]["kv_cache_bytes"]
     assert kv_full == 48 * per_layer
     assert o["cpu_time_s"] > full["throughput"]["offload"]["cpu_time_s"]  # the host blocks' weights and KV read on the CPU
+
+
+PCIE4_X16 = 16e9 * 16 * 128 / 130 / 8  # the RTX 4090's link: 16 GT/s × 16 lanes, 128b/130b coding, per direction
+
+
+def touched(tokens, experts=128, top_k=8):
+    """Share of a layer's experts a micro-batch of ``tokens`` uses under uniform routing."""
+    return 1 - (1 - top_k / experts) ** tokens
+
+
+@pytest.mark.parametrize("estimate_flags, command_flags", [
+    (["--n-cpu-moe", "20"], ["--n-cpu-moe", "20", "-ngl", "99"]),
+    (["--offload-experts"], ["--cpu-moe"]),
+    (["--override-tensor", r"blk\.1[0-9]\.ffn_.*_exps=CPU,blk\.2[0-9]\.ffn_down_exps=CPU", "--gpu-layers", "46"],
+     ["-ot", r"blk\.1[0-9]\.ffn_.*_exps=CPU", "--override-tensor=blk\\.2[0-9]\\.ffn_down_exps=CPU", "-ngl", "46"]),
+])
+def test_estimate_and_check_agree_on_the_placement(cli, estimate_flags, command_flags):
+    """The same placement through `estimate` and `check -- llama-server`: the same bytes on each side and speed."""
+    common = ["--dtype", "q4_k_m", "--prefill-chunk", "1024"]
+    e = est(cli, *common, "--context", "16384", *estimate_flags)
+    result = cli("check", "--gpu", GPU, "--dtype", "q4_k_m", "--json", "--", "llama-server", "-m", MODEL, "-c", "16384",
+                 "-ub", "1024", *command_flags)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    c = result.json()
+    eo, co = e["throughput"]["offload"], c["offload"]
+    for key in ("gpu_bytes", "host_bytes", "host_kv_cache_bytes", "staging_bytes", "gpu_layers", "ubatch_tokens"):
+        assert eo[key] == co[key], key
+    assert c["startup"]["weights_per_gpu_bytes"] == eo["gpu_bytes"] == e["memory"]["most_loaded"]["weights_bytes"]
+    assert {line["name"]: line["bytes"] for line in c["startup"]["budget"]}["op-offload copy"] == eo["staging_bytes"] > 0
+    assert c["decode_tokens_per_s"] == pytest.approx(e["throughput"]["decode_tokens_per_s"], rel=1e-12)
+    assert c["ttft_s"] == pytest.approx(e["throughput"]["ttft_s"], rel=1e-12)
+    assert c["time_per_output_token_s"] == pytest.approx(e["throughput"]["time_per_output_token_s"], rel=1e-12)
+
+
+def test_check_reads_llamacpp_placement_flags():
+    from moeplan.engines.command import parse_command
+
+    cmd = parse_command(["llama-server", "-m", "m.gguf", "-ot", "a=CPU", "-ot", "b=CUDA0,c=CPU", "--override-tensor=d=CPU",
+                         "-cmoe", "-ngl", "all", "-b", "256", "-ub", "512", "--no-op-offload"])
+    assert (cmd.override_tensor, cmd.cpu_moe, cmd.gpu_layers, cmd.batch_size) == ("a=CPU,b=CUDA0,c=CPU,d=CPU", True, -2, 256)
+    assert parse_command("llama-server -m m.gguf -ngl auto").gpu_layers is None
+    assert parse_command("llama-server -m m.gguf --n-gpu-layers 7").gpu_layers == 7
+
+
+def test_check_micro_batch_is_min_of_b_and_ub(cli):
+    def check(*flags):
+        result = cli("check", "--gpu", GPU, "--dtype", "q4_k_m", "--json", "--", "llama-server", "-m", MODEL, "-c", "8192",
+                     "--n-cpu-moe", "8", *flags)
+        return result.json()
+
+    small = check("-b", "256", "-ub", "512")
+    assert small["deployment"]["prefill_chunk"] == small["offload"]["ubatch_tokens"] == 256
+    assert check()["deployment"]["prefill_chunk"] == 512  # llama.cpp's defaults: -b 2048, -ub 512
+    notes = check("--no-op-offload", "-nkvo")["startup"]["notes"]
+    assert any(n.startswith("--no-op-offload: prefill is modelled with op offload on") for n in notes)
+    assert any(n.startswith("-nkvo: the KV cache is counted in VRAM") for n in notes)
+
+
+def test_prefill_streams_host_experts_over_pcie(cli):
+    """-ub ≥ 32: each micro-batch copies the experts it uses to the GPU (op offload); TTFT adds that to the GPU's
+    prefill of the share it holds."""
+    flags = ("--dtype", "q4_k_m", "--n-cpu-moe", "24", "--context", "4096")
+    e = est(cli, *flags)
+    o = e["throughput"]["offload"]
+    experts = o["host_by_component_bytes"]["routed_experts"]
+    assert (o["ubatch_tokens"], o["prompt_tokens"], o["prefill_host_path"]) == (512, 4096, "gpu over PCIe")  # -ub default
+    per_ubatch = experts * touched(512) / PCIE4_X16
+    assert o["prefill_host_s"] == pytest.approx(per_ubatch, rel=1e-9) and o["prompt_host_s"] == pytest.approx(8 * per_ubatch, rel=1e-9)
+    # -ngl 49 alone: every expert in VRAM, only the embedding on the host; the GPU part of the offloaded TTFT is that
+    # prefill of a GPU that holds fewer bytes (compute-bound at 512 tokens: within 10%)
+    vram_only = est(cli, "--dtype", "q4_k_m", "--context", "4096", "--gpu-layers", "49")["throughput"]
+    gpu_part = e["throughput"]["ttft_s"] - o["prompt_host_s"]
+    assert 0.9 * vram_only["ttft_s"] < gpu_part <= vram_only["ttft_s"] and vram_only["offload"]["prompt_host_s"] == 0
+    # larger micro-batches amortise the copy (llama.cpp users report 2-3x prompt speed from -ub 2048)
+    big = est(cli, *flags, "--prefill-chunk", "2048")["throughput"]
+    assert big["ttft_s"] < e["throughput"]["ttft_s"] and big["prefill_tokens_per_s"] > e["throughput"]["prefill_tokens_per_s"]
+    assert big["offload"]["staging_bytes"] == o["staging_bytes"] > 0  # the copy of one host tensor
+
+
+def test_small_micro_batches_run_host_experts_on_the_cpu(cli):
+    o = est(cli, "--dtype", "q4_k_m", "--n-cpu-moe", "24", "--context", "64", "--prefill-chunk", "16")["throughput"]["offload"]
+    assert o["prefill_host_path"] == "cpu" and o["staging_bytes"] == 0  # below GGML_OP_OFFLOAD_MIN_BATCH = 32
+    experts = o["host_by_component_bytes"]["routed_experts"]
+    assert o["prefill_host_s"] == pytest.approx(experts * touched(16) / 80e9, rel=1e-9)
+    assert o["prompt_host_s"] == pytest.approx(4 * o["prefill_host_s"], rel=1e-12)
+
+
+def test_largest_batch_and_context_use_vram_after_offload(cli):
+    flags = ("--dtype", "q4_k_m", "--n-cpu-moe", "40", "--gpu-layers", "36", "--context", "8192")
+    e = est(cli, *flags)
+    largest = e["memory"]["max_batch"]
+    assert largest > 1
+    assert est(cli, *flags, "--batch", str(largest))["memory"]["fits"] is True
+    assert est(cli, *flags, "--batch", str(largest + 1))["memory"]["fits"] is False
+    # the 12 CPU blocks keep weights and KV cache in host RAM: more sequences fit than with every block in VRAM
+    assert largest > est(cli, *flags[:4], "--context", "8192")["memory"]["max_batch"]

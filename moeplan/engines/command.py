@@ -106,6 +106,12 @@ class EngineCommand(BaseModel):
     """llama.cpp -ngl: layers on the GPU; None: all."""
     n_cpu_moe: int = 0
     """llama.cpp --n-cpu-moe: the routed experts of the first N layers stay in host memory."""
+    cpu_moe: bool = False
+    """llama.cpp --cpu-moe: every layer's routed experts stay in host memory."""
+    override_tensor: str | None = None
+    """llama.cpp -ot PATTERN=BUFT,... (every -ot given, in order, comma-joined)."""
+    batch_size: int | None = None
+    """llama.cpp -b: the logical batch; the micro-batch is min(-b, -ub)."""
     cache_type_k: str | None = None
     cache_type_v: str | None = None
     """llama.cpp -ctk/-ctv (f16, q8_0, q4_0, ...)."""

@@ -20,11 +20,13 @@ Convert = Callable[[str, str], object]
 @dataclass(frozen=True)
 class Flag:
     """One engine flag: its spellings (the first is the one printed), the EngineCommand field it sets, and how
-    its value is read (None: a switch that sets True; ``--no-<name>`` sets False)."""
+    its value is read (None: a switch that sets True; ``--no-<name>`` sets False). ``repeat``: every occurrence
+    counts, joined with commas in order (llama.cpp's -ot), instead of the last winning."""
 
     names: tuple[str, ...]
     field: str
     convert: Convert | None = None
+    repeat: bool = False
 
 
 def whole(text: str, flag: str) -> int:
@@ -143,7 +145,9 @@ def parse_flags(argv: Sequence[str], table: Sequence[Flag], ignored_switches: fr
                     raise SpecError(f"{name}: needs a value")
                 value = argv[i]
                 i += 1
-            out.values[flag.field] = flag.convert(value, name)
+            value = flag.convert(value, name)
+            earlier = out.values.get(flag.field) if flag.repeat else None
+            out.values[flag.field] = f"{earlier},{value}" if earlier else value
         out.written[flag.field] = name
     return out
 

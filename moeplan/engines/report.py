@@ -15,6 +15,7 @@ from moeplan.engines.command import EngineCommand, EngineVersion, engine_module,
 from moeplan.engines.startup import EngineStartup, StartupInputs
 from moeplan.errors import SpecError
 from moeplan.layout.parallel import Layout
+from moeplan.perf.offload import OffloadEstimate
 from moeplan.report.document import Document
 from moeplan.report.estimate import build_estimate
 from moeplan.spec.deployment import Deployment
@@ -104,6 +105,8 @@ class EngineReport(Document):
     ttft_s: float
     decode_tokens_per_s: float
     """From the estimate facade at the deployment's batch and context."""
+    offload: OffloadEstimate | None = None
+    """llama.cpp: where the weights are (VRAM and host RAM) and the offload speed, as `estimate` gives them."""
     assertions: list[Assertion]
     passed: bool
     """Starts and meets every assertion (exit code 0)."""
@@ -164,7 +167,8 @@ def check_engine_command(argv: list[str], base: Deployment, engine: EngineVersio
     deployment, max_model_len = engine_deployment(command, resolved, base, gpu)
     estimate = build_estimate(resolved, deployment)
     inputs = StartupInputs(spec=resolved.spec, command=command, version=version, gpu=estimate.gpu, layout=estimate.layout,
-                           memory=estimate.memory, weights=estimate.weights, deployment=deployment, max_model_len=max_model_len)
+                           memory=estimate.memory, weights=estimate.weights, deployment=deployment, max_model_len=max_model_len,
+                           offload=estimate.throughput.offload)
     startup = engine_module(command.engine).startup(inputs)
     misplaced = [word for word in (w.split()[0] for w in command.ignored) if word.split("=")[0] in MOEPLAN_FLAGS]
     if misplaced:
@@ -173,7 +177,7 @@ def check_engine_command(argv: list[str], base: Deployment, engine: EngineVersio
     report = EngineReport(engine=version.describe(), command=command, model=resolved.spec.name, gpu=estimate.gpu.name,
                           layout=estimate.layout, deployment=deployment, startup=startup,
                           time_per_output_token_s=speed.time_per_output_token_s, ttft_s=speed.ttft_s,
-                          decode_tokens_per_s=speed.decode_tokens_per_s, assertions=[], passed=False)
+                          decode_tokens_per_s=speed.decode_tokens_per_s, offload=speed.offload, assertions=[], passed=False)
     report.assertions = [_assertion(name, text, required, report) for name, text, required in assertions]
     report.passed = startup.starts and all(a.passed for a in report.assertions)
     return report

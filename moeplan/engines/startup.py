@@ -16,6 +16,7 @@ from moeplan.docstrings import add_field_docstrings
 from moeplan.engines.command import EngineCommand, EngineVersion
 from moeplan.hardware.catalogue import GPUSpec
 from moeplan.layout.parallel import Layout, stage_layers
+from moeplan.perf.offload import OffloadEstimate
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.model import ModelSpec
 from moeplan.units import GiB
@@ -100,6 +101,8 @@ class StartupInputs:
     """The formats and bytes of the whole model."""
     deployment: Deployment
     max_model_len: int
+    offload: OffloadEstimate | None = None
+    """llama.cpp placement (moeplan.perf.offload) as the estimate made it."""
 
 
 def stage_sequences(spec: ModelSpec, kv_dtype: str, layout: Layout) -> list[SequenceKV]:

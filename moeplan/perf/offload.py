@@ -12,13 +12,24 @@ Placement follows llama.cpp (src/llama-model.cpp, common/arg.cpp):
 
 Tensors are named as llama.cpp names them: a GGUF file's own names; for other sources each block's matrices
 are given llama.cpp's names (attn_q, ffn_up_exps, ffn_down_shexp, ffn_gate_inp, ...) and their component's
-bytes in proportion to parameters. Fit: VRAM holds the GPU tensors, the KV cache and the activations
-(memory_report on the GPU share); host RAM holds the rest. Decode: llama.cpp runs the blocks in order, so a
-step takes GPU bytes / HBM bandwidth + host bytes / --host-memory-gb-s (both read the routed experts a step
-touches, nothing else of the embedding). See docs/formulas.md §Offload.
+bytes in proportion to parameters. Fit: VRAM holds the GPU tensors, the GPU blocks' KV cache, the activations
+(memory_report on the GPU share) and the op-offload copy of one host tensor; host RAM holds the rest; the
+largest batch and context are searched on that VRAM. Decode: llama.cpp runs the blocks in order, so a step
+takes GPU bytes / HBM bandwidth + host bytes / --host-memory-gb-s (both read the routed experts a step
+touches, nothing else of the embedding).
+
+Prefill: llama.cpp processes a prompt in micro-batches of -ub tokens (--prefill-chunk; default 512,
+common/common.h n_ubatch). ggml's scheduler hands an op whose weight sits in host memory to the GPU when
+the GPU backend asks for it (ggml-backend.cpp, op offload, on unless --no-op-offload), and CUDA asks for
+every op of at least GGML_OP_OFFLOAD_MIN_BATCH = 32 tokens (ggml-cuda.cu): the weight is copied to the
+GPU over PCIe for each micro-batch, only the experts the micro-batch uses (llama.cpp #15346, "sched: copy
+only the used experts when offloading prompt processing"), and the op runs on the GPU. Below 32 tokens the
+CPU runs it, reading the weight at --host-memory-gb-s. See docs/formulas.md §Offload.
 """
 
+import math
 import re
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
@@ -37,6 +48,10 @@ from moeplan.units import GiB
 
 EXPERTS_PATTERN = r"\.ffn_(up|down|gate)_exps"
 """llama.cpp's --cpu-moe override (common/arg.cpp)."""
+DEFAULT_UBATCH = 512
+"""llama.cpp's -ub default: a physical micro-batch of 512 tokens (common/common.h n_ubatch; -b 2048 n_batch)."""
+OP_OFFLOAD_MIN_BATCH = 32
+"""Tokens from which the CUDA backend runs a host-weight op on the GPU (ggml-cuda.cu, GGML_OP_OFFLOAD_MIN_BATCH)."""
 
 _GGUF_NAMES = {
     "q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
@@ -86,6 +101,24 @@ class OffloadEstimate(BaseModel):
     time_per_output_token_s: float
     decode_tokens_per_s: float
     """batch / (gpu_time_s + cpu_time_s): the headline decode rate with offload."""
+    ubatch_tokens: int
+    """Prompt tokens per micro-batch (-ub; --prefill-chunk)."""
+    prompt_tokens: int
+    """Tokens of the prompt TTFT is for (--context, or --isl when serving)."""
+    prefill_host_path: str
+    """Where a micro-batch's host-weight ops run: "gpu over PCIe" (≥ 32 tokens, op offload) or "cpu"."""
+    prefill_host_s: float
+    """Per micro-batch of min(-ub, prompt) tokens: host weights it uses (routed experts: the share it touches)
+    copied over PCIe, or read by the CPU below 32 tokens."""
+    prompt_host_s: float
+    """The host part of the whole prompt: ⌊prompt / ub⌋ full micro-batches and the remainder."""
+    staging_bytes: int
+    """VRAM for the op-offload copy: the largest host tensor (a split's weight is copied into the compute
+    buffer; one weight per split). 0 without op offload."""
+    ttft_s: float = 0.0
+    """Time to first token with the host part of each micro-batch added (with_offload)."""
+    prefill_tokens_per_s: float = 0.0
+    """Prompt tokens per second of one full micro-batch with its host part (with_offload)."""
     fewest_n_cpu_moe: int | None = None
     """When VRAM does not hold the GPU share: the smallest --n-cpu-moe that makes it fit with the other flags kept
     (None: none does, or it fits)."""
@@ -95,6 +128,13 @@ class OffloadEstimate(BaseModel):
 def offload_requested(d: Deployment) -> bool:
     """Any llama.cpp placement flag is given."""
     return bool(d.offload_experts or d.n_cpu_moe or d.override_tensor or d.gpu_layers is not None)
+
+
+def offload_deployment(d: Deployment) -> Deployment:
+    """With offload, the prompt is processed in llama.cpp's micro-batches: --prefill-chunk defaults to -ub 512."""
+    if offload_requested(d) and "prefill_chunk" not in d.model_fields_set:
+        return d.model_copy(update={"prefill_chunk": DEFAULT_UBATCH})
+    return d
 
 
 def _split(component: str, layer: int, matrices, total: int) -> list[Tensor]:
@@ -215,12 +255,13 @@ def plan_placement(spec: ModelSpec, d: Deployment, layout: Layout, weights: Weig
 
 
 def fewest_n_cpu_moe(spec: ModelSpec, d: Deployment, layout: Layout, weights: WeightMemory, stored: list | None,
-                     fits) -> int | None:
-    """The smallest --n-cpu-moe N, the deployment's other flags kept, whose GPU share ``fits(bytes by component)``;
-    None when not even every layer's experts on the CPU fit. Bisection: more layers on the CPU never need more VRAM."""
+                     fits: Callable[[Placement], bool]) -> int | None:
+    """The smallest --n-cpu-moe N, the deployment's other flags kept, whose placement ``fits`` VRAM; None when not
+    even every layer's experts on the CPU fit. Bisection: more layers on the CPU never need more VRAM (the
+    op-offload copy is one expert tensor, the same for every N > 0)."""
     def fits_with(n: int) -> bool:
         update = {"n_cpu_moe": max(n, d.n_cpu_moe or 0)}
-        return fits(plan_placement(spec, d.model_copy(update=update), layout, weights, stored).gpu_by_component_bytes)
+        return fits(plan_placement(spec, d.model_copy(update=update), layout, weights, stored))
 
     low, high = d.n_cpu_moe or 0, spec.num_layers
     if not fits_with(high):
@@ -232,17 +273,45 @@ def fewest_n_cpu_moe(spec: ModelSpec, d: Deployment, layout: Layout, weights: We
 
 
 def _read_bytes(tensors: list[Tensor], touched: float) -> float:
-    """Bytes one decode step reads of these tensors: all but the embedding (a lookup), routed experts at the share touched."""
+    """Bytes a step reads of these tensors: all but the embedding (a lookup), routed experts at the share touched."""
     return sum(t.bytes * (touched if t.component == "routed_experts" else 1.0) for t in tensors if t.component != "embedding")
+
+
+def host_kv_bytes(spec: ModelSpec, d: Deployment, placement: Placement, batch: int, context: int) -> int:
+    """KV cache of the blocks on the CPU (-ngl below the layer count): llama.cpp keeps it in host RAM."""
+    host_blocks = range(spec.num_layers - placement.gpu_layers)
+    return batch * sequence_kv(spec, d.kv_dtype, host_blocks).bytes(context) if host_blocks else 0
+
+
+def staging_bytes(placement: Placement, ubatch: int) -> int:
+    """VRAM the op-offload copy of host weights takes: the largest host tensor, when micro-batches reach 32 tokens."""
+    host = [t.bytes for t in placement.host if t.component != "embedding"]
+    return max(host) if host and ubatch >= OP_OFFLOAD_MIN_BATCH else 0
+
+
+def vram_bytes(spec: ModelSpec, d: Deployment, placement: Placement, memory: MemoryReport) -> int:
+    """VRAM of an offloaded deployment: the memory report of the GPU share, less the host blocks' KV cache,
+    plus the op-offload copy."""
+    return (memory.per_gpu_bytes - host_kv_bytes(spec, d, placement, memory.batch, memory.context)
+            + staging_bytes(placement, d.prefill_chunk))
+
+
+def prefill_host_s(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Placement, tokens: int, eff: Efficiency) -> float:
+    """Host part of one micro-batch of ``tokens``: the host weights it uses over PCIe (op offload, ≥ 32 tokens)
+    or read by the CPU (fewer)."""
+    read = _read_bytes(placement.host, touched_fraction(spec, tokens, d))
+    if tokens >= OP_OFFLOAD_MIN_BATCH:
+        return read / ((gpu.pcie_bytes_per_s_per_direction or gpu.link_bytes_per_s_per_direction) * eff.pcie)
+    return read / (d.host_memory_gb_s * 1e9)
 
 
 def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Placement, memory: MemoryReport,
                      eff: Efficiency | None = None) -> OffloadEstimate:
-    """Fit on both sides and the decode speed of ``placement``; ``memory`` is the memory report of the GPU share."""
+    """Fit on both sides, the decode speed and the prefill host time of ``placement``; ``memory`` is the memory
+    report of the GPU share."""
     eff = eff or Efficiency()
     touched = touched_fraction(spec, d.batch, d)
-    host_blocks = range(spec.num_layers - placement.gpu_layers)
-    host_kv = memory.batch * sequence_kv(spec, d.kv_dtype, host_blocks).bytes(memory.context) if host_blocks else 0
+    host_kv = host_kv_bytes(spec, d, placement, memory.batch, memory.context)
     gpu_kv = memory.most_loaded.kv_cache_bytes - host_kv
     gpu_time = (_read_bytes(placement.gpu, touched) + gpu_kv) / (gpu.hbm_bytes_per_s * eff.hbm)
     host_read = _read_bytes(placement.host, touched) + host_kv
@@ -250,7 +319,14 @@ def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Pl
     pcie = (gpu.pcie_bytes_per_s_per_direction or gpu.link_bytes_per_s_per_direction) * eff.pcie
     host_bytes = sum(t.bytes for t in placement.host)
     available = int(d.host_memory_gib * GiB)
-    vram_fits = memory.per_gpu_bytes - host_kv <= memory.usable_bytes
+    from moeplan.perf.speed import prompt_tokens  # perf.speed imports this module
+
+    ubatch, prompt = d.prefill_chunk, prompt_tokens(d)
+    staging = staging_bytes(placement, ubatch)
+    chunk = min(ubatch, prompt)
+    path = "gpu over PCIe" if chunk >= OP_OFFLOAD_MIN_BATCH else "cpu"
+    full, rest = divmod(prompt, ubatch)
+    host_s = lambda tokens: prefill_host_s(spec, d, gpu, placement, tokens, eff)  # noqa: E731
     tpot = gpu_time + cpu_time
     names = [t.name for t in placement.host]
     listed = names[:12] + ([f"... {len(names) - 12} more"] if len(names) > 12 else [])
@@ -258,40 +334,92 @@ def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Pl
         rules=placement.rules, gpu_layers=placement.gpu_layers, host_bytes=host_bytes, host_kv_cache_bytes=host_kv,
         gpu_bytes=sum(t.bytes for t in placement.gpu), host_by_component_bytes=_by_component(placement.host),
         gpu_by_component_bytes=placement.gpu_by_component_bytes, host_tensors=listed, host_memory_bytes=available,
-        fits_in_host_memory=host_bytes + host_kv <= available, fits_in_vram=vram_fits, gpu_time_s=gpu_time, cpu_time_s=cpu_time,
+        fits_in_host_memory=host_bytes + host_kv <= available,
+        fits_in_vram=vram_bytes(spec, d, placement, memory) <= memory.usable_bytes, gpu_time_s=gpu_time, cpu_time_s=cpu_time,
         pcie_stream_time_s=host_read / pcie, time_per_output_token_s=tpot, decode_tokens_per_s=d.batch / tpot,
+        ubatch_tokens=ubatch, prompt_tokens=prompt, prefill_host_path=path, prefill_host_s=host_s(chunk),
+        prompt_host_s=full * host_s(ubatch) + (host_s(rest) if rest else 0.0), staging_bytes=staging,
         assumptions=[
             f"offload: {', '.join(placement.rules)}; the token embedding stays in host RAM (llama.cpp's input layer)",
             f"decode step = GPU bytes / {gpu.hbm_bytes_per_s * eff.hbm / 1e12:,.2f} TB/s + host bytes / {d.host_memory_gb_s:g} GB/s "
             f"(the blocks run in order; routed experts read at the {touched:.1%} a step of {d.batch} tokens touches)",
-            "a block on the CPU keeps its KV cache in host RAM, as llama.cpp does; the largest batch and context are "
-            "still computed with every block's KV cache in VRAM",
-            "prefill and time to first token are not modelled with offload: those figures assume every weight in VRAM",
+            f"prefill: micro-batches of {ubatch} tokens (-ub); host-weight ops of a micro-batch of ≥ {OP_OFFLOAD_MIN_BATCH} tokens "
+            f"run on the GPU after their used experts are copied over PCIe at {pcie / 1e9:,.1f} GB/s (ggml op offload; "
+            f"{staging / GiB:,.2f} GiB of VRAM hold the copy), below that on the CPU at {d.host_memory_gb_s:g} GB/s",
+            "a block on the CPU keeps its KV cache in host RAM, as llama.cpp does; its attention is timed with the GPU's",
         ],
     )
 
 
-def with_offload(memory: MemoryReport, speed, estimate: OffloadEstimate):
+def _largest(fits: Callable[[int], bool], low: int, high: int | None) -> int:
+    """Largest n ≥ low with fits(n) (fits(low) holds; fits is monotone): doubling up to ``high``, then bisection."""
+    step = max(low, 1)
+    while fits(step * 2) and (high is None or step * 2 < high):
+        step *= 2
+    top = min(step * 2, high) if high is not None else step * 2
+    if high is not None and fits(high):
+        return high
+    lo, hi = max(low, step), top
+    while lo < hi - 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def offload_limits(spec: ModelSpec, d: Deployment, placement: Placement, memory: MemoryReport,
+                   memory_at: Callable[[int, int], MemoryReport]) -> tuple[int, int | None, str]:
+    """(largest batch, largest context, what sets it) that fit VRAM after offload: ``memory_at(batch, context)``
+    is the memory report of the GPU share; the host blocks' KV cache is taken off and the op-offload copy added."""
+    usable = memory.usable_bytes
+
+    def fits(batch: int, context: int) -> bool:
+        return vram_bytes(spec, d, placement, memory_at(batch, context)) <= usable
+
+    batch, context = memory.batch, memory.context
+    max_batch = _largest(lambda b: fits(b, context), 0, None) if fits(1, context) else 0
+    if memory.max_context is None:
+        return max_batch, None, memory.max_context_limit
+    trained = spec.max_position_embeddings
+    if not fits(batch, 1):
+        return max_batch, 0, "memory"
+    max_context = _largest(lambda c: fits(batch, c), 1, trained)
+    if trained is not None and max_context == trained:
+        return max_batch, trained, f"model (max_position_embeddings {trained}; VRAM after offload allows it)"
+    return max_batch, max_context, "memory"
+
+
+def with_offload(memory: MemoryReport, speed, estimate: OffloadEstimate, limits: tuple[int, int | None, str]):
     """The memory report and speed of an offloaded deployment: it fits when VRAM and host RAM each hold their
-    share, and its decode rate is the offload one."""
-    kv = estimate.host_kv_cache_bytes
-    worst = memory.most_loaded.model_copy(update={"kv_cache_bytes": memory.most_loaded.kv_cache_bytes - kv,
-                                                  "total_bytes": memory.most_loaded.total_bytes - kv})
-    per_gpu = memory.per_gpu_bytes - kv
+    share; its decode rate is the offload one; TTFT and prefill add each micro-batch's host part; ``limits``:
+    offload_limits."""
+    kv, staging = estimate.host_kv_cache_bytes, estimate.staging_bytes
+    worst = memory.most_loaded.model_copy(update={
+        "kv_cache_bytes": memory.most_loaded.kv_cache_bytes - kv, "activation_bytes": memory.most_loaded.activation_bytes + staging,
+        "total_bytes": memory.most_loaded.total_bytes - kv + staging})
+    per_gpu = memory.per_gpu_bytes - kv + staging
     fits = estimate.fits_in_vram and estimate.fits_in_host_memory
     reason = [] if estimate.fits_in_host_memory else [
         f"host RAM: {(estimate.host_bytes + kv) / GiB:,.1f} GiB of offloaded weights and KV cache exceed --host-memory-gib "
         f"{estimate.host_memory_bytes / GiB:g}"]
     if estimate.fewest_n_cpu_moe is not None:
         reason.append(f"VRAM: the GPU share fits from --n-cpu-moe {estimate.fewest_n_cpu_moe} (the other flags kept)")
+    max_batch, max_context, limit = limits
     memory = memory.model_copy(update={
         "fits": fits, "weights_bytes": estimate.gpu_bytes + estimate.host_bytes, "most_loaded": worst, "stages": [worst],
         "per_gpu_bytes": per_gpu, "headroom_bytes": memory.usable_bytes - per_gpu,
-        "headroom_fraction": (memory.usable_bytes - per_gpu) / memory.usable_bytes,
+        "headroom_fraction": (memory.usable_bytes - per_gpu) / memory.usable_bytes, "max_batch": max_batch,
+        "max_context": max_context, "max_context_limit": limit,
         "assumptions": [*memory.assumptions, *reason, *estimate.assumptions]})
-    per_gpu = estimate.decode_tokens_per_s  # one GPU
+    chunk = min(estimate.ubatch_tokens, estimate.prompt_tokens)
+    estimate.ttft_s = speed.ttft_s + estimate.prompt_host_s
+    estimate.prefill_tokens_per_s = chunk / (chunk / speed.prefill_tokens_per_s + estimate.prefill_host_s)
+    rate, tpot = estimate.decode_tokens_per_s, estimate.time_per_output_token_s  # one GPU
+    expected = speed.expected.model_copy(update={
+        "time_per_output_token_s": tpot, "ttft_s": estimate.ttft_s, "output_tokens_per_s": rate,
+        "output_tokens_per_s_per_gpu": rate, "output_tokens_per_s_per_user": 1 / tpot})
     speed = speed.model_copy(update={
-        "offload": estimate, "decode_tokens_per_s": estimate.decode_tokens_per_s, "tokens_per_s_per_gpu": per_gpu,
-        "tokens_per_s_per_user": 1 / estimate.time_per_output_token_s, "time_per_output_token_s": estimate.time_per_output_token_s,
+        "offload": estimate, "decode_tokens_per_s": rate, "tokens_per_s_per_gpu": rate, "tokens_per_s_per_user": 1 / tpot,
+        "time_per_output_token_s": tpot, "ttft_s": estimate.ttft_s, "prefill_tokens_per_s": estimate.prefill_tokens_per_s,
+        "expected": expected,
     })
     return memory, speed

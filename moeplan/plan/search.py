@@ -122,7 +122,9 @@ def _check(deployment: Deployment, objective: Objective, gpu_hour_price: float |
         raise SpecError("--objective latency ranks time per output token, an inference figure; use fewest-gpus or throughput-per-gpu for training")
     if offload_requested(deployment):
         raise SpecError("offload (--offload-experts, --n-cpu-moe, --gpu-layers, --override-tensor) keeps weights in host RAM "
-                        "on one GPU; plan searches GPU layouts: use moeplan estimate or check with these flags")
+                        "on one GPU; plan searches GPU layouts: run `moeplan estimate MODEL --gpu GPU` with these flags "
+                        "(fit in VRAM and host RAM, the fewest --n-cpu-moe that fits, offload speed) or "
+                        "`moeplan check -- llama-server -m MODEL --n-cpu-moe N`")
 
 
 def _rows(layouts: LayoutArrays, m: LayoutMetrics, index: np.ndarray, usable: int, gpus_per_node: int, mode: str,

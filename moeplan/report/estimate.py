@@ -17,7 +17,8 @@ from moeplan.spec.count_check import index_count_warning, stored_count_warning
 from moeplan.spec.deployment import Deployment, check_context
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.resolve import ResolvedSpec
-from moeplan.perf.offload import fewest_n_cpu_moe, offload_estimate, offload_requested, plan_placement, with_offload
+from moeplan.perf.offload import (fewest_n_cpu_moe, offload_deployment, offload_estimate, offload_limits, offload_requested,
+                                  plan_placement, vram_bytes, with_offload)
 from moeplan.perf.roofline import Efficiency
 from moeplan.perf.speed import Throughput, serving_shape, throughput
 from moeplan.traffic.alltoall import AllToAllTraffic, spec_all_to_all_traffic
@@ -124,7 +125,7 @@ def deployment_memory(spec: ModelSpec, weights: WeightMemory, gpu: GPUSpec, layo
 def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None, efficiency: Efficiency | None = None,
                    calibration: str | None = None) -> EstimateReport:
     """Compute the report for a resolved spec and a deployment."""
-    spec, d = resolved.spec, deployment or Deployment()
+    spec, d = resolved.spec, offload_deployment(deployment or Deployment())
     check_context(spec.max_position_embeddings, d)
     params = count_params(spec)
     gpu = _gpu(d)
@@ -142,10 +143,11 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
     speed = throughput(spec, d, layout, gpu, weights, memory, flops, efficiency)
     if placement is not None:
         offload = offload_estimate(spec, d, gpu, placement, memory, efficiency)
+        memory_at = lambda b, c, share=resident: deployment_memory(spec, share, gpu, layout, d, b, c)  # noqa: E731
         if not offload.fits_in_vram and spec.moe:
-            vram_fits = lambda share: deployment_memory(spec, share, gpu, layout, d, batch, context).fits  # noqa: E731
+            vram_fits = lambda p: vram_bytes(spec, d, p, memory_at(batch, context, p.gpu_by_component_bytes)) <= memory.usable_bytes  # noqa: E731
             offload.fewest_n_cpu_moe = fewest_n_cpu_moe(spec, d, layout, weights, resolved.tensors, vram_fits)
-        memory, speed = with_offload(memory, speed, offload)
+        memory, speed = with_offload(memory, speed, offload, offload_limits(spec, d, placement, memory, memory_at))
     return EstimateReport(spec=spec, deployment=d, gpu=gpu, layout=layout, params=params, weights=weights, memory=memory,
                           flops=flops, all_to_all=traffic, all_to_all_skew=skew, routing=routing, throughput=speed,
                           checkpoint=resolved.checkpoint, calibration=calibration, layout_choice=layout_choice,
