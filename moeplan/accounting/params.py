@@ -212,6 +212,7 @@ def layer_params(spec: ModelSpec, layer: int) -> dict[str, int]:
         counts["routed_experts"] = moe.num_experts * expert_params(moe, hidden)
         counts["shared_experts"] = shared_expert_params(moe, hidden)
         counts["router"] = router_params(moe, hidden)
+        counts["norms"] += norm_params(spec) * moe.output_norm
     else:
         counts["dense_mlp"] = mlp_params(hidden, spec.intermediate_size, spec.dense_mlp_gated, spec.mlp_bias)
     return counts

@@ -177,6 +177,8 @@ class MoESpec(_Spec):
     """Biases on the shared expert's projections although the routed experts have none (Ernie-4.5's use_bias)."""
     shared_expert_gate: bool = False
     """A learned sigmoid gate (H → 1) on the shared expert's output (Qwen-MoE)."""
+    output_norm: bool = False
+    """A norm on the MoE block's output, in MoE layers only (A.X-K1's post_mlp_layernorm); counted with the norms."""
     output_bias: bool = False
     """A bias (H) on the MoE block's output, always active (JetMoE); counted with the router."""
     router_bias: bool = False

@@ -1,7 +1,7 @@
 """Readers of MoE decoders whose layers are a softmax attention and a (shared-expert) MoE block: Ernie-4.5-MoE,
 dots.llm1, Hunyuan-A13B, MiniMax-M2, FlexOlmo, EXAONE-MoE, GLM-4.7-Flash (glm4_moe_lite), Sarvam-MoE and
 Sarvam-MLA, Solar-Open, Mellum, Aria (text), HY-V3, Flint, Granite-MoE-SWA, Cohere2-MoE, AFMoE, Kolibri-1,
-Beam, Laguna, MiMo-V2-Flash, Mistral-4, JetMoE, and the text decoders of Qwen3-VL-MoE, GLM-4.5V, Qwen3-Omni
+Beam, Laguna, MiMo-V2-Flash, Mistral-4, JetMoE, A.X-K1, and the text decoders of Qwen3-VL-MoE, GLM-4.5V, Qwen3-Omni
 (thinker) and MiniMax-M3.
 
 Each maps its family's key names onto the spec as transformers 5 builds the model (the modeling file of
@@ -440,6 +440,22 @@ def minimax_m3_vl_text(k: _Keys) -> dict:
     return _base(k, attention=attention, moe=moe, intermediate_size=k("dense_intermediate_size", default=None))
 
 
+def axk1(k: _Keys) -> dict:
+    """A.X-K1: DeepSeek-V3's MLA and MoE with a norm on the MoE block's output; dense/sparse layers from
+    mlp_layer_types, else (transformers' rule) sparse from first_k_dense_replace on, every moe_layer_freq-th."""
+    _aliases(k, {"num_local_experts": "n_routed_experts"}, defaults={"n_routed_experts": 192})
+    layers = k("num_hidden_layers")
+    first, freq = k("first_k_dense_replace", default=1), k("moe_layer_freq", default=1)
+    default_kinds = ["sparse" if i >= first and i % freq == 0 else "dense" for i in range(layers)]
+    fields = _deepseek(k)
+    kinds = (k("mlp_layer_types", default=None) or default_kinds)[:layers]
+    fields["moe"] |= {"moe_layers": [i for i, kind in enumerate(kinds) if kind == "sparse"], "first_dense_layers": 0,
+                      "layer_period": 1, "router_correction_bias": True, "output_norm": True}
+    if set(kinds) - {"dense", "sparse"}:
+        raise SpecError(f"{k.where}: mlp_layer_types {sorted(set(kinds) - {'dense', 'sparse'})} are not 'dense' or 'sparse'")
+    return fields
+
+
 READERS = {
     "ernie4_5_moe": ernie4_5_moe,
     "dots1": dots1,
@@ -468,6 +484,7 @@ READERS = {
     "jetmoe": jetmoe,
     "qwen3_omni_moe_text": qwen3_omni_moe_text,
     "minimax_m3_vl_text": minimax_m3_vl_text,
+    "axk1": axk1,
 }
 """model_type → reader."""
 
@@ -517,5 +534,7 @@ TRANSFORMERS_DEFAULTS = {
     "qwen3_omni_moe_text": {"moe_intermediate_size": 768, "num_experts": 128, "num_experts_per_tok": 8, "num_key_value_heads": 4},
     "minimax_m3_vl_text": {"dense_intermediate_size": 12288, "head_dim": 128, "num_experts_per_tok": 4, "num_key_value_heads": 4,
                            "shared_intermediate_size": 3072},
+    "axk1": {"kv_lora_rank": 512, "moe_intermediate_size": 2048, "n_group": 8, "n_shared_experts": 1, "num_experts_per_tok": 8,
+             "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "topk_group": 4, "v_head_dim": 128},
 }
 """transformers 5.24's config-class defaults for the keys these readers read (see hf.TRANSFORMERS_DEFAULTS)."""

@@ -19,7 +19,6 @@ REFUSED: dict[str, str] = {
     "qwen3_omni_moe_talker_text": f"{_NOT_A_DECODER} of text (Qwen3-Omni's speech talker)",
     "gemma4_assistant": "a speculative-decoding draft model attached to a Gemma-4 target, not a model to plan on its own",
     # MoE decoders whose layers moeplan's spec cannot describe yet
-    "axk1": f"{_BEYOND} (a norm inside the MoE block of the MoE layers only, post_mlp_layernorm)",
     "axk2": f"{_BEYOND} (an MLP inside each layer norm, a gated sparse-attention indexer)",
     "deepseek_v4": f"{_BEYOND} (hyper-connections mixing several residual streams, compressed sparse attention)",
     "hy_v4": f"{_BEYOND} (hyper-connections mixing several residual streams, a sparse-attention indexer, sinks)",

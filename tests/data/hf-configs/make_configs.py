@@ -28,6 +28,7 @@ from transformers import (
     LagunaConfig,
     MiMoV2FlashConfig,
     JetMoeConfig,
+    AXK1Config,
     AriaTextConfig,
     FlintConfig,
     GraniteMoeSWAConfig,
@@ -257,6 +258,12 @@ CONFIGS = {
     "jetmoe": JetMoeConfig(
         vocab_size=1321, hidden_size=76, intermediate_size=50, num_hidden_layers=3, num_key_value_heads=3,
         kv_channels=14, num_local_experts=5, num_experts_per_tok=2, tie_word_embeddings=False,
+    ),
+    "axk1": AXK1Config(
+        vocab_size=1327, hidden_size=100, intermediate_size=172, moe_intermediate_size=26, num_hidden_layers=4,
+        num_attention_heads=4, n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2, n_group=4, topk_group=2,
+        q_lora_rank=30, kv_lora_rank=18, qk_nope_head_dim=12, qk_rope_head_dim=8, v_head_dim=14,
+        mlp_layer_types=["dense", "sparse", "dense", "sparse"],
     ),
 }
 """File stem -> config object."""
