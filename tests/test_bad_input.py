@@ -259,3 +259,11 @@ def test_bad_calibration(cli, tmp_path, document):
     path = tmp_path / "calib.json"
     path.write_text(json.dumps(document))
     refused(cli("estimate", "mixtral-8x7b", "--calibration", path), str(path))
+
+
+def test_torchrun_variables_that_are_not_numbers(cli, monkeypatch):
+    monkeypatch.setenv("RANK", "abc")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    result = cli("profile", "--device", "cpu")
+    assert result.exit_code == 3 and "RANK='abc' is not a whole number" in result.stderr, result.stderr

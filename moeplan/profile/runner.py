@@ -50,12 +50,21 @@ class Setup:
 
 
 def _torchrun_rank() -> int | None:
-    return int(os.environ["RANK"]) if {"RANK", "WORLD_SIZE", "LOCAL_RANK"} <= os.environ.keys() else None
+    return env_int("RANK") if {"RANK", "WORLD_SIZE", "LOCAL_RANK"} <= os.environ.keys() else None
+
+
+def env_int(name: str, env=os.environ) -> int:
+    """A torchrun variable as a whole number ≥ 0; EnvError naming it otherwise (exit 3, never a traceback)."""
+    value = env[name]
+    if not value.strip().isdigit():
+        raise EnvError(f"{name}={value!r} is not a whole number; torchrun sets it (launch with "
+                       "`torchrun --nproc-per-node N -m moeplan profile`, or unset RANK, WORLD_SIZE and LOCAL_RANK)")
+    return int(value)
 
 
 def torchrun_nodes(env=os.environ) -> int:
     """Nodes of a torchrun group: WORLD_SIZE / LOCAL_WORLD_SIZE (ranks are laid out node by node)."""
-    world, local = int(env["WORLD_SIZE"]), int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"]))
+    world, local = env_int("WORLD_SIZE", env), env_int("LOCAL_WORLD_SIZE" if "LOCAL_WORLD_SIZE" in env else "WORLD_SIZE", env)
     return max(1, world // max(1, local))
 
 
@@ -138,7 +147,7 @@ def prepare(torch, options: ProfileOptions) -> Setup:
             raise SpecError("--gpus selects CUDA devices; with --device cpu set the all-to-all ranks with --procs")
         else:
             nvml_missing = "no GPU on --device cpu (replay a recorded box with --nvml-file FILE)"
-        world = int(os.environ["WORLD_SIZE"]) if rank is not None else options.procs or CPU_PROCS
+        world = env_int("WORLD_SIZE") if rank is not None else options.procs or CPU_PROCS
         targets, device_name, gpu, gpu_missing = [Target("cpu", torch.device("cpu"))], "cpu", None, CPU_NO_PREDICTION
         backend = "gloo"
     else:
@@ -146,8 +155,8 @@ def prepare(torch, options: ProfileOptions) -> Setup:
             raise SpecError("--nvml-file replays a recorded box: use it with --device cpu")
         require_cuda(torch)
         if rank is not None:
-            local = int(os.environ["LOCAL_RANK"])
-            targets, world = [Target(f"cuda:{local}", torch.device("cuda", local))], int(os.environ["WORLD_SIZE"])
+            local = env_int("LOCAL_RANK")
+            targets, world = [Target(f"cuda:{local}", torch.device("cuda", local))], env_int("WORLD_SIZE")
             nvml, nvml_missing = _optional_nvml()
             if nvml is not None:  # this rank's own GPU, matched by UUID
                 mine = normalize_uuid(cuda_devices(torch)[local].uuid)
