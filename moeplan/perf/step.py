@@ -148,11 +148,15 @@ def step_ops(ns, s: StepShape, c: PerfConstants) -> dict[str, Any]:
                                           + (2 * s.expert_rows * s.moe_layers if c.elementwise_passes else 0))
                           * s.hidden * ACTIVATION_BYTES, 0.0, s.bf16_peak),
     }
-    spans = (s.group_replicas > 1) * (s.ep > 1)  # EP spans replicas: dispatch/combine instead of an all-reduce
+    spans = s.group_replicas > 1  # the experts serve several replicas: their tokens move between GPUs
     reduces = s.layers + (s.layers - s.moe_layers) + ns.where(spans, 0, s.moe_layers)  # after every mixer and MLP
     message = tokens * s.hidden * ACTIVATION_BYTES
     ops["tp_all_reduce"] = reduces * all_reduce_s(ns, message, s.tp, s.link_bytes_per_s, s.nic_bytes_per_s, s.gpus_per_node, c)
-    ops["ep_dispatch_combine"] = ns.where(spans, s.moe_layers * dispatch_combine_s(ns, s, tokens, c), 0.0)
+    # EP > 1: DeepEP dispatch and combine; expert TP alone over replicas: all-gather + reduce-scatter of their
+    # tokens over the etp GPUs, as much traffic as an all-reduce of the gathered message
+    gathered = all_reduce_s(ns, message * s.group_replicas, s.etp, s.link_bytes_per_s, s.nic_bytes_per_s, s.gpus_per_node, c)
+    moe_comm = ns.where(s.ep > 1, dispatch_combine_s(ns, s, tokens, c), gathered)
+    ops["ep_dispatch_combine"] = ns.where(spans, s.moe_layers * moe_comm, 0.0)
     kernels = (4 * s.attention_layers + 3 * s.mlp_layers + 6 * s.moe_layers + 2 * s.layers
                + ns.where(s.tp > 1, reduces, 0) + ns.where(spans, 2 * s.moe_layers, 0) + 4 * (s.lm_head_bytes > 0))
     ops["kernel_launches"] = kernels * ns.where(s.cuda_graphs, c.kernel_s, c.eager_kernel_s)
