@@ -19,9 +19,9 @@ from moeplan.errors import SpecError
 from moeplan.spec.hf import spec_from_hf_config
 
 CONFIGS = Path(__file__).parent / "data" / "hf-configs"
-HYBRID_TYPES = ["qwen3_next", "qwen3_5_moe_text", "lara_mini", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h",
+HYBRID_TYPES = ["qwen3_next", "qwen3_5_moe_text", "qwen3_5_text", "lara_mini", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h",
                 "granitemoehybrid", "lfm2_moe", "deepseek_v32", "glm_moe_dsa"]
-STEMS = ["qwen3_next", "qwen3_5_moe", "lara_mini", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h", "nemotron_h-latent",
+STEMS = ["qwen3_next", "qwen3_5_moe", "qwen3_5", "lara_mini", "kimi_linear", "bailing_hybrid", "minimax", "nemotron_h", "nemotron_h-latent",
          "granitemoehybrid", "lfm2_moe", "deepseek_v32", "glm_moe_dsa"]
 """The synthetic configs in tests/data/hf-configs (make_hybrid_configs.py)."""
 LFM2_LAYER_TYPES = ["conv", "conv", "full_attention"] * 10 + ["conv", "full_attention"]

@@ -1,5 +1,5 @@
 """Readers of hybrid MoE decoders, whose layers mix softmax attention with linear attention, Mamba-2 or short
-convolutions: Qwen3-Next and Qwen3.5-MoE (gated DeltaNet), Kimi Linear (Kimi delta attention beside MLA),
+convolutions: Qwen3-Next, Qwen3.5 and Qwen3.5-MoE (gated DeltaNet), Kimi Linear (Kimi delta attention beside MLA),
 MiniMax-Text-01 (lightning attention), Nemotron-H and Granite-4.0-H (Mamba-2), LFM2-MoE (short convolutions),
 Ling-2.5 (bailing_hybrid: KDA with full-rank gates beside gated MLA), LaraMini (gated DeltaNet beside full and
 sliding attention).
@@ -65,12 +65,26 @@ def _gated_deltanet(k: _Keys) -> dict:
     }
 
 
-def _qwen3_next(k: _Keys) -> dict:
-    """Qwen3-Next and Qwen3.5-MoE: gated DeltaNet layers, every full_attention_interval-th layer gated softmax
-    attention (q_proj also emits the output gate unless attn_output_gate is false; per-head q/k norms); MoE with a
-    gated shared expert. The checkpoints' MTP module (mtp_num_hidden_layers) is not in transformers' model and is
-    not counted."""
+def _qwen_hybrid_layers(k: _Keys) -> dict:
+    """Qwen3-Next's and Qwen3.5's mixers: gated DeltaNet layers, every full_attention_interval-th layer gated
+    softmax attention (q_proj also emits the output gate unless attn_output_gate is false; per-head q/k norms)."""
     types = k("layer_types", default=None) or _interval_layer_types(k, k("full_attention_interval", default=4))
+    return {
+        "attention": _gqa_attention(k, qk_norm="per_head", output_gate=bool(k("attn_output_gate", default=True))),
+        "mixer_pattern": _mixers(k, types, "linear_attention"),
+        "linear_attention": _gated_deltanet(k),
+    }
+
+
+def _qwen3_5(k: _Keys) -> dict:
+    """Qwen3.5 (dense): Qwen3-Next's layers with a SwiGLU MLP of intermediate_size."""
+    return _base(k, **_qwen_hybrid_layers(k))
+
+
+def _qwen3_next(k: _Keys) -> dict:
+    """Qwen3-Next and Qwen3.5-MoE: _qwen_hybrid_layers with an MoE and a gated shared expert in every layer (but
+    mlp_only_layers; every decoder_sparse_step-th). The checkpoints' MTP module (mtp_num_hidden_layers) is not in
+    transformers' model and is not counted."""
     step = k("decoder_sparse_step", default=1)
     moe = {
         "num_experts": k("num_experts"),
@@ -83,13 +97,7 @@ def _qwen3_next(k: _Keys) -> dict:
         "shared_intermediate_size": k("shared_expert_intermediate_size"),
         "shared_expert_gate": True,
     }
-    return _base(
-        k,
-        attention=_gqa_attention(k, qk_norm="per_head", output_gate=bool(k("attn_output_gate", default=True))),
-        moe=moe,
-        mixer_pattern=_mixers(k, types, "linear_attention"),
-        linear_attention=_gated_deltanet(k),
-    )
+    return _base(k, moe=moe, **_qwen_hybrid_layers(k))
 
 
 _LARA_MINI_PATTERN = ["linear_attention", "sliding_attention", "linear_attention", "full_attention", "sliding_attention"]
@@ -379,6 +387,8 @@ READERS = {
     "qwen3_next": _qwen3_next,
     "qwen3_5_moe": _qwen3_next,
     "qwen3_5_moe_text": _qwen3_next,
+    "qwen3_5": _qwen3_5,
+    "qwen3_5_text": _qwen3_5,
     "kimi_linear": _kimi_linear,
     "minimax": _minimax,
     "nemotron_h": _nemotron_h,
@@ -396,6 +406,12 @@ _QWEN3_5_MOE = {
     "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512, "num_experts_per_tok": 8, "num_experts": 256,
 }
 
+_QWEN3_5 = {
+    "vocab_size": 248320, "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 32,
+    "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": 256, "linear_conv_kernel_dim": 4,
+    "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_num_key_heads": 16, "linear_num_value_heads": 32,
+}
+
 TRANSFORMERS_DEFAULTS = {
     "qwen3_next": {
         "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48,
@@ -406,6 +422,8 @@ TRANSFORMERS_DEFAULTS = {
     },
     "qwen3_5_moe": _QWEN3_5_MOE,
     "qwen3_5_moe_text": _QWEN3_5_MOE,
+    "qwen3_5": _QWEN3_5,
+    "qwen3_5_text": _QWEN3_5,
     "lara_mini": {
         "vocab_size": 151936, "hidden_size": 1024, "num_hidden_layers": 34, "num_attention_heads": 16,
         "num_key_value_heads": 4, "head_dim": 128, "tie_word_embeddings": True, "sliding_window": 512,

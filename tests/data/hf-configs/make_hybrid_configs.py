@@ -20,6 +20,7 @@ from transformers import (
     Lfm2MoeConfig,
     MiniMaxConfig,
     NemotronHConfig,
+    Qwen3_5Config,
     Qwen3_5MoeConfig,
     Qwen3NextConfig,
 )
@@ -41,6 +42,15 @@ CONFIGS = {
             num_experts_per_tok=3,
         ),
         vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=88),
+    ),
+    "qwen3_5": Qwen3_5Config(
+        text_config=dict(
+            vocab_size=1289, hidden_size=84, intermediate_size=148, num_hidden_layers=5, num_attention_heads=6,
+            num_key_value_heads=2, head_dim=14, linear_num_key_heads=3, linear_num_value_heads=6,
+            linear_key_head_dim=10, linear_value_head_dim=8, layer_types=["linear_attention", "full_attention"] * 2
+            + ["full_attention"],
+        ),
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=84),
     ),
     "kimi_linear": KimiLinearConfig(
         vocab_size=163843, hidden_size=88, intermediate_size=168, moe_intermediate_size=36, num_hidden_layers=6,
