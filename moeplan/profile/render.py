@@ -25,8 +25,8 @@ TEXT_COLUMNS = {"device", "load", "kernel path", "copy", "memory", "GPUs", "pair
 """Columns whose cells may wrap; every other column holds numbers and keeps its full width."""
 KEY_COLUMNS = TEXT_COLUMNS | {"T", "size"}
 """Columns that name a point; a table split into parts repeats its leading ones."""
-TEXT_MIN = 10
-"""Width a wrapping text column is planned with."""
+TEXT_MIN = 12
+"""Width a wrapping text column is planned with (the longest word moeplan itself writes, `multinomial`, fits)."""
 
 
 def _time(seconds: float | None) -> str:
@@ -160,9 +160,13 @@ def _table(console: Console, title: str, measurements: list[Measurement], column
     for number, part in enumerate(parts):
         suffix = f" (part {number + 1} of {len(parts)})" if len(parts) > 1 else ""
         table = Table(title=title + suffix, title_justify="left", box=box.SIMPLE_HEAD)
+        natural = 1 + sum(max(len(headers[i]), *(len(r[i]) for r in rows)) + 3 for i in part)
         for i in part:
             text = headers[i] in TEXT_COLUMNS
-            table.add_column(headers[i], justify="left" if text else "right", overflow="fold",
+            # Too wide as it is: number columns get their planned width (rich then shrinks only text columns;
+            # left to itself it squeezes every column evenly and crops the last one's numbers).
+            fixed = None if text or natural <= console.width else _needed(headers[i], [r[i] for r in rows])
+            table.add_column(headers[i], justify="left" if text else "right", overflow="fold", width=fixed,
                              min_width=None if text else _needed(headers[i], [r[i] for r in rows]))
         for row in rows:
             table.add_row(*(row[i] for i in part))
