@@ -143,6 +143,9 @@ def test_plan_file_rules(cli, tmp_path):
     context = plan(tmp_path, "deployments:\n  - name: a\n    model: mixtral-8x7b\n    context: -5\n    assert: {fits: true}\n", "ctx.yaml")
     line = refused(cli("check", context), "line 4", "key context", "-5")
     assert "--context" not in line  # the plan-file key, not a flag the user never typed
+    words = plan(tmp_path, "deployments:\n  - name: a\n    model: mixtral-8x7b\n    context: abc\n    assert: {fits: true}\n", "abc.yaml")
+    line = refused(cli("check", words), "line 4", "deployment 'a'", "key context", "'abc'")
+    assert "--context" not in line
     defaults = plan(tmp_path, "defaults:\n  gpu: h100\n  bogus: 1\ndeployments:\n  - name: a\n    model: mixtral-8x7b\n"
                               "    assert: {fits: true}\n", "defaults.yaml")
     refused(cli("check", defaults), "line 3", "key defaults.bogus")

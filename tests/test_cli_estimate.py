@@ -156,8 +156,8 @@ def test_json_has_every_documented_key(cli):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--batch", "0"], "--batch must be positive"),
-    (["--context", "12q"], "--context must be a positive whole number"),
+    (["--batch", "0"], "--batch: must be positive"),
+    (["--context", "12q"], "--context: must be a positive whole number"),
     (["--kv-dtype", "int3"], "--kv-dtype"),
     (["--dtype", "int3"], "unknown weight format 'int3'"),
     (["--gpu", "h900"], "did you mean h800"),

@@ -136,7 +136,13 @@ class Deployment(BaseModel):
     @field_validator("context", "batch", "prefill_chunk", "isl", "osl", mode="before")
     @classmethod
     def _tokens(cls, value: object, info) -> int:
-        return parse_token_count(value, f"--{info.field_name.replace('_', '-')}") if isinstance(value, str) else value
+        """'32k' → 32,000; a validation error of this field, so that a plan file names its key and a command its flag."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_token_count(value, "it")
+        except SpecError as error:
+            raise ValueError(str(error).removeprefix("it ")) from None
 
     @field_validator("*")
     @classmethod
