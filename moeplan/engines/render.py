@@ -10,7 +10,7 @@ from moeplan.units import GiB
 
 def _verdict(report: EngineReport) -> str:
     s = report.startup
-    where = f"{escape(report.model)} on {report.layout.num_gpus} × {report.gpu} ({report.layout.describe()})"
+    where = f"{escape(report.model)} on {escape(report.gpu)}, {report.layout.describe()}"
     if not s.starts:
         return (f"[bold red]{report.engine} will not start[/]: {escape(s.failure or '')} — short by "
                 f"{s.shortfall_bytes / GiB:,.2f} GiB per GPU. {where}")
@@ -53,7 +53,7 @@ def budget_table(report: EngineReport) -> Table:
 
 
 def render_engine_report(report: EngineReport) -> None:
-    console.print(_verdict(report), soft_wrap=True)
+    console.print(_verdict(report))
     console.print(figures_table(report))
     console.print(budget_table(report))
     if report.assertions:
@@ -65,6 +65,6 @@ def render_engine_report(report: EngineReport) -> None:
                           "[green]pass[/]" if a.passed else "[red]FAIL[/]")
         console.print(table)
     if report.command.ignored:
-        console.print(f"ignored (not modelled): {escape(' '.join(report.command.ignored))}", soft_wrap=True)
+        console.print(f"ignored (not modelled): {escape(' '.join(report.command.ignored))}")
     for note in report.startup.notes:
-        console.print(f"· {escape(note)}", soft_wrap=True)
+        console.print(f"· {escape(note)}")
