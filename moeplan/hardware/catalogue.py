@@ -51,7 +51,7 @@ def pcie_bytes_per_s_per_direction(generation: int, lanes: int) -> float:
 class GPUSpec(BaseModel):
     """One GPU model: memory, bandwidth, dense peak compute and links, in base units, with its source."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=add_field_docstrings, strict=True, allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
     """Lower-case kebab id (h100-sxm)."""
@@ -61,9 +61,9 @@ class GPUSpec(BaseModel):
     """NVIDIA, AMD, ..."""
     aliases: list[str] = Field(default_factory=list)
     """Other names that find this GPU (h100 → h100-sxm)."""
-    memory_bytes: PositiveInt
+    memory_bytes: int = Field(ge=2**20, le=2**50)
     """Device memory: the datasheet capacity in GiB × 2^30."""
-    driver_memory_bytes: PositiveInt | None = None
+    driver_memory_bytes: int | None = Field(None, ge=2**20, le=2**50)
     """Total memory as the driver reports it (nvidia-smi memory.total, MiB × 2^20, ECC on); None where not known."""
     memory_type: str = ""
     """HBM3, GDDR6X, ..."""
