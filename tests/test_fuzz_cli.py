@@ -31,6 +31,11 @@ MAY_BE_NEGATIVE = ("headroom", "shortfall", "slack", "difference", "delta", "ove
 """JSON keys whose figure is signed by definition (a deployment that does not fit has negative headroom)."""
 
 
+PYTHON_INTERNALS = ("object has no attribute", "NoneType", "unsupported operand", "not subscriptable", "unexpected keyword",
+                    "__", "range() arg", "invalid literal for int()", "could not convert", "object is not iterable")
+"""Phrases of Python's own errors, which a refusal must not show the user."""
+
+
 class Hung(BaseException):
     """Raised by the alarm; a BaseException, so that no handler of the CLI can swallow it."""
 
@@ -74,6 +79,7 @@ def keeps_promise(cli, *args, json_out: bool = True):
     if result.exit_code in (2, 3) and not result.stderr.startswith("Usage:"):  # typer's usage box aside
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and result.stderr.rstrip().splitlines()[-1] == errors[0], result.stderr
+        assert not any(leak in errors[0] for leak in PYTHON_INTERNALS), errors[0]
     if result.exit_code == 0 and json_out:
         for key, number in _figures(json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in --json"))):
             assert math.isfinite(number), (key, number)
