@@ -30,11 +30,15 @@ def test_all_experts_on_the_cpu_by_hand(cli, weights):
     assert report["memory"]["weights_bytes"] == weights.total_bytes  # the whole model, VRAM and host RAM
     # one token touches 8 of 128 experts per layer; the embedding row lookup is not a stream
     touched = 8 / 128
-    gpu_s = (o["gpu_bytes"] + report["memory"]["most_loaded"]["kv_cache_bytes"]) / 1.008e12
+    bound_s = (o["gpu_bytes"] + report["memory"]["most_loaded"]["kv_cache_bytes"]) / 1.008e12
+    step = report["throughput"]["expected"]["decode_step"]  # the per-op step over the weights VRAM holds,
+    gpu_s = step["time_s"] - step["ops_s"]["routed_experts"]  # less the expert op: every expert runs on the CPU
     cpu_s = experts * touched / 80e9
-    assert o["gpu_time_s"] == pytest.approx(gpu_s, rel=1e-9) and o["cpu_time_s"] == pytest.approx(cpu_s, rel=1e-9)
+    assert o["gpu_bound_s"] == pytest.approx(bound_s, rel=1e-9) and o["cpu_time_s"] == pytest.approx(cpu_s, rel=1e-9)
+    assert o["gpu_time_s"] == gpu_s > bound_s  # kernels, host time and efficiencies on top of the bytes
     assert report["throughput"]["decode_tokens_per_s"] == o["decode_tokens_per_s"] == pytest.approx(1 / (gpu_s + cpu_s), rel=1e-9)
     assert report["throughput"]["time_per_output_token_s"] == pytest.approx(gpu_s + cpu_s, rel=1e-9)
+    assert report["throughput"]["roofline_time_per_output_token_s"] == pytest.approx(bound_s + cpu_s, rel=1e-9)
 
 
 def test_without_offload_it_does_not_fit(cli):
@@ -69,6 +73,9 @@ def test_override_tensor_regex(cli, weights):
     # the first pattern wins: a GPU override before a CPU one keeps those tensors in VRAM
     kept = est(cli, "--override-tensor", r"blk\.0\.=CUDA0,exps=CPU")["throughput"]["offload"]
     assert "blk.0.ffn_up_exps.weight" not in kept["host_tensors"] and "blk.1.ffn_up_exps.weight" in kept["host_tensors"]
+    # pinned host memory is host memory
+    pinned = est(cli, "--override-tensor", "exps=CUDA_Host")["throughput"]["offload"]
+    assert pinned["host_bytes"] == est(cli, "--offload-experts")["throughput"]["offload"]["host_bytes"]
 
 
 def test_host_ram_must_hold_its_share(cli):
@@ -106,6 +113,8 @@ def test_check_plan_file_and_plan(cli, tmp_path):
     (["--override-tensor", "exps"], "expected PATTERN=BUFFER"),
     (["--override-tensor", "([=CPU"], "not a regular expression"),
     (["--offload-experts", "--tp", "2"], "modelled on one GPU"),
+    (["--override-tensor", "exps=CUDA1"], "CUDA1 is a second GPU; moeplan models offload on one GPU"),
+    (["--override-tensor", "exps=GPU-0"], "unknown buffer type 'GPU-0'"),
 ])
 def test_bad_offload_is_exit_2(cli, flags, message):
     result = cli("estimate", MODEL, "--gpu", GPU, *flags)
@@ -140,6 +149,11 @@ def test_cpu_blocks_keep_their_kv_cache_in_host_ram(cli):
     kv_full = full["memory"]["most_loaded"]["kv_cache_bytes"]
     assert kv_full == 48 * per_layer
     assert o["cpu_time_s"] > full["throughput"]["offload"]["cpu_time_s"]  # the host blocks' weights and KV read on the CPU
+    # the GPU's part: its step less every expert (all on the CPU) and 8 of 48 layers' per-layer ops
+    ops = partial["throughput"]["expected"]["decode_step"]["ops_s"]
+    layer_ops = sum(ops[op] for op in ("attention_proj", "attention", "router", "mlp", "elementwise"))
+    gpu_s = partial["throughput"]["expected"]["decode_step"]["time_s"] - ops["routed_experts"] - layer_ops * 8 / 48
+    assert o["gpu_time_s"] == pytest.approx(gpu_s, rel=1e-12)
 
 
 PCIE4_X16 = 16e9 * 16 * 128 / 130 / 8  # the RTX 4090's link: 16 GT/s × 16 lanes, 128b/130b coding, per direction

@@ -93,14 +93,18 @@ class OffloadEstimate(BaseModel):
     fits_in_vram: bool
     """The memory report of the GPU share fits (the host blocks' KV cache taken off)."""
     gpu_time_s: float
-    """Per decode step: GPU weights read (routed experts: the share touched) and the GPU blocks' KV cache, over HBM."""
+    """Per decode step: the expected step of the GPU share (§Speed's per-op model over the weights VRAM holds),
+    less the routed-expert op's share of the host experts and the per-layer ops' share of the host blocks (the
+    CPU runs those)."""
+    gpu_bound_s: float
+    """Its bound: GPU weights read (routed experts: the share touched) and the GPU blocks' KV cache, over HBM."""
     cpu_time_s: float
     """Per decode step: host weights read (routed experts: the share touched) and host KV cache, at --host-memory-gb-s."""
     pcie_stream_time_s: float
     """For comparison: streaming those host bytes to the GPU over PCIe instead."""
     time_per_output_token_s: float
     decode_tokens_per_s: float
-    """batch / (gpu_time_s + cpu_time_s): the headline decode rate with offload."""
+    """batch / (gpu_time_s + cpu_time_s): the headline decode rate with offload (the blocks run in order)."""
     ubatch_tokens: int
     """Prompt tokens per micro-batch (-ub; --prefill-chunk)."""
     prompt_tokens: int
@@ -175,15 +179,29 @@ def spec_tensors(spec: ModelSpec, weights: WeightMemory) -> list[Tensor]:
     return tensors
 
 
+def _to_host(buffer: str, item: str) -> bool:
+    """Whether an -ot buffer type keeps the tensor in host memory: CPU and pinned host buffers (CUDA_Host, ...) do;
+    the first GPU's (CUDA0, ROCm0, Vulkan0, Metal, ...) does not; another GPU's is refused (one GPU is modelled)."""
+    name = buffer.upper()
+    if name == "CPU" or name.endswith("_HOST"):
+        return True
+    device = re.fullmatch(r"([A-Z]+)(\d*)", name)
+    if device is None:
+        raise SpecError(f"--override-tensor {item!r}: unknown buffer type {buffer!r} (llama.cpp's are CPU, CUDA0, CUDA_Host, ...)")
+    if device.group(2) not in ("", "0"):
+        raise SpecError(f"--override-tensor {item!r}: {buffer} is a second GPU; moeplan models offload on one GPU (CUDA0)")
+    return False
+
+
 def _overrides(d: Deployment, num_layers: int) -> tuple[list[tuple[re.Pattern, bool, str]], list[str]]:
     """(pattern, to host, as written) in llama.cpp's order: -ot, then --n-cpu-moe, then --offload-experts."""
     rules, written = [], []
     for item in filter(None, (p.strip() for p in (d.override_tensor or "").split(","))):
-        pattern, sep, buffer = item.rpartition("=")
+        pattern, sep, buffer = item.partition("=")  # llama.cpp splits at the first '='
         if not sep or not pattern:
             raise SpecError(f"--override-tensor {item!r}: expected PATTERN=BUFFER, as llama.cpp's -ot \"exps=CPU\"")
         try:
-            rules.append((re.compile(pattern), buffer.strip().upper() == "CPU", item))
+            rules.append((re.compile(pattern), _to_host(buffer.strip(), item), item))
         except re.error as error:
             raise SpecError(f"--override-tensor {item!r}: not a regular expression ({error})") from None
         written.append(f'-ot "{item}"')
@@ -305,15 +323,29 @@ def prefill_host_s(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Plac
     return read / (d.host_memory_gb_s * 1e9)
 
 
+LAYER_OPS = ("attention_proj", "attention", "router", "mlp", "elementwise")
+"""Per-layer ops of the step model (moeplan.perf.step) a block on the CPU takes off the GPU."""
+
+
+def gpu_step_s(spec: ModelSpec, placement: Placement, ops_s: dict[str, float], step_s: float) -> float:
+    """The GPU's part of a decode step: the GPU share's expected step less the routed-expert op in proportion to
+    the expert bytes in host RAM and the per-layer ops in proportion to the blocks on the CPU."""
+    host_experts = sum(t.bytes for t in placement.host if t.component == "routed_experts")
+    all_experts = host_experts + sum(t.bytes for t in placement.gpu if t.component == "routed_experts")
+    expert_share = host_experts / all_experts if all_experts else 0.0
+    block_share = (spec.num_layers - placement.gpu_layers) / spec.num_layers
+    return step_s - ops_s.get("routed_experts", 0.0) * expert_share - sum(ops_s.get(op, 0.0) for op in LAYER_OPS) * block_share
+
+
 def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Placement, memory: MemoryReport,
-                     eff: Efficiency | None = None) -> OffloadEstimate:
+                     decode_step, eff: Efficiency | None = None) -> OffloadEstimate:
     """Fit on both sides, the decode speed and the prefill host time of ``placement``; ``memory`` is the memory
-    report of the GPU share."""
+    report of the GPU share and ``decode_step`` its expected decode step (moeplan.perf.speed.StepEstimate)."""
     eff = eff or Efficiency()
     touched = touched_fraction(spec, d.batch, d)
     host_kv = host_kv_bytes(spec, d, placement, memory.batch, memory.context)
     gpu_kv = memory.most_loaded.kv_cache_bytes - host_kv
-    gpu_time = (_read_bytes(placement.gpu, touched) + gpu_kv) / (gpu.hbm_bytes_per_s * eff.hbm)
+    gpu_bound = (_read_bytes(placement.gpu, touched) + gpu_kv) / (gpu.hbm_bytes_per_s * eff.hbm)
     host_read = _read_bytes(placement.host, touched) + host_kv
     cpu_time = host_read / (d.host_memory_gb_s * 1e9)
     pcie = (gpu.pcie_bytes_per_s_per_direction or gpu.link_bytes_per_s_per_direction) * eff.pcie
@@ -327,6 +359,7 @@ def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Pl
     path = "gpu over PCIe" if chunk >= OP_OFFLOAD_MIN_BATCH else "cpu"
     full, rest = divmod(prompt, ubatch)
     host_s = lambda tokens: prefill_host_s(spec, d, gpu, placement, tokens, eff)  # noqa: E731
+    gpu_time = gpu_step_s(spec, placement, decode_step.ops_s, decode_step.time_s)
     tpot = gpu_time + cpu_time
     names = [t.name for t in placement.host]
     listed = names[:12] + ([f"... {len(names) - 12} more"] if len(names) > 12 else [])
@@ -335,14 +368,16 @@ def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Pl
         gpu_bytes=sum(t.bytes for t in placement.gpu), host_by_component_bytes=_by_component(placement.host),
         gpu_by_component_bytes=placement.gpu_by_component_bytes, host_tensors=listed, host_memory_bytes=available,
         fits_in_host_memory=host_bytes + host_kv <= available,
-        fits_in_vram=vram_bytes(spec, d, placement, memory) <= memory.usable_bytes, gpu_time_s=gpu_time, cpu_time_s=cpu_time,
+        fits_in_vram=vram_bytes(spec, d, placement, memory) <= memory.usable_bytes, gpu_time_s=gpu_time, gpu_bound_s=gpu_bound,
+        cpu_time_s=cpu_time,
         pcie_stream_time_s=host_read / pcie, time_per_output_token_s=tpot, decode_tokens_per_s=d.batch / tpot,
         ubatch_tokens=ubatch, prompt_tokens=prompt, prefill_host_path=path, prefill_host_s=host_s(chunk),
         prompt_host_s=full * host_s(ubatch) + (host_s(rest) if rest else 0.0), staging_bytes=staging,
         assumptions=[
             f"offload: {', '.join(placement.rules)}; the token embedding stays in host RAM (llama.cpp's input layer)",
-            f"decode step = GPU bytes / {gpu.hbm_bytes_per_s * eff.hbm / 1e12:,.2f} TB/s + host bytes / {d.host_memory_gb_s:g} GB/s "
-            f"(the blocks run in order; routed experts read at the {touched:.1%} a step of {d.batch} tokens touches)",
+            f"decode step = the GPU share's expected step (less the ops the CPU runs) + host bytes / {d.host_memory_gb_s:g} GB/s (the blocks run in order; "
+            f"routed experts read at the {touched:.1%} a step of {d.batch} tokens touches); bound: GPU bytes / "
+            f"{gpu.hbm_bytes_per_s * eff.hbm / 1e12:,.2f} TB/s + the same host part",
             f"prefill: micro-batches of {ubatch} tokens (-ub); host-weight ops of a micro-batch of ≥ {OP_OFFLOAD_MIN_BATCH} tokens "
             f"run on the GPU after their used experts are copied over PCIe at {pcie / 1e9:,.1f} GB/s (ggml op offload; "
             f"{staging / GiB:,.2f} GiB of VRAM hold the copy), below that on the CPU at {d.host_memory_gb_s:g} GB/s",
@@ -414,12 +449,15 @@ def with_offload(memory: MemoryReport, speed, estimate: OffloadEstimate, limits:
     estimate.ttft_s = speed.ttft_s + estimate.prompt_host_s
     estimate.prefill_tokens_per_s = chunk / (chunk / speed.prefill_tokens_per_s + estimate.prefill_host_s)
     rate, tpot = estimate.decode_tokens_per_s, estimate.time_per_output_token_s  # one GPU
+    bound_tpot = estimate.gpu_bound_s + estimate.cpu_time_s
     expected = speed.expected.model_copy(update={
         "time_per_output_token_s": tpot, "ttft_s": estimate.ttft_s, "output_tokens_per_s": rate,
         "output_tokens_per_s_per_gpu": rate, "output_tokens_per_s_per_user": 1 / tpot})
     speed = speed.model_copy(update={
         "offload": estimate, "decode_tokens_per_s": rate, "tokens_per_s_per_gpu": rate, "tokens_per_s_per_user": 1 / tpot,
         "time_per_output_token_s": tpot, "ttft_s": estimate.ttft_s, "prefill_tokens_per_s": estimate.prefill_tokens_per_s,
+        "roofline_time_per_output_token_s": bound_tpot, "roofline_decode_tokens_per_s": rate * tpot / bound_tpot,
+        "roofline_ttft_s": speed.roofline_ttft_s + estimate.prompt_host_s,
         "expected": expected,
     })
     return memory, speed

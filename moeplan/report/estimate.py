@@ -142,7 +142,7 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
     traffic, skew, routing = _traffic(spec, d, layout)
     speed = throughput(spec, d, layout, gpu, weights, memory, flops, efficiency)
     if placement is not None:
-        offload = offload_estimate(spec, d, gpu, placement, memory, efficiency)
+        offload = offload_estimate(spec, d, gpu, placement, memory, speed.expected.decode_step, efficiency)
         memory_at = lambda b, c, share=resident: deployment_memory(spec, share, gpu, layout, d, b, c)  # noqa: E731
         if not offload.fits_in_vram and spec.moe:
             vram_fits = lambda p: vram_bytes(spec, d, p, memory_at(batch, context, p.gpu_by_component_bytes)) <= memory.usable_bytes  # noqa: E731
