@@ -51,3 +51,24 @@ def test_gemm_names_not_split_at_80():
     assert body and all(line.split()[0] in ("balanced", "multinomial") for line in body), text
     assert all(line.split()[1] in ("grouped_mm", "bmm_padded") for line in body), text
     assert all(len(line) <= 80 for line in lines)
+
+
+def test_moe_all_to_all_parts_name_their_point():
+    """Part 2 of the MoE dispatch/combine table repeated only phase and mode: `dispatch rank` twice (bf16 and fp8,
+    uniform and zipf rows alike) with different medians and nothing to tell them apart."""
+    from moeplan.profile.render import MOE
+
+    points = [Measurement(section="a2a", name="dispatch", device="cpu", stats=_stats(t),
+                          params={"mode": "rank", "dtype": dtype, "routing": routing, "tokens_per_rank": 64,
+                                  "bottleneck_rank": 3, "split_exchange_s": 9.27e-4, "alpha_beta_s": 1.79e-3,
+                                  "bytes_match": True},
+                          rates={"physical_bytes_per_s": 0.502e9, "logical_bytes_per_s": 0.68e9})
+              for dtype, routing, t in (("bf16", "uniform", 1.52e-3), ("fp8", "uniform", 9.15e-4),
+                                        ("bf16", "zipf:1.0", 1.25e-3), ("fp8", "zipf:1.0", 9.69e-4))]
+    console = Console(file=io.StringIO(), width=80, highlight=False)
+    _table(console, "a2a", points, MOE)
+    text = console.file.getvalue()
+    assert "(part 2 of" in text, text
+    rows = [line.split() for line in text.splitlines() if line.lstrip().startswith("dispatch")]
+    assert len(rows) >= 8 and all(row[2] in ("bf16", "fp8") and row[3] in ("uniform", "zipf:1.0") for row in rows), text
+    assert all(len(line) <= 80 for line in text.splitlines())

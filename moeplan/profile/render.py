@@ -23,7 +23,7 @@ WIDE = 160
 """Table width when stdout is not a terminal and COLUMNS is not set."""
 TEXT_COLUMNS = {"device", "load", "kernel path", "copy", "memory", "GPUs", "pair", "via", "phase", "mode", "routing", "link"}
 """Columns whose cells may wrap; every other column holds numbers and keeps its full width."""
-KEY_COLUMNS = TEXT_COLUMNS | {"T", "size"}
+KEY_COLUMNS = TEXT_COLUMNS | {"T", "size", "payload"}
 """Columns that name a point; a table split into parts repeats its leading ones."""
 TEXT_MIN = 12
 """Width a wrapping text column is planned with (the longest word moeplan itself writes, `multinomial`, fits)."""
@@ -132,12 +132,13 @@ def _needed(header: str, cells: list[str]) -> int:
 
 def column_parts(headers: list[str], rows: list[list[str]], width: int) -> list[list[int]]:
     """Column indices of each part of a table that fits ``width``; every part after the first repeats the leading
-    key columns (those naming the point: text columns, T, size; at most 3). A column takes its content, 2 of
-    padding and 1 divider; the table 1 more for its edges."""
+    key columns (those naming the point: text columns, T, size, payload; as many as fit in half the width), so
+    that each row of every part says which point it is. A column takes its content, 2 of padding and 1 divider;
+    the table 1 more for its edges."""
     needed = [_needed(h, [r[i] for r in rows]) + 3 for i, h in enumerate(headers)]
     keys = []
-    for i, header in enumerate(headers[:3]):
-        if header not in KEY_COLUMNS:
+    for i, header in enumerate(headers):
+        if header not in KEY_COLUMNS or (keys and 1 + sum(needed[k] for k in keys) + needed[i] > width // 2):
             break
         keys.append(i)
     keys = keys or [0]
