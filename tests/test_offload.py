@@ -207,6 +207,11 @@ def test_check_micro_batch_is_min_of_b_and_ub(cli):
     small = check("-b", "256", "-ub", "512")
     assert small["deployment"]["prefill_chunk"] == small["offload"]["ubatch_tokens"] == 256
     assert check()["deployment"]["prefill_chunk"] == 512  # llama.cpp's defaults: -b 2048, -ub 512
+    late = check("-ot", r"blk\.0\.=CUDA0")["startup"]["notes"][-1]  # after --n-cpu-moe 8
+    assert late.startswith(r"-ot blk\.0\.=CUDA0 comes after --cpu-moe/--n-cpu-moe: llama.cpp applies the overrides in the order")
+    first = cli("check", "--gpu", GPU, "--json", "--", "llama-server", "-m", MODEL, "-c", "8192", "-ot", r"blk\.0\.=CUDA0",
+                "--n-cpu-moe", "8").json()["startup"]["notes"]
+    assert not any("in the order given" in n for n in first)
     notes = check("--no-op-offload", "-nkvo")["startup"]["notes"]
     assert any(n.startswith("--no-op-offload: prefill is modelled with op offload on") for n in notes)
     assert any(n.startswith("-nkvo: the KV cache is counted in VRAM") for n in notes)

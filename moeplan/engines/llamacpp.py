@@ -118,6 +118,19 @@ def kv_cache_bytes(spec: ModelSpec, n_ctx: int, layers: range, cache_k: str, cac
     return math.ceil(total)
 
 
+def _override_order(cmd: EngineCommand) -> list[str]:
+    """A note when an -ot to the GPU follows --cpu-moe/--n-cpu-moe: llama.cpp keeps the overrides in the order
+    given (first match wins), moeplan.perf.offload applies -ot first."""
+    words = [word.split("=")[0] for word in cmd.argv]
+    moe = [i for i, w in enumerate(words) if w in ("--cpu-moe", "-cmoe", "--n-cpu-moe", "-ncmoe")]
+    ot = [i for i, w in enumerate(words) if w in ("-ot", "--override-tensor")]
+    to_gpu = [item for item in (cmd.override_tensor or "").split(",") if not item.upper().endswith(("=CPU", "_HOST"))]
+    if moe and ot and max(ot) > min(moe) and to_gpu:
+        return [f"-ot {to_gpu[0]} comes after --cpu-moe/--n-cpu-moe: llama.cpp applies the overrides in the order given "
+                "(first match wins), moeplan applies -ot first; put -ot first for the placement shown"]
+    return []
+
+
 def startup(inputs: StartupInputs) -> EngineStartup:
     """llama-server on one GPU: the GPU share of the weights + KV cache + compute buffer (+ the op-offload copy)."""
     spec, cmd, offload = inputs.spec, inputs.command, inputs.offload
@@ -147,6 +160,7 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     if cmd.cache_type_k != cmd.cache_type_v or (cmd.cache_type_k or "f16") not in KV_DTYPES:
         notes.append(f"-ctk {cache_k} -ctv {cache_v}: the KV cache above is llama.cpp's; the speed figures read it as bf16")
     notes += [f"{flag}: {why}" for flag, why in NOT_MODELLED.items() if flag in cmd.ignored]
+    notes += _override_order(cmd)
     budget = [Allocation(name="model buffer (GPU)", bytes=offload.gpu_bytes,
                          basis=f"{len(gpu_blocks)} of {spec.num_layers} layers, host tensors left out"),
               Allocation(name="KV cache", bytes=kv, basis=f"{n_ctx:,} cells"),
