@@ -285,9 +285,23 @@ def test_granite_hybrid_without_experts_is_dense():
 
 def test_nemotron_3_super_equals_its_safetensors_headers():
     """Latent MoE end to end: the BF16 checkpoint holds 123,611,012,096 weights, 2,942,324,736 of them the MTP
-    module that transformers' model leaves out (tests/data/published/README.md)."""
+    module that transformers' model leaves out (tests/data/published/README.md): an attention block and a latent
+    MoE block (mtp_hybrid_override_pattern '*E'), eh_proj, five norms, no embedding copies."""
     config = json.loads((PUBLISHED / "nemotron-3-super-120b-a12b.json").read_text())
-    assert count_params(spec_from_hf_config(config)).total == 123_611_012_096 - 2_942_324_736
+    counts = count_params(spec_from_hf_config(config))
+    assert counts.total == 123_611_012_096 - 2_942_324_736
+    assert counts.mtp == 2_942_324_736
+    attention = 2 * 4096 * 4096 + 2 * 4096 * 2 * 128
+    moe = 512 * 2 * 1024 * 2688 + 2 * 4096 * 1024 + 2 * 4096 * 5376 + 512 * 4096
+    assert counts.mtp == attention + moe + 2 * 4096 * 4096 + 5 * 4096
+
+
+def test_qwen3_5_mtp_layer_shares_the_embeddings():
+    # one MTP layer: a gated-attention layer with the MoE (as the model's layers), fc 2H → H, three norms
+    spec = spec_from_hf_config({"model_type": "qwen3_5_moe_text", "mtp_num_hidden_layers": 1})
+    attention_layer = count_params(spec).by_component["attention"] // 10  # 10 of 40 layers are attention
+    layer = attention_layer + 256 * 3 * 2048 * 512 + 3 * 2048 * 512 + 2048 + 256 * 2048 + 2 * 2048
+    assert count_params(spec).mtp == layer + 2 * 2048 * 2048 + 3 * 2048
 
 
 def test_lara_mini_sliding_layers_by_hand():

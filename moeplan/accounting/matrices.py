@@ -14,6 +14,7 @@ from moeplan.accounting.params import (
     expert_params,
     layer_params,
     lm_head_params,
+    mtp_block_layers,
     mtp_params,
     norm_params,
     output_gate_width,
@@ -77,10 +78,11 @@ def attention_matrices(attn: AttentionSpec, hidden: int, head_dim: int, layer_ty
         return [m("kv_proj", 2 * width, hidden), Matrix("attention", "experts.input_linear", width, hidden, attn.num_experts),
                 Matrix("attention", "experts.output_linear", hidden, width, attn.num_experts),
                 m("experts.router", attn.num_experts, hidden)]
+    values = [] if attn.full_values_are_keys and layer_type == "full" else [m("v_proj", kv_heads * v_head_dim, hidden)]
     return [
         m("q_proj", a * head_dim + output_gate_width(attn, head_dim), hidden),
         m("k_proj", kv_heads * head_dim, hidden),
-        m("v_proj", kv_heads * v_head_dim, hidden),
+        *values,
         m("o_proj", hidden, a * v_head_dim),
     ]
 
@@ -156,7 +158,8 @@ def mixer_matrices(spec: ModelSpec, layer: int) -> list[Matrix]:
     hidden, mixer = spec.hidden_size, spec.mixer(layer)
     if mixer == "attention":
         attn = spec.attention
-        matrices = attention_matrices(attn, hidden, spec.head_dim, spec.attention_type(layer))
+        kind = spec.attention_type(layer)
+        matrices = attention_matrices(attn, hidden, spec.layer_head_dim(kind), kind)
         if attn.indexer and layer not in attn.indexer.shared_layers:
             matrices += indexer_matrices(attn.indexer, attn.q_lora_rank, hidden)
         return matrices
@@ -184,6 +187,8 @@ def layer_matrices(spec: ModelSpec, layer: int) -> list[Matrix]:
             matrices += [Matrix("shared_experts", "fc1_latent_proj", moe.latent_size, hidden),
                          Matrix("shared_experts", "fc2_latent_proj", hidden, moe.latent_size)]
         matrices.append(Matrix("router", "gate", moe.num_experts, hidden))
+        if moe.dense_mlp_too:
+            matrices += mlp_matrices("dense_mlp", hidden, spec.intermediate_size, spec.dense_mlp_gated)
     else:
         matrices += mlp_matrices("dense_mlp", hidden, spec.intermediate_size, spec.dense_mlp_gated)
     return matrices
@@ -199,16 +204,14 @@ def head_matrices(spec: ModelSpec) -> list[Matrix]:
 
 def mtp_matrices(spec: ModelSpec) -> list[Matrix]:
     """The multi-token-prediction modules' matrices as the checkpoint stores them (params.mtp_params): per
-    module a copy of the last decoder layer, eh_proj (H × 2H), and its own embedding and output head."""
+    module its decoder layer(s), eh_proj (H × 2H), and its own embedding and output head where it keeps them."""
     if not spec.mtp_layers:
         return []
     hidden, vocab = spec.hidden_size, spec.vocab_size
-    module = [
-        *layer_matrices(spec, spec.num_layers - 1),
-        Matrix(MTP_PROJECTION, "eh_proj", hidden, 2 * hidden),
-        Matrix("embedding", "embed_tokens", vocab, hidden),
-        Matrix("lm_head", "shared_head.head", vocab, hidden),
-    ]
+    module = [matrix for block, layer in mtp_block_layers(spec) for matrix in layer_matrices(block, layer)]
+    module.append(Matrix(MTP_PROJECTION, "eh_proj", hidden, 2 * hidden))
+    if spec.mtp_embeddings:
+        module += [Matrix("embedding", "embed_tokens", vocab, hidden), Matrix("lm_head", "shared_head.head", vocab, hidden)]
     return [m._replace(count=m.count * spec.mtp_layers) for m in module]
 
 

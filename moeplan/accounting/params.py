@@ -83,6 +83,8 @@ def attention_params(attn: AttentionSpec, hidden: int, head_dim: int, layer_type
         return query + key_value + out + biases + gate
     kv_heads, v_head_dim = attn.layer_kv_heads(layer_type), attn.v_head_dim or head_dim
     q_width, k_width, v_width = heads * head_dim, kv_heads * head_dim, kv_heads * v_head_dim
+    if attn.full_values_are_keys and layer_type == "full":  # Gemma-4: no v_proj, the keys serve as values
+        v_width = 0
     if attn.num_experts:  # JetMoE: one kv_proj, E query/output experts of the KV width, their router and output bias
         return hidden * (k_width + v_width) + attn.num_experts * (2 * hidden * k_width + hidden) + hidden
     projections = hidden * (q_width + output_gate_width(attn, head_dim) + k_width + v_width) + heads * v_head_dim * hidden
@@ -122,10 +124,11 @@ def mlp_params(hidden: int, intermediate: int, gated: bool, bias: bool) -> int:
 
 
 def router_params(moe: MoESpec, hidden: int) -> int:
-    """The router: E·H, plus a bias and the score-correction term where they are parameters, and the MoE block's
-    output bias (H) where there is one."""
+    """The router: E·H, plus a bias and the score-correction term where they are parameters, Gemma-4's input and
+    per-expert scales (H + E), and the MoE block's output bias (H) where there is one."""
     correction = moe.router_correction_bias and moe.router_correction_is_parameter
-    return moe.num_experts * (hidden + moe.router_bias + correction) + hidden * moe.output_bias
+    scales = (hidden + moe.num_experts) * moe.router_scales
+    return moe.num_experts * (hidden + moe.router_bias + correction) + hidden * moe.output_bias + scales
 
 
 def mamba_params(mamba: MambaSpec, hidden: int) -> int:
@@ -194,7 +197,8 @@ def layer_params(spec: ModelSpec, layer: int) -> dict[str, int]:
     mixer = spec.mixer(layer)
     if mixer == "attention":
         attn = spec.attention
-        counts["attention"] = attention_params(attn, hidden, spec.head_dim, spec.attention_type(layer))
+        kind = spec.attention_type(layer)
+        counts["attention"] = attention_params(attn, hidden, spec.layer_head_dim(kind), kind)
         if attn.indexer and layer not in attn.indexer.shared_layers:
             counts["attention"] += indexer_params(attn.indexer, attn.q_lora_rank, hidden)
     elif mixer == "mamba":
@@ -213,6 +217,8 @@ def layer_params(spec: ModelSpec, layer: int) -> dict[str, int]:
         counts["shared_experts"] = shared_expert_params(moe, hidden)
         counts["router"] = router_params(moe, hidden)
         counts["norms"] += norm_params(spec) * moe.output_norm
+        if moe.dense_mlp_too:
+            counts["dense_mlp"] = mlp_params(hidden, spec.intermediate_size, spec.dense_mlp_gated, spec.mlp_bias)
     else:
         counts["dense_mlp"] = mlp_params(hidden, spec.intermediate_size, spec.dense_mlp_gated, spec.mlp_bias)
     return counts
@@ -228,16 +234,27 @@ def lm_head_params(spec: ModelSpec) -> int:
     return spec.vocab_size * (0 if spec.tie_word_embeddings else spec.hidden_size) + spec.vocab_size * spec.lm_head_bias
 
 
+def mtp_block_layers(spec: ModelSpec) -> list[tuple[ModelSpec, int]]:
+    """The decoder layers of one MTP module as (spec, layer) pairs to count: the last decoder layer, or the layers
+    of mtp_block (a copy of the spec with that mixer pattern, every layer with an MLP block MoE)."""
+    if spec.mtp_block is None:
+        return [(spec, spec.num_layers - 1)]
+    size = len(spec.mtp_block)
+    moe = spec.moe and spec.moe.model_copy(update={"moe_layers": list(range(size))})
+    block = spec.model_copy(update={"num_layers": size, "mixer_pattern": spec.mtp_block, "moe": moe, "mtp_layers": 0})
+    return [(block, layer) for layer in range(size)]
+
+
 def mtp_params(spec: ModelSpec) -> int:
-    """DeepSeek-V3 multi-token-prediction modules as the checkpoint stores them: per module one MoE decoder
-    layer, enorm and hnorm, eh_proj (2H → H), the shared head's norm, and the module's own copies of the
-    embedding table and output head (which the checkpoint stores again)."""
+    """Multi-token-prediction modules as the checkpoint stores them: per module its decoder layer(s)
+    (mtp_block_layers), enorm and hnorm, eh_proj (2H → H), the final (shared head's) norm, and, where it keeps
+    them (DeepSeek-V3's checkpoint stores them again), its own copies of the embedding table and output head."""
     if not spec.mtp_layers:
         return 0
     hidden = spec.hidden_size
-    block = sum(layer_params(spec, spec.num_layers - 1).values())
-    per_module = block + 3 * norm_params(spec) + 2 * hidden * hidden + 2 * embedding_params(spec)
-    return spec.mtp_layers * per_module
+    block = sum(sum(layer_params(s, layer).values()) for s, layer in mtp_block_layers(spec))
+    copies = 2 * embedding_params(spec) * spec.mtp_embeddings
+    return spec.mtp_layers * (block + 3 * norm_params(spec) + 2 * hidden * hidden + copies)
 
 
 _COUNTED: dict[str, "ParamCounts"] = {}

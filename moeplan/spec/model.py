@@ -112,6 +112,12 @@ class AttentionSpec(_Spec):
     """gqa: KV heads of the 'sliding' layers where they differ from num_kv_heads (MiMo-V2-Flash: twice as many)."""
     sinks_sliding_only: bool = False
     """With sinks: only the 'sliding' layers have them (MiMo-V2-Flash)."""
+    full_head_dim: PositiveInt | None = None
+    """gqa: head dimension of the 'full' layers where it differs from head_dim (Gemma-4's global_head_dim)."""
+    full_kv_heads: PositiveInt | None = None
+    """gqa: KV heads of the 'full' layers where they differ from num_kv_heads (Gemma-4's num_global_key_value_heads)."""
+    full_values_are_keys: bool = False
+    """gqa: the 'full' layers have no value projection, their values are their keys (Gemma-4's attention_k_eq_v)."""
     num_experts: PositiveInt | None = None
     """gqa: mixture of attention (JetMoE): the query and output projections are num_experts experts, each
     num_kv_heads·head_dim wide, with a router (E·H) and an output bias (H); a token uses num_heads / num_kv_heads
@@ -152,8 +158,8 @@ class AttentionSpec(_Spec):
         return self.num_kv_heads or self.num_heads
 
     def layer_kv_heads(self, layer_type: str = "full") -> int:
-        """KV heads of a layer of this type ('sliding' layers may have their own count, sliding_kv_heads)."""
-        return (self.sliding_kv_heads if layer_type == "sliding" else None) or self.kv_heads
+        """KV heads of a layer of this type ('sliding' and 'full' layers may have their own counts)."""
+        return {"sliding": self.sliding_kv_heads, "full": self.full_kv_heads}.get(layer_type) or self.kv_heads
 
 
 class MoESpec(_Spec):
@@ -179,6 +185,10 @@ class MoESpec(_Spec):
     """A learned sigmoid gate (H → 1) on the shared expert's output (Qwen-MoE)."""
     output_norm: bool = False
     """A norm on the MoE block's output, in MoE layers only (A.X-K1's post_mlp_layernorm); counted with the norms."""
+    dense_mlp_too: bool = False
+    """Each MoE layer also runs the dense MLP (intermediate_size) beside its experts (Gemma-4); counted as dense_mlp."""
+    router_scales: bool = False
+    """The router has a learned input scale (H) and a per-expert output scale (E) (Gemma-4)."""
     output_bias: bool = False
     """A bias (H) on the MoE block's output, always active (JetMoE); counted with the router."""
     router_bias: bool = False
@@ -378,6 +388,12 @@ class ModelSpec(_Spec):
     """Biases on the dense MLP projections."""
     mtp_layers: int = Field(0, ge=0)
     """DeepSeek-style multi-token-prediction layers shipped in the checkpoint but not in transformers' model."""
+    mtp_block: list[Mixer] | None = None
+    """Mixers of the layers of one MTP module, each with this model's MoE (Nemotron-H: ['attention', 'none'], an
+    attention block then an MoE block; Qwen3.5: ['attention']); None: one layer like the last decoder layer."""
+    mtp_embeddings: bool = True
+    """Each MTP module stores its own embedding table and output head (DeepSeek-V3); False: it shares the main
+    model's (Nemotron-H, Qwen3.5)."""
     max_position_embeddings: PositiveInt | None = None
     """Longest context the model was trained for (informational)."""
     quantization: dict | None = None
@@ -468,6 +484,10 @@ class ModelSpec(_Spec):
         """Attention type of each attention layer, in order (the cyclic layer_pattern unrolled)."""
         pattern = self.attention.layer_pattern
         return [pattern[i % len(pattern)] for i in range(self.attention_layer_count)]
+
+    def layer_head_dim(self, layer_type: str = "full") -> int:
+        """Head dimension of attention layers of this type ('full' layers may have their own, full_head_dim)."""
+        return (self.attention.full_head_dim if layer_type == "full" else None) or self.head_dim
 
     def attention_type(self, layer: int) -> LayerAttention:
         """Attention type of one attention layer (layer_pattern counts attention layers only)."""

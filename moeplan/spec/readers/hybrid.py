@@ -76,15 +76,20 @@ def _qwen_hybrid_layers(k: _Keys) -> dict:
     }
 
 
+def _qwen_mtp(k: _Keys) -> dict:
+    """Qwen3.5's MTP modules (mtp_num_hidden_layers): one gated-attention layer each, with the model's MLP or MoE,
+    sharing the embedding and output head. Qwen3-Next's config does not say whether its checkpoint has one."""
+    return {"mtp_layers": k("mtp_num_hidden_layers", default=0), "mtp_block": ["attention"], "mtp_embeddings": False}
+
+
 def _qwen3_5(k: _Keys) -> dict:
     """Qwen3.5 (dense): Qwen3-Next's layers with a SwiGLU MLP of intermediate_size."""
-    return _base(k, **_qwen_hybrid_layers(k))
+    return _base(k, **_qwen_hybrid_layers(k), **_qwen_mtp(k))
 
 
 def _qwen3_next(k: _Keys) -> dict:
     """Qwen3-Next and Qwen3.5-MoE: _qwen_hybrid_layers with an MoE and a gated shared expert in every layer (but
-    mlp_only_layers; every decoder_sparse_step-th). The checkpoints' MTP module (mtp_num_hidden_layers) is not in
-    transformers' model and is not counted."""
+    mlp_only_layers; every decoder_sparse_step-th); MTP modules as _qwen_mtp."""
     step = k("decoder_sparse_step", default=1)
     moe = {
         "num_experts": k("num_experts"),
@@ -97,7 +102,7 @@ def _qwen3_next(k: _Keys) -> dict:
         "shared_intermediate_size": k("shared_expert_intermediate_size"),
         "shared_expert_gate": True,
     }
-    return _base(k, moe=moe, **_qwen_hybrid_layers(k))
+    return _base(k, moe=moe, **_qwen_hybrid_layers(k), **_qwen_mtp(k))
 
 
 _LARA_MINI_PATTERN = ["linear_attention", "sliding_attention", "linear_attention", "full_attention", "sliding_attention"]
@@ -260,8 +265,9 @@ def _nemotron_h(k: _Keys) -> dict:
     """Nemotron-H: each layer is one block behind one norm - Mamba-2 mixer, attention, MLP (relu², not gated)
     or MoE (non-gated experts, one shared expert, sigmoid routing with a correction-bias buffer). The layer list
     (layers_block_type, or the legacy hybrid_override_pattern string) sets the layer count. moe_latent_size
-    (Nemotron-3-Super): the experts work in that width between two latent projections. MTP layers are not in
-    transformers' model and not counted."""
+    (Nemotron-3-Super): the experts work in that width between two latent projections. MTP modules
+    (num_nextn_predict_layers): the blocks of mtp_layers_block_type (or mtp_hybrid_override_pattern; default an
+    attention block then an MoE block), sharing the embedding and output head."""
     types = k("layers_block_type", "layer_types", default=None)
     if types is None:
         pattern = k("hybrid_override_pattern", default=None)
@@ -280,6 +286,12 @@ def _nemotron_h(k: _Keys) -> dict:
     if unknown:
         raise SpecError(f"{k.where}: layers_block_type has {unknown[0]!r}, not one of {sorted(_NEMOTRON_PATTERN.values())}")
     mixers = [_NEMOTRON_MIXERS[t] for t in types]
+    mtp_types = k("mtp_layers_block_type", default=None)
+    if mtp_types is None:
+        pattern = k("mtp_hybrid_override_pattern", default="*E")
+        mtp_types = [_NEMOTRON_PATTERN.get(c) for c in pattern] if isinstance(pattern, str) else None
+    if not isinstance(mtp_types, list) or any(t not in ("full_attention", "attention", "moe", "linear_attention", "mamba") for t in mtp_types):
+        raise SpecError(f"{k.where}: MTP blocks must be attention, Mamba-2 or MoE blocks, not {mtp_types!r}")
     moe_layers = [i for i, t in enumerate(types) if t == "moe"]
     moe = None
     _aliased_default(k, ("n_routed_experts", "num_local_experts"), 8)
@@ -323,6 +335,9 @@ def _nemotron_h(k: _Keys) -> dict:
         "mixer_pattern": _shortest_cycle(mixers),
         "mamba2": mamba2 if "mamba2" in mixers else None,
         "layer_block": "mixer_or_mlp",
+        "mtp_layers": k("num_nextn_predict_layers", default=0),
+        "mtp_block": [_NEMOTRON_MIXERS[t] for t in mtp_types],
+        "mtp_embeddings": False,
     }
 
 
