@@ -72,3 +72,18 @@ def test_moe_all_to_all_parts_name_their_point():
     rows = [line.split() for line in text.splitlines() if line.lstrip().startswith("dispatch")]
     assert len(rows) >= 8 and all(row[2] in ("bf16", "fp8") and row[3] in ("uniform", "zipf:1.0") for row in rows), text
     assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_part_title_wraps_at_the_terminal_not_at_the_part():
+    """A narrow second part squeezed its long title into a 21-column block of six lines."""
+    from moeplan.profile.render import UNIFORM
+
+    title = "a2a: all_to_all_single size sweep (nccl-tests columns; time = max over ranks)"
+    points = [Measurement(section="a2a", name="uniform", device="cpu", stats=_stats(1.08e-4),
+                          params={"size_bytes": 2**k, "count": 2**k, "type": "uint8", "wrong": 0},
+                          rates={"algbw_bytes_per_s": 0.00951e9, "busbw_bytes_per_s": 0.00476e9})
+              for k in range(10, 23, 2)]
+    console = Console(file=io.StringIO(), width=100, highlight=False)
+    _table(console, title, points, UNIFORM)
+    lines = console.file.getvalue().splitlines()
+    assert sum(title in line for line in lines) == 2 and any("(part 2 of 2)" in line for line in lines)

@@ -160,7 +160,8 @@ def _table(console: Console, title: str, measurements: list[Measurement], column
     parts = column_parts(headers, rows, console.width)
     for number, part in enumerate(parts):
         suffix = f" (part {number + 1} of {len(parts)})" if len(parts) > 1 else ""
-        table = Table(title=title + suffix, title_justify="left", box=box.SIMPLE_HEAD)
+        console.print(title + suffix, markup=False)  # wraps at the terminal's width, not at a narrow part's
+        table = Table(box=box.SIMPLE_HEAD)
         natural = 1 + sum(max(len(headers[i]), *(len(r[i]) for r in rows)) + 3 for i in part)
         for i in part:
             text = headers[i] in TEXT_COLUMNS
