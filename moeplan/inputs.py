@@ -2,7 +2,7 @@
 
 An input is a regular file or a pipe (``<(cat config.json)``, ``/dev/stdin``), never a device or a FIFO
 nobody writes to; it is read up to MAX_INPUT_BYTES. YAML is parsed by libyaml's C loader where installed,
-refusing duplicate keys; YAML and JSON nested deeper than Python can follow are one-line errors.
+refusing duplicate keys and alias bombs; YAML and JSON nested deeper than Python can follow are one-line errors.
 """
 
 import json
@@ -103,13 +103,31 @@ def parse_document(text: str, path: Path, fmt: str | None = None) -> object:
     import yaml
 
     try:
-        return yaml.load(text, Loader=_loader())
+        data = yaml.load(text, Loader=_loader())
+        if _expanded_size(data, {}) > MAX_EXPANDED_VALUES:
+            raise SpecError(f"{path}: its anchors and aliases expand to more than {MAX_EXPANDED_VALUES:,} values")
+        return data
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpecError(f"{path}" + (f", line {mark.line + 1}" if mark else "") + f": malformed YAML: {problem}") from None
     except RecursionError:
         raise SpecError(f"{path}: nested too deeply to read") from None
+
+
+MAX_EXPANDED_VALUES = 10**6
+"""Most values a YAML document may hold once its aliases are expanded (a 'billion laughs' file holds 10^9)."""
+
+
+def _expanded_size(value: object, seen: dict[int, int]) -> int:
+    """Values in ``value`` with every alias expanded, counted once per distinct object (so in linear time)."""
+    if not isinstance(value, dict | list):
+        return 1
+    if id(value) not in seen:
+        seen[id(value)] = 0  # a cycle (an alias inside its own anchor) counts once
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        seen[id(value)] = min(1 + sum(_expanded_size(item, seen) for item in items), MAX_EXPANDED_VALUES + 1)
+    return seen[id(value)]
 
 
 def load_document(path: Path, what: str = "file", fmt: str | None = None) -> object:

@@ -61,6 +61,20 @@ def test_a_bug_is_exit_4_in_one_line_and_debug_shows_the_traceback(cli, monkeypa
     assert "Traceback" in cli("estimate", "mixtral-8x7b").stderr
 
 
+def test_a_native_panic_is_exit_4_too(cli, monkeypatch):
+    import moeplan.report.estimate as estimate
+
+    class PanicException(BaseException):  # what pyo3 (pydantic-core) raises when Rust panics
+        pass
+
+    def panics(*args, **kwargs):
+        raise PanicException("PyObject pointer is null")
+
+    monkeypatch.setattr(estimate, "count_params", panics)
+    result = cli("estimate", "mixtral-8x7b")
+    assert result.exit_code == 4 and "internal error: PanicException" in result.stderr
+
+
 def test_exit_codes_are_in_the_top_level_help(cli):
     text = " ".join(cli("--help").stdout.split())
     assert "4 internal error" in text and "1 a capacity check failed" in text and "--debug" in text
@@ -107,6 +121,18 @@ def test_large_yaml_is_refused_and_yaml_is_read_by_libyaml(cli, tmp_path):
     assert issubclass(inputs._loader(), yaml.CSafeLoader)
     big = plan(tmp_path, "deployments:\n" + "  - {name: x, model: mixtral-8x7b, assert: {fits: true}}\n" * 90_000)
     refused(cli("check", big), "larger than 4 MiB")
+
+
+def test_yaml_alias_bomb_is_refused_and_merge_keys_work(cli, tmp_path):
+    bomb = ["quantization:", "  a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    spec = cli("spec", "mixtral-8x7b").stdout
+    path = plan(tmp_path, spec + "\n".join(bomb) + "\n", "bomb.yaml")
+    refused(cli("estimate", path, "--json"), "aliases expand to more than 1,000,000 values")
+    merged = plan(tmp_path, "defaults: &d\n  gpu: h100\ndeployments:\n  - <<: *d\n    name: a\n    model: mixtral-8x7b\n"
+                            "    gpu: h200\n    assert: {fits: true}\n", "merge.yaml")
+    result = cli("check", merged, "--json")
+    assert result.exit_code == 0 and result.json()["deployments"][0]["gpu"] == "h200"
 
 
 def test_output_paths_are_checked_first_and_never_an_input(cli, tmp_path):

@@ -75,6 +75,10 @@ class _Group(_PlainHelp, TyperGroup):
             _os_error(error)
         except Exception as error:  # the boundary: anything else is a bug of moeplan, never exit 1
             _internal(error)
+        except BaseException as error:  # a panic of a native extension (pyo3's PanicException) is a bug as well
+            if isinstance(error, SystemExit | GeneratorExit):
+                raise
+            _internal(error)
 
 
 def _fail(message: str, code: int) -> None:
