@@ -122,9 +122,11 @@ def test_bad_offload_is_exit_2(cli, flags, message):
 
 
 def test_rendered_report_shows_the_offload(cli):
-    rate = est(cli, "--offload-experts")["throughput"]["decode_tokens_per_s"]
-    text = cli("estimate", MODEL, "--gpu", GPU, "--offload-experts").stdout
-    assert "offload" in text and f"{rate:,.1f}" in text
+    o = est(cli, "--offload-experts")["throughput"]["offload"]
+    text = " ".join(cli("estimate", MODEL, "--gpu", GPU, "--offload-experts").stdout.replace("│", " ").split())
+    assert "offload" in text and f"{o['decode_tokens_per_s']:,.1f}" in text
+    assert (f"prefill: the host part of each 512-token micro-batch {o['prefill_host_s'] * 1e3:,.1f} ms (gpu over PCIe), "
+            f"{o['prompt_host_s'] * 1e3:,.1f} ms of the TTFT") in text
 
 
 def test_fewest_n_cpu_moe_that_fits_vram(cli):
@@ -198,6 +200,17 @@ def test_check_reads_llamacpp_placement_flags():
     assert parse_command("llama-server -m m.gguf --n-gpu-layers 7").gpu_layers == 7
 
 
+def test_check_from_a_gguf_agrees_with_estimate(cli, tmp_path):
+    from test_gguf import write
+
+    path = str(write(tmp_path / "tiny.gguf"))
+    e = cli("estimate", path, "--gpu", "l4", "--override-tensor", "ffn_down_exps=CPU", "--context", "256", "--json").json()
+    c = cli("check", "--gpu", "l4", "--json", "--", "llama-server", "-m", path, "-ot", "ffn_down_exps=CPU", "-c", "256").json()
+    for key in ("gpu_bytes", "host_bytes", "host_tensors", "decode_tokens_per_s", "ttft_s"):
+        assert c["offload"][key] == e["throughput"]["offload"][key], key
+    assert c["startup"]["weights_per_gpu_bytes"] == e["throughput"]["offload"]["gpu_bytes"]
+
+
 def test_check_micro_batch_is_min_of_b_and_ub(cli):
     def check(*flags):
         result = cli("check", "--gpu", GPU, "--dtype", "q4_k_m", "--json", "--", "llama-server", "-m", MODEL, "-c", "8192",
@@ -206,7 +219,12 @@ def test_check_micro_batch_is_min_of_b_and_ub(cli):
 
     small = check("-b", "256", "-ub", "512")
     assert small["deployment"]["prefill_chunk"] == small["offload"]["ubatch_tokens"] == 256
-    assert check()["deployment"]["prefill_chunk"] == 512  # llama.cpp's defaults: -b 2048, -ub 512
+    default = check()
+    assert default["deployment"]["prefill_chunk"] == 512  # llama.cpp's defaults: -b 2048, -ub 512
+    f32 = check("-ctk", "f32", "-ctv", "f32")  # a cache type moeplan's KV dtype expresses: the estimate counts it too
+    assert (f32["deployment"]["kv_dtype"], default["deployment"]["kv_dtype"]) == ("fp32", "fp16")  # llama.cpp's default f16
+    assert check("-ctk", "q8_0", "-ctv", "q8_0")["deployment"]["kv_dtype"] == "bf16"  # not expressible: moeplan's default
+    assert f32["startup"]["kv_pool_bytes"] == 2 * default["startup"]["kv_pool_bytes"] == 8192 * 48 * 2 * 4 * 128 * 4
     late = check("-ot", r"blk\.0\.=CUDA0")["startup"]["notes"][-1]  # after --n-cpu-moe 8
     assert late.startswith(r"-ot blk\.0\.=CUDA0 comes after --cpu-moe/--n-cpu-moe: llama.cpp applies the overrides in the order")
     first = cli("check", "--gpu", GPU, "--json", "--", "llama-server", "-m", MODEL, "-c", "8192", "-ot", r"blk\.0\.=CUDA0",

@@ -135,7 +135,9 @@ def _speed_table(report: EstimateReport) -> Table:
         table.add_row("offload", f"{o.host_bytes / GiB:,.1f} GiB in host RAM ({'fits' if o.fits_in_host_memory else 'does NOT fit'}; "
                       f"{', '.join(o.rules)}), "
                       f"{o.gpu_bytes / GiB:,.1f} GiB in VRAM → {o.decode_tokens_per_s:,.1f} tokens/s (CPU {o.cpu_time_s * 1e3:,.1f} ms + "
-                      f"GPU {o.gpu_time_s * 1e3:,.1f} ms per step; streaming over PCIe instead: {o.pcie_stream_time_s * 1e3:,.1f} ms)")
+                      f"GPU {o.gpu_time_s * 1e3:,.1f} ms per step; streaming over PCIe instead: {o.pcie_stream_time_s * 1e3:,.1f} ms); "
+                      f"prefill: the host part of each {o.ubatch_tokens:,}-token micro-batch {o.prefill_host_s * 1e3:,.1f} ms "
+                      f"({o.prefill_host_path}), {o.prompt_host_s * 1e3:,.1f} ms of the TTFT")
     return table
 
 
