@@ -10,7 +10,7 @@ Modes (what one dispatched row is):
 - ``expert``: one copy per (token, selected expert), no deduplication (DeepEP low-latency, pplx).
 Both count the rows a rank sends to itself. Combine returns the same rows as bf16. An fp8 row in ``expert``
 mode also carries DeepEP low-latency's 16 B of metadata per (token, expert) message
-(tests/legacy/test_low_latency.py: H + H/128·4 + 16 B per selection).
+(DeepEP's tests/legacy/test_low_latency.py: H + H/128·4 + 16 B per selection).
 """
 
 import numpy as np
