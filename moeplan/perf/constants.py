@@ -15,8 +15,9 @@ class PerfConstants(BaseModel):
 
     hbm_fraction: float = Field(0.90, gt=0, le=1.2)
     """Share of the datasheet HBM bandwidth a streaming read reaches (fit on TPOT: 0.90; H100 copy kernels reach 0.8–0.9)."""
-    gemm_fraction: float = Field(0.90, gt=0, le=1.2)
-    """Share of the dense tensor peak of its format a large GEMM or FlashAttention reaches (fit on TPOT: 0.90)."""
+    gemm_fraction: float = Field(0.70, gt=0, le=1.2)
+    """Share of the dense tensor peak of its format a large GEMM or FlashAttention reaches (fit on TPOT and TTFT: 0.70;
+    cuBLAS/CUTLASS reach 0.6–0.8 on H100)."""
     gemm_tile_rows: int = Field(64, gt=0)
     """Rows (tokens) of one GEMM tile: a GEMM of M rows costs ⌈M/64⌉·64 rows of compute, and each expert of a grouped
     GEMM pads its tokens to it (CUTLASS/DeepGEMM Hopper kernels use 64- or 128-row tiles)."""
