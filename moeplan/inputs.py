@@ -95,7 +95,7 @@ def parse_document(text: str, path: Path, fmt: str | None = None) -> object:
     the file and line."""
     try:
         if (fmt or ("json" if path.suffix.lower() == ".json" else "yaml")) == "json":
-            return json.loads(text)
+            return _bounded(json.loads(text), path)
     except json.JSONDecodeError as error:
         raise SpecError(f"{path}, line {error.lineno}: malformed JSON at column {error.colno}: {error.msg}") from None
     except RecursionError:
@@ -103,10 +103,7 @@ def parse_document(text: str, path: Path, fmt: str | None = None) -> object:
     import yaml
 
     try:
-        data = yaml.load(text, Loader=_loader())
-        if _expanded_size(data, {}) > MAX_EXPANDED_VALUES:
-            raise SpecError(f"{path}: its anchors and aliases expand to more than {MAX_EXPANDED_VALUES:,} values")
-        return data
+        return _bounded(yaml.load(text, Loader=_loader()), path)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
@@ -116,17 +113,31 @@ def parse_document(text: str, path: Path, fmt: str | None = None) -> object:
 
 
 MAX_EXPANDED_VALUES = 10**6
-"""Most values a YAML document may hold once its aliases are expanded (a 'billion laughs' file holds 10^9)."""
+"""Most values a document may hold once YAML aliases are expanded (a 'billion laughs' file holds 10^9)."""
+MAX_DEPTH = 64
+"""Deepest nesting of lists and mappings in a document (configs nest 3 or 4 deep)."""
 
 
-def _expanded_size(value: object, seen: dict[int, int]) -> int:
-    """Values in ``value`` with every alias expanded, counted once per distinct object (so in linear time)."""
+def _bounded(data: object, path: Path) -> object:
+    """The document itself, unless it nests deeper than MAX_DEPTH or expands beyond MAX_EXPANDED_VALUES."""
+    size, depth = _measure(data, {})
+    if depth > MAX_DEPTH:
+        raise SpecError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    if size > MAX_EXPANDED_VALUES:
+        raise SpecError(f"{path}: its anchors and aliases expand to more than {MAX_EXPANDED_VALUES:,} values")
+    return data
+
+
+def _measure(value: object, seen: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(values with every alias expanded, nesting depth), each distinct object measured once (linear time)."""
     if not isinstance(value, dict | list):
-        return 1
+        return 1, 0
     if id(value) not in seen:
-        seen[id(value)] = 0  # a cycle (an alias inside its own anchor) counts once
+        seen[id(value)] = (1, MAX_DEPTH + 1)  # a cycle (an alias inside its own anchor) is too deep
         items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-        seen[id(value)] = min(1 + sum(_expanded_size(item, seen) for item in items), MAX_EXPANDED_VALUES + 1)
+        parts = [_measure(item, seen) for item in items]
+        seen[id(value)] = (min(1 + sum(size for size, _ in parts), MAX_EXPANDED_VALUES + 1),
+                           1 + max((depth for _, depth in parts), default=0))
     return seen[id(value)]
 
 

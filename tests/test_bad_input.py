@@ -106,6 +106,10 @@ def test_fifo_device_pipe_long_name_and_deep_nesting(cli, tmp_path):
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
     refused(cli("estimate", deep), "nested too deeply")
+    nested = {"quant_method": "fp8"}
+    for _ in range(100):
+        nested = {"x": nested}
+    refused(cli("estimate", config(tmp_path, "mixtral-tied.json", "q.json", quantization_config=nested)), "nested deeper than 64")
     source = config(tmp_path, "mixtral-tied.json")
     piped = subprocess.run(f"{sys.executable} -c 'from moeplan.cli.app import main; main()' estimate <(cat {source}) --json",
                            shell=True, capture_output=True, text=True, timeout=120, executable="/bin/bash")
