@@ -273,3 +273,18 @@ def test_largest_batch_and_context_use_vram_after_offload(cli):
     assert est(cli, *flags, "--batch", str(largest + 1))["memory"]["fits"] is False
     # the 12 CPU blocks keep weights and KV cache in host RAM: more sequences fit than with every block in VRAM
     assert largest > est(cli, *flags[:4], "--context", "8192")["memory"]["max_batch"]
+
+
+def test_estimate_engine_prints_a_llama_server_command_check_reads_back(cli):
+    flags = ["--dtype", "q4_k_m", "--context", "16384", "--n-cpu-moe", "12", "--override-tensor", r"blk\.4[0-7]\.ffn_down_exps=CPU",
+             "--prefill-chunk", "4096", "--kv-dtype", "fp32"]
+    e = est(cli, *flags, "--engine", "llamacpp")
+    line = e["launch_command"]
+    assert line == ("llama-server -m Qwen/Qwen3-30B-A3B -ngl 49 -c 16384 -ot 'blk\\.4[0-7]\\.ffn_down_exps=CPU' --n-cpu-moe 12 "
+                    "-b 4096 -ub 4096 -ctk f32 -ctv f32")
+    back = cli("check", "--gpu", GPU, "--dtype", "q4_k_m", "--json", "--", line).json()
+    for key in ("gpu_bytes", "host_bytes", "ubatch_tokens", "decode_tokens_per_s", "ttft_s"):
+        assert back["offload"][key] == e["throughput"]["offload"][key], key
+    assert back["deployment"]["kv_dtype"] == "fp32"
+    refused = cli("estimate", MODEL, "--gpu", GPU, "--n-cpu-moe", "12", "--kv-dtype", "fp8", "--engine", "llamacpp")
+    assert refused.exit_code == 2 and "llama.cpp has no fp8 KV cache" in refused.stderr

@@ -174,7 +174,24 @@ def startup(inputs: StartupInputs) -> EngineStartup:
 
 
 def launch_argv(model: str, layout: Layout, deployment: Deployment, spec: ModelSpec) -> list[str]:
-    """`llama-server` for one GPU."""
+    """`llama-server` for one GPU, with the deployment's placement (-ngl, -ot, --n-cpu-moe, --cpu-moe), micro-batch
+    and KV cache type, so that `check` reads it back as the same deployment."""
     if layout.num_gpus != 1:
         raise SpecError(f"llama-server: moeplan prints single-GPU commands only, not {layout.describe()}")
-    return ["llama-server", "-m", model, "-ngl", str(spec.num_layers), "-c", str(deployment.context)]
+    d = deployment
+    layers = spec.num_layers + 1 if d.gpu_layers is None else d.gpu_layers  # N > layers: the output layer too
+    argv = ["llama-server", "-m", model, "-ngl", str(layers), "-c", str(d.context)]
+    if d.override_tensor:
+        argv += ["-ot", d.override_tensor]
+    if d.n_cpu_moe:
+        argv += ["--n-cpu-moe", str(d.n_cpu_moe)]
+    if d.offload_experts:
+        argv.append("--cpu-moe")
+    if d.prefill_chunk != DEFAULT_UBATCH:
+        argv += (["-b", str(d.prefill_chunk)] if d.prefill_chunk > DEFAULT_BATCH else []) + ["-ub", str(d.prefill_chunk)]
+    cache = {"fp32": "f32", "bf16": "bf16"}.get(d.kv_dtype)  # fp16: llama.cpp's default f16
+    if d.kv_dtype == "fp8":
+        raise SpecError("llama-server: llama.cpp has no fp8 KV cache; its 8-bit cache is -ctk q8_0 -ctv q8_0 (34/32 B per element)")
+    if cache:
+        argv += ["-ctk", cache, "-ctv", cache]
+    return argv
