@@ -201,40 +201,47 @@ class LayerTable:
                              for i, k in enumerate(self.kind)]
         self.prefill_flops = [layer_attention_flops(spec, i, k, self.prompt, "causal", prefill_per_key) if k else 0.0
                               for i, k in enumerate(self.kind)]
+        rows = []
+        for i, (counts, moe, kind) in enumerate(zip(self.params, self.moe, self.kind)):
+            rows.append({
+                "attention_layers": int(kind is not None), "moe_layers": int(moe), "layers": 1,
+                "mlp_layers": int(counts.get("shared_experts" if moe else "dense_mlp", 0) > 0),
+                "mixer_params": sum(counts.get(n, 0) for n in MIXERS), "mlp_params": counts.get("dense_mlp", 0) + counts.get("shared_experts", 0),
+                "router_params": counts.get("router", 0), "expert_params": counts.get("routed_experts", 0),
+                "decode_attention_flops": self.decode_flops[i], "prefill_attention_flops": self.prefill_flops[i]})
+        self.prefix = {name: _prefix([row[name] for row in rows]) for name in rows[0]} if rows else {}
         self._kv: dict[int, tuple[list[int], list[int]]] = {}
 
     def kv(self, tp: int) -> tuple[list[int], list[int]]:
-        """Per layer on a TP rank: (what one decode step reads of one sequence's cache at the decode context: all
-        of it, or DeepSeek sparse attention's selected tokens; one token's cache)."""
+        """Prefix sums over layers on a TP rank of (what one decode step reads of one sequence's cache at the decode
+        context: all of it, or DeepSeek sparse attention's selected tokens; one token's cache)."""
         if tp not in self._kv:
             keys, spec, dtype = max(int(self.context), 1), self.spec, self.d.kv_dtype
             read = [decode_read_bytes(spec, dtype, keys, [i], tp) for i in range(spec.num_layers)]
-            self._kv[tp] = (read, [sequence_kv(spec, dtype, [i], tp).bytes(1) for i in range(spec.num_layers)])
+            self._kv[tp] = (_prefix(read), _prefix([sequence_kv(spec, dtype, [i], tp).bytes(1) for i in range(spec.num_layers)]))
         return self._kv[tp]
+
+
+def _prefix(values: list) -> list:
+    """[0, v0, v0 + v1, …]: the sum over layers [a, b) is prefix[b] − prefix[a]."""
+    out = [0]
+    for value in values:
+        out.append(out[-1] + value)
+    return out
 
 
 class StageTerms:
     """The layout-light inputs of StepShape for one pipeline stage on one TP size: layer counts, parameter totals,
-    KV bytes and attention FLOPs per token (sums of the stage's LayerTable rows). `moeplan plan` computes them
-    once per distinct (stage, tp)."""
+    KV bytes and attention FLOPs per token (differences of LayerTable's prefix sums, the same in estimate and plan).
+    `moeplan plan` computes them once per distinct (stage, tp)."""
 
     def __init__(self, table: LayerTable, layers: range, tp: int, last: bool):
-        spec = table.spec
-        counts = [table.params[i] for i in layers]
-        total = lambda *names: float(sum(c.get(n, 0) for c in counts for n in names))  # noqa: E731
-        moe = [table.moe[i] for i in layers]
-        shared = total("shared_experts") > 0
+        a, b = layers.start, layers.stop
         context_bytes, token_bytes = table.kv(tp)
-        self.values = {
-            "attention_layers": float(sum(table.kind[i] is not None for i in layers)), "moe_layers": float(sum(moe)),
-            "layers": float(len(layers)),
-            "mlp_layers": float(sum((not m and c.get("dense_mlp", 0) > 0) or (m and shared) for m, c in zip(moe, counts))),
-            "mixer_params": total(*MIXERS), "mlp_params": total("dense_mlp", "shared_experts"), "router_params": total("router"),
-            "expert_params": total("routed_experts"), "lm_head_params": float(lm_head_matmul_params(spec)) if last else 0.0,
-            "kv_context_bytes": float(sum(context_bytes[i] for i in layers)), "kv_token_bytes": float(sum(token_bytes[i] for i in layers)),
-            "decode_attention_flops": sum(table.decode_flops[i] for i in layers),
-            "prefill_attention_flops": sum(table.prefill_flops[i] for i in layers),
-        }
+        self.values = {name: float(prefix[b] - prefix[a]) for name, prefix in table.prefix.items()}
+        self.values.update(lm_head_params=float(lm_head_matmul_params(table.spec)) if last else 0.0,
+                           kv_context_bytes=float(context_bytes[b] - context_bytes[a]),
+                           kv_token_bytes=float(token_bytes[b] - token_bytes[a]))
 
 
 def format_peaks(spec: ModelSpec, gpu: GPUSpec, weights: WeightMemory) -> tuple[dict[str, float], list[str]]:
