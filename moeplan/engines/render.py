@@ -12,8 +12,8 @@ def _verdict(report: EngineReport) -> str:
     s = report.startup
     where = f"{escape(report.model)} on {escape(report.gpu)}, {report.layout.describe()}"
     if not s.starts:
-        return (f"[bold red]{report.engine} will not start[/]: {escape(s.failure or '')} — short by "
-                f"{s.shortfall_bytes / GiB:,.2f} GiB per GPU. {where}")
+        short = f" — short by {s.shortfall_bytes / GiB:,.2f} GiB per GPU" if s.shortfall_bytes > 0 else ""
+        return f"[bold red]{report.engine} will not start[/]: {escape(s.failure or '')}{short}. {where}"
     failed = [a.assertion for a in report.assertions if not a.passed]
     tail = f"; [bold red]assertions fail[/]: {', '.join(failed)}" if failed else ""
     return f"[bold green]{report.engine} starts[/]: {where}{tail}"
@@ -38,8 +38,13 @@ def figures_table(report: EngineReport) -> Table:
         ("TPOT / TTFT", f"{report.time_per_output_token_s * 1e3:,.2f} ms / {report.ttft_s * 1e3:,.1f} ms at batch "
                         f"{d.batch:,}, context {d.context:,} (moeplan's speed model)"),
     ]
+    if (o := report.offload) is not None and o.host_bytes:
+        rows.insert(1, ("host memory", f"{o.host_bytes / GiB:,.2f} GiB of weights ({'fits' if o.fits_in_host_memory else 'does NOT fit'} "
+                                       f"in {o.host_memory_bytes / GiB:,.0f} GiB); decode CPU {o.cpu_time_s * 1e3:,.2f} ms + GPU "
+                                       f"{o.gpu_time_s * 1e3:,.2f} ms per step; prefill host part {o.prompt_host_s * 1e3:,.1f} ms "
+                                       f"({o.prefill_host_path})"))
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, escape(value) if False else value)
     return table
 
 
