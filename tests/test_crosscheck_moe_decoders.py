@@ -18,9 +18,12 @@ from test_transformers_crosscheck import _components, _instantiate  # noqa: E402
 COMPLETIONS = {
     "dots1": {"n_routed_experts": 128, "n_shared_experts": 2, "num_experts_per_tok": 6, "first_k_dense_replace": 1},
     "hunyuan_v1_moe": {"head_dim": 128, "num_experts": 16, "moe_topk": 2},
+    "gemma4_text": {"hidden_size_per_layer_input": 0, "enable_moe_block": True, "num_experts": 128, "top_k_experts": 8,
+                    "moe_intermediate_size": 704, "attention_k_eq_v": True, "num_global_key_value_heads": 2},
 }
-"""Keys whose class default is None or 1 (dots1's expert counts, Hunyuan's head_dim and single expert): the
-defaults alone build no MoE or no model, so these are completed with the released models' values."""
+"""Keys whose class default is None or 1 (dots1's expert counts, Hunyuan's head_dim and single expert) or that
+moeplan refuses (Gemma-4's per-layer input embeddings, on by default; its MoE block, off): the defaults alone build
+no MoE or no model moeplan reads, so these are completed with the released models' values."""
 
 
 def _defaults(model_type: str) -> dict:
@@ -48,6 +51,15 @@ def test_class_defaults_count_exactly(model_type: str, changes: dict):
     counts = count_params(spec_from_hf_config(config))
     assert counts.by_component == _components(model)
     assert counts.total == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("key, value", [("hidden_size_per_layer_input", 256), ("num_kv_shared_layers", 2)])
+def test_gemma4_features_moeplan_does_not_describe_are_refused(key: str, value: int):
+    config = AutoConfig.for_model("gemma4_text", **COMPLETIONS["gemma4_text"]).to_dict() | {key: value}
+    from moeplan.errors import SpecError
+
+    with pytest.raises(SpecError, match=f"{key} {value}: Gemma-4's per-layer input embeddings and KV shared"):
+        spec_from_hf_config(config)
 
 
 def test_per_layer_lists_that_differ_are_refused():

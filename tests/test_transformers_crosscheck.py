@@ -40,7 +40,7 @@ COMPONENT_PATTERNS = [
     ("mamba", r"\.mamba\.|\.mixer\.(in_proj\.|out_proj\.|conv1d\.|norm\.|dt_bias$|A_log$|D$)"),
     ("shared_experts", r"\.(shared_experts?|shared_expert_gate|shared_mlp|fc[12]_latent_proj)\."),
     ("routed_experts", r"\.experts\.|\.(block_sparse_moe|mlp)\.(input|output)_linear\."),
-    ("router", r"\.(gate|router)\.(weight|bias|layer\.weight|e_score_correction_bias|wg\.weight|moe_statics\.e_score_correction_bias)$|\.mlp\.(expert_)?bias$"),
+    ("router", r"\.(gate|router)\.(weight|bias|layer\.weight|e_score_correction_bias|wg\.weight|moe_statics\.e_score_correction_bias)$|\.mlp\.(expert_)?bias$|\.router\.(scale|per_expert_scale|proj\.weight)$"),
     ("dense_mlp", r"\.(mlp|feed_forward|mixer)\.(gate_proj|up_proj|down_proj|w1|w2|w3)\.(weight|bias)$"),
     ("norms", r"(norm|norm_\d|norm_f|layernorm)\.(weight|bias)$"),
 ]

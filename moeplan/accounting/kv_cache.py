@@ -39,14 +39,16 @@ def kv_heads_per_rank(spec: ModelSpec, tp: int, layer_type: str = "full") -> int
 def kv_bytes_per_token_per_layer(spec: ModelSpec, kv_dtype: KVDtype, tp: int = 1, layer_type: str = "full") -> int:
     """Bytes one attention layer of ``layer_type`` caches per token on one TP rank.
 
-    GQA/MHA: kv_heads_per_rank · (d + d_v) · bytes, K and V (d_v = d unless the value head differs, MiMo-V2-Flash).
+    GQA/MHA: kv_heads_per_rank · (d + d_v) · bytes, K and V (d_v = d unless the value head differs, MiMo-V2-Flash;
+    d of the layer's type, Gemma-4's full layers; where values are the keys, transformers still caches both).
     MLA: (kv_lora_rank + qk_rope_head_dim) · bytes, the compressed latent and the shared rotary key that vLLM and
     SGLang cache, replicated on every TP rank.
     """
     attn, size = spec.attention, KV_DTYPE_BYTES[kv_dtype]
     if attn.kind == "mla":
         return (attn.kv_lora_rank + attn.qk_rope_head_dim) * size
-    return kv_heads_per_rank(spec, tp, layer_type) * (spec.head_dim + (attn.v_head_dim or spec.head_dim)) * size
+    head_dim = spec.layer_head_dim(layer_type)
+    return kv_heads_per_rank(spec, tp, layer_type) * (head_dim + (attn.v_head_dim or head_dim)) * size
 
 
 def mla_uncompressed_bytes_per_token_per_layer(spec: ModelSpec, kv_dtype: KVDtype) -> int:

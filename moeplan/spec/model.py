@@ -406,6 +406,7 @@ class ModelSpec(_Spec):
                 f"hidden_size ({self.hidden_size}) is not a multiple of num_heads ({self.attention.num_heads}); set head_dim"
             )
         needs_dense = any(self.has_mlp(i) and not self.is_moe_layer(i) for i in range(self.num_layers))
+        needs_dense = needs_dense or bool(self.moe and self.moe.dense_mlp_too and self.moe_layer_count)
         if needs_dense and self.intermediate_size is None:
             raise ValueError("some layers are dense but intermediate_size (the dense MLP size) is not set")
         if self.mamba and self.mamba.attention_offset >= self.mamba.attention_period:

@@ -1,7 +1,7 @@
 """Readers of MoE decoders whose layers are a softmax attention and a (shared-expert) MoE block: Ernie-4.5-MoE,
 dots.llm1, Hunyuan-A13B, MiniMax-M2, FlexOlmo, EXAONE-MoE, GLM-4.7-Flash (glm4_moe_lite), Sarvam-MoE and
 Sarvam-MLA, Solar-Open, Mellum, Aria (text), HY-V3, Flint, Granite-MoE-SWA, Cohere2-MoE, AFMoE, Kolibri-1,
-Beam, Laguna, MiMo-V2-Flash, Mistral-4, JetMoE, A.X-K1, and the text decoders of Qwen3-VL-MoE, GLM-4.5V, Qwen3-Omni
+Beam, Laguna, MiMo-V2-Flash, Mistral-4, JetMoE, A.X-K1, Gemma-4 (text), and the text decoders of Qwen3-VL-MoE, GLM-4.5V, Qwen3-Omni
 (thinker) and MiniMax-M3.
 
 Each maps its family's key names onto the spec as transformers 5 builds the model (the modeling file of
@@ -456,6 +456,51 @@ def axk1(k: _Keys) -> dict:
     return fields
 
 
+def gemma4_text(k: _Keys) -> dict:
+    """Gemma-4's text decoder: sliding layers, and full ones (every 6th and the last) with their own head dim
+    (global_head_dim) and KV heads (num_global_key_value_heads) whose values are their keys (attention_k_eq_v);
+    four norms per layer; with enable_moe_block, every layer runs its dense MLP beside a MoE (scaled router, three
+    norms more). Per-layer input embeddings (hidden_size_per_layer_input), KV shared across layers and layer
+    overrides beyond the full layers' head dim and KV heads are refused."""
+    for key in ("hidden_size_per_layer_input", "num_kv_shared_layers"):
+        if k(key, default=None):
+            raise SpecError(f"{k.where}: {key} {k.config[key]}: Gemma-4's per-layer input embeddings and KV shared "
+                            "across layers are not described by moeplan yet, so it cannot count this model exactly")
+    layers = k("num_hidden_layers")
+    types = list(k("layer_types", default=None) or _cycle_types(layers, 6))[:layers]
+    k.config["layer_types"] = types[:-1] + ["full_attention"]  # transformers forces the last layer to full attention
+    if k("use_bidirectional_attention", default=None) == "all" and k.has("sliding_window"):
+        k.config["sliding_window"] = k.config["sliding_window"] // 2 + 1  # transformers' exclusive bound
+    types = k.config["layer_types"]
+    k_eq_v = bool(k("attention_k_eq_v", default=False))
+    overrides = k("per_layer_config", default=None)  # transformers writes it from global_head_dim and its KV heads
+    if overrides is None:
+        full = {"head_dim": k("global_head_dim", default=512)}
+        if k_eq_v and k.has("num_global_key_value_heads"):
+            full["num_key_value_heads"] = k("num_global_key_value_heads")
+    else:
+        if not isinstance(overrides, dict) or not all(isinstance(value, dict) for value in overrides.values()):
+            raise SpecError(f"{k.where}: per_layer_config must map layer indices to overrides")
+        full = next(iter(overrides.values()), {})
+        full_layers = {i for i, kind in enumerate(types[:layers]) if kind == "full_attention"}
+        if ({int(index) for index in overrides} != full_layers or any(value != full for value in overrides.values())
+                or set(full) - {"head_dim", "num_key_value_heads"}):
+            raise SpecError(f"{k.where}: per_layer_config overrides other layers or keys than the full layers' "
+                            "head_dim and num_key_value_heads, which moeplan does not describe yet")
+    attention = _gqa_attention(k, qk_norm="per_head", full_head_dim=full.get("head_dim"), full_values_are_keys=k_eq_v,
+                               full_kv_heads=full.get("num_key_value_heads"), **_layer_types(k))
+    fields = _base(k, attention=attention, tie_word_embeddings=bool(k("tie_word_embeddings", default=True)), layer_norms=4)
+    if k("enable_moe_block", default=False):
+        fields |= {"layer_norms": 7, "moe": {
+            "num_experts": k("num_experts"),
+            "top_k": k("top_k_experts"),
+            "expert_intermediate_size": k("moe_intermediate_size"),
+            "dense_mlp_too": True,
+            "router_scales": True,
+        }}
+    return fields
+
+
 READERS = {
     "ernie4_5_moe": ernie4_5_moe,
     "dots1": dots1,
@@ -485,6 +530,7 @@ READERS = {
     "qwen3_omni_moe_text": qwen3_omni_moe_text,
     "minimax_m3_vl_text": minimax_m3_vl_text,
     "axk1": axk1,
+    "gemma4_text": gemma4_text,
 }
 """model_type → reader."""
 
@@ -536,5 +582,7 @@ TRANSFORMERS_DEFAULTS = {
                            "shared_intermediate_size": 3072},
     "axk1": {"kv_lora_rank": 512, "moe_intermediate_size": 2048, "n_group": 8, "n_shared_experts": 1, "num_experts_per_tok": 8,
              "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "topk_group": 4, "v_head_dim": 128},
+    "gemma4_text": {"head_dim": 256, "hidden_size_per_layer_input": 256, "num_key_value_heads": 4, "sliding_window": 512,
+                    "tie_word_embeddings": True},
 }
 """transformers 5.24's config-class defaults for the keys these readers read (see hf.TRANSFORMERS_DEFAULTS)."""

@@ -23,7 +23,6 @@ REFUSED: dict[str, str] = {
     "deepseek_v4": f"{_BEYOND} (hyper-connections mixing several residual streams, compressed sparse attention)",
     "hy_v4": f"{_BEYOND} (hyper-connections mixing several residual streams, a sparse-attention indexer, sinks)",
     "doge": f"{_BEYOND} (dynamic-mask attention with its own A and dt projection, learned residual scales)",
-    "gemma4_text": f"{_BEYOND} (per-layer input embeddings, head dims that differ by layer, KV shared across layers)",
     "longcat_flash": f"{_BEYOND} (two attention blocks and two dense MLPs per layer beside a shortcut MoE with "
                      "zero-computation experts); transformers 5.24 also gives the zero-computation experts gate_up "
                      "weights the checkpoint does not hold (741B parameters for the 560B model)",

@@ -29,6 +29,7 @@ from transformers import (
     MiMoV2FlashConfig,
     JetMoeConfig,
     AXK1Config,
+    Gemma4TextConfig,
     AriaTextConfig,
     FlintConfig,
     GraniteMoeSWAConfig,
@@ -264,6 +265,16 @@ CONFIGS = {
         num_attention_heads=4, n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2, n_group=4, topk_group=2,
         q_lora_rank=30, kv_lora_rank=18, qk_nope_head_dim=12, qk_rope_head_dim=8, v_head_dim=14,
         mlp_layer_types=["dense", "sparse", "dense", "sparse"],
+    ),
+    "gemma4_text-moe": Gemma4TextConfig(
+        vocab_size=1361, hidden_size=88, intermediate_size=132, num_hidden_layers=8, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=12, global_head_dim=20, num_global_key_value_heads=1, attention_k_eq_v=True,
+        hidden_size_per_layer_input=0, enable_moe_block=True, num_experts=6, top_k_experts=2, moe_intermediate_size=18,
+        sliding_window=24, tie_word_embeddings=False, attention_bias=True,
+    ),
+    "gemma4_text": Gemma4TextConfig(
+        vocab_size=1367, hidden_size=84, intermediate_size=144, num_hidden_layers=7, num_attention_heads=6,
+        num_key_value_heads=3, head_dim=10, global_head_dim=22, hidden_size_per_layer_input=0, sliding_window=18,
     ),
 }
 """File stem -> config object."""
