@@ -283,6 +283,10 @@ def test_estimate_engine_prints_a_llama_server_command_check_reads_back(cli):
     assert line == ("llama-server -m Qwen/Qwen3-30B-A3B -ngl 49 -c 16384 -ot 'blk\\.4[0-7]\\.ffn_down_exps=CPU' --n-cpu-moe 12 "
                     "-b 4096 -ub 4096 -ctk f32 -ctv f32")
     back = cli("check", "--gpu", GPU, "--dtype", "q4_k_m", "--json", "--", line).json()
+    text = " ".join(cli("check", "--gpu", GPU, "--dtype", "q4_k_m", "--", line).stdout.split())
+    o = back["offload"]
+    assert (f"host memory {o['host_bytes'] / 2**30:,.2f} GiB of weights (fits in 128 GiB); decode CPU {o['cpu_time_s'] * 1e3:,.2f} ms "
+            f"+ GPU {o['gpu_time_s'] * 1e3:,.2f} ms per step; prefill host part {o['prompt_host_s'] * 1e3:,.1f} ms") in text
     for key in ("gpu_bytes", "host_bytes", "ubatch_tokens", "decode_tokens_per_s", "ttft_s"):
         assert back["offload"][key] == e["throughput"]["offload"][key], key
     assert back["deployment"]["kv_dtype"] == "fp32"
