@@ -252,8 +252,9 @@ def read_cached(repo_id: str, snapshot: Path) -> HubConfig:
     return HubConfig(config, f"Hugging Face cache {snapshot} ({repo_id}@{snapshot.name[:12]})", snapshot=snapshot)
 
 
-def _offline_hint(repo_id: str) -> str:
-    return f"offline alternative: `hf download {repo_id} config.json` where there is network, then run again"
+def _offline_hint(repo_id: str, revision: str | None = None) -> str:
+    at = f" --revision {revision}" if revision else ""
+    return f"offline alternative: `hf download {repo_id} config.json{at}` where there is network, then run again"
 
 
 def _hub_error(error: Exception, repo_id: str, revision: str | None, endpoint: str) -> Exception:
@@ -263,10 +264,10 @@ def _hub_error(error: Exception, repo_id: str, revision: str | None, endpoint: s
     where = f"{repo_id}@{revision}" if revision else repo_id
     status = getattr(getattr(error, "response", None), "status_code", None)
     if isinstance(error, errors.LocalEntryNotFoundError):  # the Hub could not be reached (and nothing is cached)
-        return EnvError(f"{where}: cannot reach {endpoint}; {_offline_hint(repo_id)}")
+        return EnvError(f"{where}: cannot reach {endpoint}; {_offline_hint(repo_id, revision)}")
     if isinstance(error, errors.GatedRepoError) or status == 403:
         return EnvError(f"{where}: gated or forbidden on {endpoint} (HTTP {status}); accept its terms on the model page "
-                        f"and set HF_TOKEN to a token that may read it; {_offline_hint(repo_id)}")
+                        f"and set HF_TOKEN to a token that may read it; {_offline_hint(repo_id, revision)}")
     if isinstance(error, errors.RevisionNotFoundError):
         return SpecError(f"{where}: no such revision on {endpoint}")
     if isinstance(error, errors.RepositoryNotFoundError) or status == 401:
@@ -274,7 +275,7 @@ def _hub_error(error: Exception, repo_id: str, revision: str | None, endpoint: s
                          "check the id, or give a local directory or preset")
     if isinstance(error, errors.EntryNotFoundError) or status == 404:
         return NoConfig(f"{where}: the repository has no config.json on {endpoint}")
-    return EnvError(f"{where}: cannot reach {endpoint} ({type(error).__name__}); {_offline_hint(repo_id)}")
+    return EnvError(f"{where}: cannot reach {endpoint} ({type(error).__name__}); {_offline_hint(repo_id, revision)}")
 
 
 def _is_transport_error(error: Exception, errors) -> bool:
@@ -318,7 +319,8 @@ def fetch_from_hub(repo_id: str, revision: str | None) -> HubConfig:
     return HubConfig(config, f"Hugging Face Hub {endpoint} ({repo_id}@{path.parent.name[:12]})", headers=headers, notes=tuple(notes))
 
 
-def not_cached_error(repo_id: str) -> EnvError:
-    """The error for an id that is neither cached nor fetchable because HF_HUB_OFFLINE is set."""
-    return EnvError(f"{repo_id}: not in the Hugging Face cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is set; "
-                    f"{_offline_hint(repo_id)}")
+def not_cached_error(repo_id: str, revision: str | None = None) -> EnvError:
+    """The error for an id (at ``revision``) that is neither cached nor fetchable because HF_HUB_OFFLINE is set."""
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    return EnvError(f"{where}: not in the Hugging Face cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is set; "
+                    f"{_offline_hint(repo_id, revision)}")
