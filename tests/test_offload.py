@@ -211,6 +211,20 @@ def test_check_from_a_gguf_agrees_with_estimate(cli, tmp_path):
     assert c["startup"]["weights_per_gpu_bytes"] == e["throughput"]["offload"]["gpu_bytes"]
 
 
+def test_check_auto_fit_names_the_fewest_n_cpu_moe(cli):
+    fewest = est(cli, "--context", "8192", "--gpu-layers", "49", "--gpu-util", "1")["throughput"]["offload"]["fewest_n_cpu_moe"]  # llama.cpp: no fraction
+    result = cli("check", "--gpu", GPU, "--json", "--", "llama-server", "-m", MODEL, "-c", "8192")  # bf16: 57 GiB, no -ngl
+    assert result.exit_code == 0 and 20 < fewest < 48
+    assert any(n.endswith(f"give -ngl to check a full offload; moeplan's fewest --n-cpu-moe that fits is {fewest}")
+               for n in result.json()["startup"]["notes"])
+
+
+def test_serving_decode_rate_counts_the_sequences_decoding(cli):
+    o = est(cli, "--dtype", "q4_k_m", "--n-cpu-moe", "10", "--concurrency", "4", "--isl", "1024", "--osl", "256")["throughput"]["offload"]
+    assert o["decode_tokens_per_s"] == pytest.approx(4 / o["time_per_output_token_s"], rel=1e-12)
+    assert o["cpu_time_s"] == pytest.approx(o["host_by_component_bytes"]["routed_experts"] * touched(4) / 80e9, rel=1e-9)
+
+
 def test_check_micro_batch_is_min_of_b_and_ub(cli):
     def check(*flags):
         result = cli("check", "--gpu", GPU, "--dtype", "q4_k_m", "--json", "--", "llama-server", "-m", MODEL, "-c", "8192",

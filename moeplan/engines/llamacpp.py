@@ -153,8 +153,10 @@ def startup(inputs: StartupInputs) -> EngineStartup:
              f"host memory: {gib(offload.host_bytes)} of weights ({', '.join(offload.rules) or 'the token embedding'}); "
              "-ts/--split-mode over several GPUs is not modelled"]
     if auto and used > total - FIT_MARGIN_BYTES:
+        fewest = (f"; moeplan's fewest --n-cpu-moe that fits is {offload.fewest_n_cpu_moe}"
+                  if offload.fewest_n_cpu_moe is not None else "")
         notes.append(f"all layers need {gib(used)} against {gib(total)}: without -ngl llama.cpp's auto-fit moves layers or "
-                     "context to host memory to keep 1 GiB free, so it starts, slower; give -ngl to check a full offload")
+                     f"context to host memory to keep 1 GiB free, so it starts, slower; give -ngl to check a full offload{fewest}")
     if slots > 1:
         notes.append(f"-np {slots}: the {n_ctx:,} cells are shared, {n_ctx // slots:,} per slot")
     if cmd.cache_type_k != cmd.cache_type_v or (cmd.cache_type_k or "f16") not in KV_DTYPES:

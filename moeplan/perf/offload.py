@@ -342,7 +342,8 @@ def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Pl
     """Fit on both sides, the decode speed and the prefill host time of ``placement``; ``memory`` is the memory
     report of the GPU share and ``decode_step`` its expected decode step (moeplan.perf.speed.StepEstimate)."""
     eff = eff or Efficiency()
-    touched = touched_fraction(spec, d.batch, d)
+    batch = math.ceil(decode_step.decode_sequences - 1e-9)  # --batch, or the sequences decoding together when serving
+    touched = touched_fraction(spec, batch, d)
     host_kv = host_kv_bytes(spec, d, placement, memory.batch, memory.context)
     gpu_kv = memory.most_loaded.kv_cache_bytes - host_kv
     gpu_bound = (_read_bytes(placement.gpu, touched) + gpu_kv) / (gpu.hbm_bytes_per_s * eff.hbm)
@@ -370,13 +371,13 @@ def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Pl
         fits_in_host_memory=host_bytes + host_kv <= available,
         fits_in_vram=vram_bytes(spec, d, placement, memory) <= memory.usable_bytes, gpu_time_s=gpu_time, gpu_bound_s=gpu_bound,
         cpu_time_s=cpu_time,
-        pcie_stream_time_s=host_read / pcie, time_per_output_token_s=tpot, decode_tokens_per_s=d.batch / tpot,
+        pcie_stream_time_s=host_read / pcie, time_per_output_token_s=tpot, decode_tokens_per_s=batch / tpot,
         ubatch_tokens=ubatch, prompt_tokens=prompt, prefill_host_path=path, prefill_host_s=host_s(chunk),
         prompt_host_s=full * host_s(ubatch) + (host_s(rest) if rest else 0.0), staging_bytes=staging,
         assumptions=[
             f"offload: {', '.join(placement.rules)}; the token embedding stays in host RAM (llama.cpp's input layer)",
             f"decode step = the GPU share's expected step (less the ops the CPU runs) + host bytes / {d.host_memory_gb_s:g} GB/s (the blocks run in order; "
-            f"routed experts read at the {touched:.1%} a step of {d.batch} tokens touches); bound: GPU bytes / "
+            f"routed experts read at the {touched:.1%} a step of {batch} tokens touches); bound: GPU bytes / "
             f"{gpu.hbm_bytes_per_s * eff.hbm / 1e12:,.2f} TB/s + the same host part",
             f"prefill: micro-batches of {ubatch} tokens (-ub); host-weight ops of a micro-batch of ≥ {OP_OFFLOAD_MIN_BATCH} tokens "
             f"run on the GPU after their used experts are copied over PCIe at {pcie / 1e9:,.1f} GB/s (ggml op offload; "
