@@ -45,6 +45,11 @@ class PerfConstants(BaseModel):
     hidden 2048–7168, top-1 to top-10: mean |log error| 12%)."""
     expert_link_fraction: float = Field(0.50, gt=0, le=1.2)
     """Share of the catalogue NVLink bandwidth DeepEP dispatch/combine payloads reach (fit)."""
+    expert_normal_latency_s: float = Field(32e-6, ge=0)
+    """α of one DeepEP normal-mode dispatch or combine, what steps carrying prompts use (fit with the next on DeepEP
+    normal, one 8-H100 node, 1–131,072 tokens, best SM count: mean |log error| 10%)."""
+    expert_normal_link_fraction: float = Field(0.76, gt=0, le=1.2)
+    """Share of the catalogue NVLink bandwidth DeepEP normal payloads reach (one bf16 copy per token and rank)."""
     inter_node_latency_s: float = Field(20e-6, ge=0)
     """α of a collective whose ring or all-to-all crosses nodes over the NIC."""
     measured_on: str | None = None
@@ -70,8 +75,8 @@ def calibrated(efficiency) -> PerfConstants:
     if efficiency.gemm != 1.0:
         update["gemm_fraction"] = efficiency.gemm
     if efficiency.link != 1.0:
-        update.update(link_fraction=efficiency.link, expert_link_fraction=efficiency.link)
+        update.update(link_fraction=efficiency.link, expert_link_fraction=efficiency.link, expert_normal_link_fraction=efficiency.link)
     if efficiency.collective_latency_s != COLLECTIVE_LATENCY_S:
         update.update(collective_latency_s=efficiency.collective_latency_s, collective_hop_latency_s=0.0,
-                      expert_dispatch_latency_s=efficiency.collective_latency_s)
+                      expert_dispatch_latency_s=efficiency.collective_latency_s, expert_normal_latency_s=efficiency.collective_latency_s)
     return DEFAULT.model_copy(update=update)

@@ -22,7 +22,8 @@ ACTIVATION_BYTES = 2
 
 BOUND = PerfConstants(hbm_fraction=1, gemm_fraction=1, gemm_tile_rows=1, kernel_s=0, eager_kernel_s=0, step_overhead_s=0,
                       request_overhead_s=0, elementwise_passes=0, link_fraction=1, collective_latency_s=0, collective_hop_latency_s=0,
-                      expert_dispatch_latency_s=0, expert_link_fraction=1, inter_node_latency_s=0)
+                      expert_dispatch_latency_s=0, expert_link_fraction=1, expert_normal_latency_s=0,
+                      expert_normal_link_fraction=1, inter_node_latency_s=0)
 """Constants of the speed-of-light bound: catalogue peaks, no padding, no fixed costs, no latency."""
 
 
@@ -106,14 +107,20 @@ def all_reduce_s(ns, message_bytes, gpus, link_bytes_per_s, nic_bytes_per_s, gpu
 
 
 def dispatch_combine_s(ns, s: StepShape, tokens, c: PerfConstants):
-    """One MoE layer's expert-parallel dispatch and combine (DeepEP): each GPU sends its tokens / tp slice of the
-    replica's tokens, k copies per token (low-latency semantics), the (ep − 1)/ep that leave it; dispatch at
-    dispatch_bytes, combine in bf16; the share bound for other nodes over the NIC; 2α."""
-    remote = tokens / s.tp * s.top_k * s.dispatch_width * (s.dispatch_bytes + ACTIVATION_BYTES) * (s.ep - 1) / s.ep
+    """One MoE layer's expert-parallel dispatch and combine (DeepEP) of each GPU's tokens / tp slice of the replica's
+    tokens; the (ep − 1)/ep of the copies that leave the GPU cross the link, the share bound for other nodes the NIC,
+    plus 2α. A decode-only step runs low-latency mode: k copies per token, dispatch at dispatch_bytes, combine in
+    bf16. A step carrying prompts runs normal mode: one bf16 copy per token and destination rank, ep·(1 − (1 − 1/ep)^k)."""
+    decode_only = s.prefill == 0
+    ranks = s.ep * (1 - (1 - 1 / s.ep) ** s.top_k)
+    copies = ns.where(decode_only, s.top_k * (s.dispatch_bytes + ACTIVATION_BYTES), ranks * 2 * ACTIVATION_BYTES)
+    remote = tokens / s.tp * copies * s.hidden * (s.ep - 1) / s.ep
+    fraction = ns.where(decode_only, c.expert_link_fraction, c.expert_normal_link_fraction)
     inter_share = ns.max(s.ep - s.gpus_per_node, 0) / s.ep
-    intra_s = remote * (1 - inter_share) / (s.link_bytes_per_s * c.expert_link_fraction)
+    intra_s = remote * (1 - inter_share) / (s.link_bytes_per_s * fraction)
     inter_s = remote * inter_share / s.nic_bytes_per_s
-    alpha = ns.where(s.ep > s.gpus_per_node, c.inter_node_latency_s, c.expert_dispatch_latency_s)
+    alpha = ns.where(s.ep > s.gpus_per_node, c.inter_node_latency_s,
+                     ns.where(decode_only, c.expert_dispatch_latency_s, c.expert_normal_latency_s))
     return 2 * alpha + ns.max(intra_s, inter_s)
 
 
