@@ -7,8 +7,9 @@ expert replicas (Megatron's expert data parallel). See docs/formulas.md §Memory
 """
 
 import math
+from collections.abc import Iterator
 
-from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError, model_validator
 
 from moeplan.docstrings import add_field_docstrings
 from moeplan.errors import SpecError
@@ -148,3 +149,38 @@ def implied_num_gpus(given: dict[str, int]) -> int:
     else:
         width = math.lcm(given.get("tp", 1) * given.get("dp", 1), expert_gpus)
     return given.get("pp", 1) * width
+
+
+def search_gpu_counts(max_gpus: int, gpus_per_node: int) -> list[int]:
+    """GPU counts `moeplan plan` searches: any count within one node, then whole nodes, up to max_gpus."""
+    return [*range(1, min(max_gpus, gpus_per_node) + 1), *range(2 * gpus_per_node, max_gpus + 1, gpus_per_node)]
+
+
+def placement_allowed(layouts, gpus_per_node: int):
+    """The placement rules of the search, on a Layout (a bool) or moeplan.plan's LayoutArrays (a mask): a TP group
+    stays inside one node (tp ≤ GPUs per node, and tp divides GPUs per node once the deployment spans nodes), and
+    an EP group is either inside one node or made of whole nodes (the all-to-all model's rule, spec_all_to_all_traffic)."""
+    tp, ep = layouts.tp, layouts.ep
+    single_node = layouts.num_gpus <= gpus_per_node
+    ok = (tp <= gpus_per_node) & (single_node | (gpus_per_node % tp == 0))
+    return ok & ((ep <= gpus_per_node) | (ep % gpus_per_node == 0))
+
+
+def search_layouts(spec: ModelSpec, num_gpus: int, gpus_per_node: int) -> Iterator[Layout]:
+    """The layouts of `moeplan plan`'s search on ``num_gpus`` GPUs, in its order (moeplan.plan.layouts.enumerate_layouts):
+    tp up to a node, then pp up to the layer count, then ep among the divisors of the expert count (at most
+    num_gpus, since ep × etp divides tp × dp), etp by default; those Layout, layout_problems and
+    placement_allowed accept."""
+    experts = spec.moe.num_experts if spec.moe else 1
+    eps = [ep for ep in range(1, min(experts, num_gpus) + 1) if experts % ep == 0]
+    for tp in range(1, gpus_per_node + 1):
+        for pp in range(1, spec.num_layers + 1):
+            if num_gpus % (tp * pp):
+                continue
+            for ep in eps:
+                try:
+                    layout = Layout(tp=tp, ep=ep, pp=pp, dp=num_gpus // (tp * pp))
+                except ValidationError:
+                    continue
+                if placement_allowed(layout, gpus_per_node) and not layout_problems(spec, layout):
+                    yield layout

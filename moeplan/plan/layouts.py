@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moeplan.layout.parallel import Layout, mixer_tp_counts
+from moeplan.layout.parallel import Layout, mixer_tp_counts, placement_allowed, search_gpu_counts
 from moeplan.spec.model import ModelSpec
 
 
@@ -85,20 +85,8 @@ def allowed(spec: ModelSpec, layouts: LayoutArrays) -> np.ndarray:
 
 
 def gpu_counts(max_gpus: int, gpus_per_node: int) -> np.ndarray:
-    """GPU counts a deployment uses: any count within one node, then whole nodes."""
-    within = np.arange(1, min(max_gpus, gpus_per_node) + 1)
-    nodes = np.arange(2 * gpus_per_node, max_gpus + 1, gpus_per_node)
-    return np.concatenate([within, nodes]).astype(np.int64)
-
-
-def placement_allowed(layouts: LayoutArrays, gpus_per_node: int) -> np.ndarray:
-    """The placement rules of the search: a TP group stays inside one node (tp ≤ GPUs per node, and tp
-    divides GPUs per node once the deployment spans nodes), and an EP group is either inside one node or
-    made of whole nodes (the all-to-all model's rule, spec_all_to_all_traffic)."""
-    tp, ep = layouts.tp, layouts.ep
-    single_node = layouts.num_gpus <= gpus_per_node
-    ok = (tp <= gpus_per_node) & (single_node | (gpus_per_node % tp == 0))
-    return ok & ((ep <= gpus_per_node) | (ep % gpus_per_node == 0))
+    """GPU counts a deployment uses (moeplan.layout.parallel.search_gpu_counts): any count within one node, then whole nodes."""
+    return np.array(search_gpu_counts(max_gpus, gpus_per_node), dtype=np.int64)
 
 
 def _divisors(n: int) -> np.ndarray:
