@@ -93,16 +93,7 @@ def cached_snapshot(repo_id: str, revision: str | None = None, cache_dir: Path |
 
 def _only_snapshot(repo_id: str, cache_dir: Path) -> Path | None:
     """Without refs/main (a download by commit): the one cached revision that holds config.json."""
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    if not _repo_folder_exists(repo_id, cache_dir):
-        return None
-    try:
-        info = scan_cache_dir(cache_dir)
-    except CacheNotFound:
-        return None
-    repo = next((r for r in info.repos if r.repo_id == repo_id and r.repo_type == "model"), None)
+    repo = _cached_repo(repo_id, cache_dir)
     revisions = sorted((r for r in repo.revisions if (r.snapshot_path / "config.json").is_file()),
                        key=lambda r: r.commit_hash) if repo else []
     if len(revisions) > 1:
@@ -111,26 +102,26 @@ def _only_snapshot(repo_id: str, cache_dir: Path) -> Path | None:
     return revisions[0].snapshot_path if revisions else None
 
 
-def _repo_folder_exists(repo_id: str, cache_dir: Path) -> bool:
-    """Whether the cache has a folder for the repository at all (so a whole-cache scan is worth it)."""
-    return (cache_dir / ("models--" + repo_id.replace("/", "--"))).is_dir()
+def _cached_repo(repo_id: str, cache_dir: Path):
+    """huggingface_hub's record (CachedRepoInfo) of the model repository ``repo_id`` in the cache, or None; the
+    whole cache is scanned only when it has a folder for the repository."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    if not (cache_dir / ("models--" + repo_id.replace("/", "--"))).is_dir():
+        return None
+    try:
+        info = scan_cache_dir(cache_dir)
+    except CacheNotFound:
+        return None
+    return next((r for r in info.repos if r.repo_id == repo_id and r.repo_type == "model"), None)
 
 
 def cached_gguf(repo_id: str, revision: str | None, quant: str | None, cache_dir: Path | None = None) -> Path | None:
     """The cached GGUF file (first part of a split one) of ``repo_id`` whose path names ``quant`` (case-insensitive),
     from the cache's file listing (``scan_cache_dir``); None when none is cached. Several candidates: SpecError
     naming them. Multimodal projector files (mmproj) are not models."""
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    cache_dir = cache_dir or hub_cache_dir()
-    if not _repo_folder_exists(repo_id, cache_dir):
-        return None
-    try:
-        info = scan_cache_dir(cache_dir)
-    except CacheNotFound:
-        return None
-    repo = next((r for r in info.repos if r.repo_id == repo_id and r.repo_type == "model"), None)
+    repo = _cached_repo(repo_id, cache_dir or hub_cache_dir())
     if repo is None:
         return None
     revisions = [r for r in repo.revisions if (revision or "main") in r.refs or (revision and r.commit_hash.startswith(revision))]
