@@ -225,6 +225,18 @@ def test_serving_decode_rate_counts_the_sequences_decoding(cli):
     assert o["cpu_time_s"] == pytest.approx(o["host_by_component_bytes"]["routed_experts"] * touched(4) / 80e9, rel=1e-9)
 
 
+@pytest.mark.parametrize("flags, length, concurrency", [
+    ([], 32768, 1.0),  # -np auto: 4 slots, unified KV cache (tools/server/server.cpp)
+    (["-np", "4"], 8192, 4.0),  # explicit -np: n_ctx / 4, padded to 256
+    (["-np", "3"], 11008, 32768 / 11008),  # 10,922 padded up to 11,008
+    (["-np", "4", "-kvu"], 32768, 1.0),
+])
+def test_check_slots_split_or_share_the_cells(cli, flags, length, concurrency):
+    s = cli("check", "--gpu", GPU, "--json", "--", "llama-server", "-m", MODEL, "-c", "32768", "--n-cpu-moe", "48",
+            *flags).json()["startup"]
+    assert (s["max_model_len"], s["max_concurrency"], s["kv_tokens"]) == (length, pytest.approx(concurrency), 32768)
+
+
 def test_check_micro_batch_is_min_of_b_and_ub(cli):
     def check(*flags):
         result = cli("check", "--gpu", GPU, "--dtype", "q4_k_m", "--json", "--", "llama-server", "-m", MODEL, "-c", "8192",

@@ -112,6 +112,8 @@ class EngineCommand(BaseModel):
     """llama.cpp -ot PATTERN=BUFT,... (every -ot given, in order, comma-joined)."""
     batch_size: int | None = None
     """llama.cpp -b: the logical batch; the micro-batch is min(-b, -ub)."""
+    kv_unified: bool | None = None
+    """llama.cpp -kvu/--no-kv-unified: one KV buffer all slots share; None: on when -np is not given."""
     cache_type_k: str | None = None
     cache_type_v: str | None = None
     """llama.cpp -ctk/-ctv (f16, q8_0, q4_0, ...)."""

@@ -30,6 +30,8 @@ CACHE_TYPES = {name: name for name in CACHE_TYPE_BYTES}
 KV_DTYPES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
 """Cache types moeplan's KV dtype expresses (the estimate's KV cache equals llama.cpp's); quantized ones are
 counted by this module's start-up only."""
+AUTO_SLOTS = 4
+"""Slots without -np: tools/server/server.cpp sets n_parallel = 4 and kv_unified = true when -np is auto."""
 DEFAULT_BATCH = 2048
 """-b default: the logical batch (common/common.h n_batch); llama.cpp runs min(-b, -ub) tokens at a time."""
 ALL_LAYERS = -2
@@ -56,6 +58,7 @@ FLAGS = [
     Flag(("-ctk", "--cache-type-k"), "cache_type_k", choice(CACHE_TYPES)),
     Flag(("-ctv", "--cache-type-v"), "cache_type_v", choice(CACHE_TYPES)),
     Flag(("-np", "--parallel"), "max_num_seqs", whole),
+    Flag(("-kvu", "--kv-unified"), "kv_unified"),
     Flag(("-b", "--batch-size"), "batch_size", whole),
     Flag(("-ub", "--ubatch-size"), "max_num_batched_tokens", whole),
 ]
@@ -118,6 +121,16 @@ def kv_cache_bytes(spec: ModelSpec, n_ctx: int, layers: range, cache_k: str, cac
     return math.ceil(total)
 
 
+def slot_context(cmd: EngineCommand, n_ctx: int) -> tuple[int, int]:
+    """(slots, cells one slot may use): with a unified KV cache (-kvu, or -np not given) every slot may use all
+    n_ctx cells; else n_ctx / -np padded to 256 (src/llama-context.cpp n_ctx_seq, GGML_PAD)."""
+    slots = cmd.max_num_seqs or AUTO_SLOTS
+    unified = cmd.kv_unified if cmd.kv_unified is not None else cmd.max_num_seqs is None
+    if unified or slots == 1:
+        return slots, n_ctx
+    return slots, min(n_ctx, -(-(n_ctx // slots) // 256) * 256)
+
+
 def _override_order(cmd: EngineCommand) -> list[str]:
     """A note when an -ot to the GPU follows --cpu-moe/--n-cpu-moe: llama.cpp keeps the overrides in the order
     given (first match wins), moeplan.perf.offload applies -ot first."""
@@ -146,7 +159,7 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     auto = cmd.gpu_layers is None
     failure, shortfall = fail_first([(used > total and not auto,
                                       "cudaMalloc failed: out of memory (weights + KV cache + compute buffer)", used - total)])
-    slots = min(cmd.max_num_seqs or 1, n_ctx)
+    slots, length = slot_context(cmd, n_ctx)
     per_token = kv // n_ctx
     attention_layers = sum(1 for i in gpu_blocks if spec.is_attention_layer(i))
     notes = [f"llama_kv_cache: {n_ctx:,} cells, {attention_layers} layers on the GPU, K ({cache_k}) + V ({cache_v}): {gib(kv)}",
@@ -157,8 +170,10 @@ def startup(inputs: StartupInputs) -> EngineStartup:
                   if offload.fewest_n_cpu_moe is not None else "")
         notes.append(f"all layers need {gib(used)} against {gib(total)}: without -ngl llama.cpp's auto-fit moves layers or "
                      f"context to host memory to keep 1 GiB free, so it starts, slower; give -ngl to check a full offload{fewest}")
-    if slots > 1:
-        notes.append(f"-np {slots}: the {n_ctx:,} cells are shared, {n_ctx // slots:,} per slot")
+    if length < n_ctx:
+        notes.append(f"-np {slots}: the {n_ctx:,} cells are split, {length:,} per slot (-kvu shares them)")
+    else:
+        notes.append(f"{slots} slot{'s' if slots > 1 else ''} share the {n_ctx:,} cells (unified KV cache): one request may use all")
     if cmd.cache_type_k != cmd.cache_type_v or (cmd.cache_type_k or "f16") not in KV_DTYPES:
         notes.append(f"-ctk {cache_k} -ctv {cache_v}: the KV cache above is llama.cpp's; the speed figures read it as bf16")
     notes += [f"{flag}: {why}" for flag, why in NOT_MODELLED.items() if flag in cmd.ignored]
@@ -172,7 +187,7 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     return EngineStartup(
         starts=failure is None, failure=failure, shortfall_bytes=shortfall, total_bytes=total, budget=budget,
         weights_per_gpu_bytes=offload.gpu_bytes, kv_pool_bytes=kv, kv_bytes_per_token=per_token, block_size=1, kv_blocks=n_ctx,
-        kv_tokens=n_ctx, max_model_len=n_ctx // slots, max_concurrency=float(slots), notes=notes)
+        kv_tokens=n_ctx, max_model_len=length, max_concurrency=n_ctx / length, notes=notes)
 
 
 def launch_argv(model: str, layout: Layout, deployment: Deployment, spec: ModelSpec) -> list[str]:
