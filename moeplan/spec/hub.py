@@ -231,15 +231,20 @@ def _snapshot_checkpoint(snapshot: Path, num_layers: int | None) -> tuple[Checkp
     return summarize_checkpoint(snapshot, num_layers), []
 
 
+def read_json_object(path: Path) -> dict:
+    """A JSON file of a snapshot or checkpoint folder that must hold an object; SpecError naming it otherwise."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpecError(f"{path}: unreadable ({error})") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: must hold a JSON object")
+    return data
+
+
 def read_cached(repo_id: str, snapshot: Path) -> HubConfig:
     """config.json of a cached snapshot."""
-    config_path = snapshot / "config.json"
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SpecError(f"{config_path}: unreadable config.json ({error})") from None
-    if not isinstance(config, dict):
-        raise SpecError(f"{config_path}: config.json must hold a JSON object")
+    config = read_json_object(snapshot / "config.json")
     return HubConfig(config, f"Hugging Face cache {snapshot} ({repo_id}@{snapshot.name[:12]})", snapshot=snapshot)
 
 

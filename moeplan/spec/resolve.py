@@ -1,7 +1,6 @@
 """Turn what the user typed (a preset name, a config or spec file, a model directory, a Hugging Face id or
 cache folder, flags) into a spec."""
 
-import json
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from moeplan.spec.hub import (
     not_cached_gguf_error,
     parse_repo_id,
     read_cached,
+    read_json_object,
 )
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.overrides import apply_overrides, spec_from_flags
@@ -58,13 +58,7 @@ def _with_modelopt_config(config: dict, directory: Path) -> dict:
     extra = directory / "hf_quant_config.json"
     if "quantization_config" in config or not extra.is_file():
         return config
-    try:
-        quantization = json.loads(extra.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SpecError(f"{extra}: unreadable ({error})") from None
-    if not isinstance(quantization, dict):
-        raise SpecError(f"{extra}: must hold a JSON object")
-    return {**config, "quantization_config": {"quant_method": "modelopt", **quantization}}
+    return {**config, "quantization_config": {"quant_method": "modelopt", **read_json_object(extra)}}
 
 
 def _from_gguf(path: Path, name: str | None = None) -> ResolvedSpec:
