@@ -120,6 +120,7 @@ def test_training_reports_step_time_tokens_and_mfu(cli):
             "--context", "4096"]
     data = cli(*args, "--json").json()
     t = data["training"]
+    assert "throughput" not in data  # the inference speed block (decode, TTFT) is not a training figure
     assert t["global_batch"] == 2 * 4 * 2 and t["tokens_per_step"] == 16 * 4096
     model_flops = training_flops_per_token(load_preset("mixtral-8x7b"), 4096, "none") * 16 * 4096
     assert t["model_flops_per_step"] == pytest.approx(model_flops)

@@ -50,7 +50,8 @@ def estimate(
 
         report.launch_command = estimate_launch_command(engine, report.layout, deployment, resolved.spec)
     if json_:
-        print_json(verdict if brief else report)
+        # training reports its step time, tokens/s and MFU (`training`), not the inference speed block
+        print_json(verdict if brief else report, exclude={"throughput"} if report.deployment.mode == "training" else None)
     else:
         _render(report, brief)
         if breakdown:

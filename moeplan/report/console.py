@@ -48,6 +48,6 @@ def fitted_table(headers: list[str], rows: list[list[str]], left: tuple[str, ...
     return table
 
 
-def print_json(model: BaseModel) -> None:
-    """Print a report model as JSON on stdout (plain text, no colour)."""
-    print(model.model_dump_json(indent=2))
+def print_json(model: BaseModel, exclude: set[str] | None = None) -> None:
+    """Print a report model as JSON on stdout (plain text, no colour), without the ``exclude`` fields."""
+    print(model.model_dump_json(indent=2, exclude=exclude))
