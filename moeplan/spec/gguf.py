@@ -211,30 +211,25 @@ def _gguf_version() -> str:
 def read_header(path: Path) -> GGUFHeader:
     """Metadata and tensor table of a GGUF file (all parts of a split one), reading no tensor data.
     Tensor shapes are in PyTorch order (outermost first): token_embd is [vocab, hidden]."""
-    metadata: dict[str, object] = {}
-    tensors = []
-    for index, part in enumerate(split_parts(path)):
+
+    def read(part: Path) -> tuple[dict[str, object], list]:
         try:
-            part_metadata, part_tensors = _Header.of_file(part).read()
+            return _Header.of_file(part).read()
         except (OSError, ValueError) as error:
             raise SpecError(f"{part}: not a readable GGUF file ({error})") from None
-        tensors += part_tensors
-        if not index:
-            metadata = part_metadata
-    return GGUFHeader(metadata, tensors)
+
+    return _joined([read(part) for part in split_parts(path)])
 
 
 def header_from_bytes(parts: list[tuple[str, bytes]]) -> GGUFHeader:
     """Metadata and tensor table from the first bytes of each part of a (remote) GGUF file, in part order;
     HeaderTruncated when a part's bytes end inside its header."""
-    metadata: dict[str, object] = {}
-    tensors = []
-    for index, (name, data) in enumerate(parts):
-        part_metadata, part_tensors = _Header(data, name).read()
-        tensors += part_tensors
-        if not index:
-            metadata = part_metadata
-    return GGUFHeader(metadata, tensors)
+    return _joined([_Header(data, name).read() for name, data in parts])
+
+
+def _joined(parts: list[tuple[dict[str, object], list]]) -> GGUFHeader:
+    """One header from its parts' (metadata, tensors), in part order: the first part's metadata, every tensor."""
+    return GGUFHeader(parts[0][0] if parts else {}, [tensor for _, tensors in parts for tensor in tensors])
 
 
 def _hf_config(metadata: dict[str, object], tensors: dict[str, list[int]], source: str) -> dict:
