@@ -66,7 +66,7 @@ FLAGS = [
 IGNORED_SWITCHES = frozenset({"--jinja", "--cont-batching", "--no-mmap", "--mlock", "--swa-full", "--no-webui",
                               "--metrics", "--no-op-offload", "--op-offload", "-nkvo", "--no-kv-offload"})
 NOT_MODELLED = {"--no-op-offload": "prefill is modelled with op offload on (host-weight ops of ≥ 32-token micro-batches "
-                                   "on the GPU); with --no-op-offload the CPU runs them",
+                                   "on the GPU); with --no-op-offload the CPU runs them, slower (its compute is not modelled)",
                 "-nkvo": "the KV cache is counted in VRAM; -nkvo keeps it in host memory",
                 "--no-kv-offload": "the KV cache is counted in VRAM; --no-kv-offload keeps it in host memory"}
 """Switches moeplan reads but does not model, and what the figures assume instead."""

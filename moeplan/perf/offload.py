@@ -316,7 +316,7 @@ def vram_bytes(spec: ModelSpec, d: Deployment, placement: Placement, memory: Mem
 
 def prefill_host_s(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Placement, tokens: int, eff: Efficiency) -> float:
     """Host part of one micro-batch of ``tokens``: the host weights it uses over PCIe (op offload, ≥ 32 tokens)
-    or read by the CPU (fewer)."""
+    or read by the CPU (fewer: memory-bound at so few tokens)."""
     read = _read_bytes(placement.host, touched_fraction(spec, tokens, d))
     if tokens >= OP_OFFLOAD_MIN_BATCH:
         return read / ((gpu.pcie_bytes_per_s_per_direction or gpu.link_bytes_per_s_per_direction) * eff.pcie)
