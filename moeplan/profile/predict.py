@@ -84,6 +84,12 @@ class Predictor:
     def _none(self, reason: str | None = None) -> Prediction:
         return Prediction(unavailable=reason or self.unavailable)
 
+    def _gpu_link(self, nvlink: bool) -> tuple[float | None, str]:
+        """The catalogue's per-direction rate between two GPUs, NVLink when it joins them, else PCIe, and its name."""
+        if nvlink:
+            return self.gpu.link_bytes_per_s_per_direction, "NVLink"
+        return self.gpu.pcie_bytes_per_s_per_direction, "PCIe"
+
     def hbm_copy(self, copy_bytes: int) -> Prediction:
         """Device-local copy: read + write = 2·bytes at the spec HBM bandwidth."""
         if self.gpu is None:
@@ -123,10 +129,10 @@ class Predictor:
         """Peer copy: bytes at the NVLink rate per direction when NVLinks join the pair, else at the PCIe rate."""
         if self.gpu is None:
             return self._none()
-        rate = self.gpu.link_bytes_per_s_per_direction if nvlink else self.gpu.pcie_bytes_per_s_per_direction
+        rate, name = self._gpu_link(nvlink)
         if rate is None:
-            return self._none(f"the catalogue has no {'NVLink' if nvlink else 'PCIe'} figure for {self.gpu.name}")
-        return Prediction(time_s=nbytes / rate, spec_ceiling_per_s=rate, basis=f"bytes / {'NVLink' if nvlink else 'PCIe'} {rate / 1e9:,.1f} GB/s per direction ({self.gpu.name})")
+            return self._none(f"the catalogue has no {name} figure for {self.gpu.name}")
+        return Prediction(time_s=nbytes / rate, spec_ceiling_per_s=rate, basis=f"bytes / {name} {rate / 1e9:,.1f} GB/s per direction ({self.gpu.name})")
 
     def alltoall(self, remote_bytes: int, nvlink: bool = True, fit: AlphaBetaFit | None = None, inter_bytes: int = 0) -> Prediction:
         """All-to-all: α + max(the busiest rank's intra-node remote bytes / β, its inter-node bytes / NIC), with β
@@ -135,10 +141,10 @@ class Predictor:
         Achievable: the fitted β of this run's uniform sweep."""
         if self.gpu is None:
             return self._none()
-        rate = self.gpu.link_bytes_per_s_per_direction if nvlink else self.gpu.pcie_bytes_per_s_per_direction
+        rate, name = self._gpu_link(nvlink)
         if rate is None:
-            return self._none(f"the catalogue has no {'NVLink' if nvlink else 'PCIe'} figure for {self.gpu.name}")
-        link = f"{'NVLink' if nvlink else 'PCIe'} {rate / 1e9:,.1f} GB/s per direction"
+            return self._none(f"the catalogue has no {name} figure for {self.gpu.name}")
+        link = f"{name} {rate / 1e9:,.1f} GB/s per direction"
         if inter_bytes:
             return Prediction(
                 time_s=max(remote_bytes / rate, inter_bytes / NIC_BYTES_PER_S),
