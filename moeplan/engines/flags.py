@@ -29,24 +29,23 @@ class Flag:
     repeat: bool = False
 
 
-def whole(text: str, flag: str) -> int:
-    """A positive whole number."""
+def _integer(text: str, flag: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise SpecError(f"{flag}: {text!r} is not a whole number") from None
-    if value <= 0:
+
+
+def whole(text: str, flag: str) -> int:
+    """A positive whole number."""
+    if (value := _integer(text, flag)) <= 0:
         raise SpecError(f"{flag}: {text!r} must be positive")
     return value
 
 
 def count(text: str, flag: str) -> int:
     """A non-negative whole number (llama.cpp's -ngl 0, --n-cpu-moe 0)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise SpecError(f"{flag}: {text!r} is not a whole number") from None
-    if value < 0:
+    if (value := _integer(text, flag)) < 0:
         raise SpecError(f"{flag}: {text!r} must not be negative")
     return value
 
