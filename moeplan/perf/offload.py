@@ -15,8 +15,9 @@ are given llama.cpp's names (attn_q, ffn_up_exps, ffn_down_shexp, ffn_gate_inp, 
 bytes in proportion to parameters. Fit: VRAM holds the GPU tensors, the GPU blocks' KV cache, the activations
 (memory_report on the GPU share) and the op-offload copy of one host tensor; host RAM holds the rest; the
 largest batch and context are searched on that VRAM. Decode: llama.cpp runs the blocks in order, so a step
-takes GPU bytes / HBM bandwidth + host bytes / --host-memory-gb-s (both read the routed experts a step
-touches, nothing else of the embedding).
+takes the GPU share's expected step (moeplan.perf.speed, less the ops the CPU runs) + host bytes /
+--host-memory-gb-s (the routed experts a step touches, nothing of the embedding); the bound puts GPU bytes /
+HBM bandwidth in place of the GPU's step.
 
 Prefill: llama.cpp processes a prompt in micro-batches of -ub tokens (--prefill-chunk; default 512,
 common/common.h n_ubatch). ggml's scheduler hands an op whose weight sits in host memory to the GPU when
@@ -387,6 +388,10 @@ def offload_estimate(spec: ModelSpec, d: Deployment, gpu: GPUSpec, placement: Pl
     )
 
 
+BATCH_SEARCH_CAP = 2**24
+"""Sequences the largest-batch search stops at (a model with no per-sequence memory would otherwise not end)."""
+
+
 def _largest(fits: Callable[[int], bool], low: int, high: int | None) -> int:
     """Largest n ≥ low with fits(n) (fits(low) holds; fits is monotone): doubling up to ``high``, then bisection."""
     step = max(low, 1)
@@ -412,7 +417,7 @@ def offload_limits(spec: ModelSpec, d: Deployment, placement: Placement, memory:
         return vram_bytes(spec, d, placement, memory_at(batch, context)) <= usable
 
     batch, context = memory.batch, memory.context
-    max_batch = _largest(lambda b: fits(b, context), 0, None) if fits(1, context) else 0
+    max_batch = _largest(lambda b: fits(b, context), 0, BATCH_SEARCH_CAP) if fits(1, context) else 0
     if memory.max_context is None:
         return max_batch, None, memory.max_context_limit
     trained = spec.max_position_embeddings
