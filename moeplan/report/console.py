@@ -26,7 +26,8 @@ class LazyConsole:
         setattr(self.real(), name, value)
 
 
-console = LazyConsole(highlight=False)
+console = LazyConsole(highlight=False, emoji=False)
+"""stdout; no `:name:` emoji codes (user text stays as written, and rich's emoji table is not loaded)."""
 
 
 def fitted_table(headers: list[str], rows: list[list[str]], left: tuple[str, ...] = (), wraps: tuple[str, ...] = (), **options):
