@@ -10,6 +10,7 @@ cache) and the safetensors headers are read by byte range (``get_safetensors_met
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -158,24 +159,17 @@ at most 256 MiB (a 256k-token vocabulary with merges is about 10 MiB)."""
 def fetch_gguf_from_hub(repo_id: str, revision: str | None, quant: str | None):
     """The header of a repository's GGUF file (every part of a split one) by byte ranges, never the tensors;
     (GGUFHeader, the file's path in the repository, source)."""
-    from huggingface_hub import HfApi, constants, errors, hf_hub_url
+    from huggingface_hub import hf_hub_url
     from huggingface_hub.hf_api import RepoFile
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status, logging
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
     from moeplan.spec.gguf import SPLIT, HeaderTruncated, header_from_bytes
 
-    constants.HF_HUB_OFFLINE = is_offline()
-    logging.set_verbosity_error()
-    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    token = os.environ.get("HF_TOKEN") or None
-    api = HfApi(endpoint=endpoint, token=token)
+    api = _hub_api()
+    endpoint = api.endpoint
     label = f"{repo_id}:{quant}" if quant else repo_id
-    try:
+    with _hub_call(repo_id, revision, endpoint):
         listed = [f.path for f in api.list_repo_tree(repo_id, recursive=True, revision=revision) if isinstance(f, RepoFile)]
-    except Exception as error:
-        if not _is_transport_error(error, errors):
-            raise
-        raise _hub_error(error, repo_id, revision, endpoint) from None
     chosen = pick_gguf(listed, repo_id, quant)
     if chosen is None:
         raise SpecError(f"{label}: the repository holds no GGUF file{' naming ' + quant if quant else ''} on {endpoint}")
@@ -191,14 +185,10 @@ def fetch_gguf_from_hub(repo_id: str, revision: str | None, quant: str | None):
         size = _FIRST_RANGE_BYTES
         while True:
             url = hf_hub_url(repo_id, part, revision=revision, endpoint=endpoint)
-            try:
-                response = get_session().get(url, headers={**build_hf_headers(token=token), "range": f"bytes=0-{size - 1}"},
+            with _hub_call(repo_id, revision, endpoint):
+                response = get_session().get(url, headers={**build_hf_headers(token=api.token), "range": f"bytes=0-{size - 1}"},
                                              timeout=10, follow_redirects=True)
                 hf_raise_for_status(response)
-            except Exception as error:
-                if not _is_transport_error(error, errors):
-                    raise
-                raise _hub_error(error, repo_id, revision, endpoint) from None
             data = response.content
             try:
                 header_from_bytes([(part, data)])
@@ -274,6 +264,30 @@ def _hub_error(error: Exception, repo_id: str, revision: str | None, endpoint: s
     return EnvError(f"{where}: cannot reach {endpoint} ({type(error).__name__}); {_offline_hint(repo_id, revision)}")
 
 
+def _hub_api():
+    """huggingface_hub's HfApi for HF_ENDPOINT and HF_TOKEN, with HF_HUB_OFFLINE read now (huggingface_hub reads it
+    once at import; moeplan at each call) and its retry warnings silenced (they would break the one-line error)."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.utils import logging
+
+    constants.HF_HUB_OFFLINE = is_offline()
+    logging.set_verbosity_error()
+    return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or "https://huggingface.co", token=os.environ.get("HF_TOKEN") or None)
+
+
+@contextmanager
+def _hub_call(repo_id: str, revision: str | None, endpoint: str):
+    """A request to the Hub whose transport errors become one line naming the repository (_hub_error)."""
+    from huggingface_hub import errors
+
+    try:
+        yield
+    except Exception as error:
+        if not _is_transport_error(error, errors):
+            raise
+        raise _hub_error(error, repo_id, revision, endpoint) from None
+
+
 def _is_transport_error(error: Exception, errors) -> bool:
     """An HTTP status, a missing file or a failed connection (huggingface_hub's HTTP client raises its own types)."""
     known = (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, OSError)
@@ -282,22 +296,17 @@ def _is_transport_error(error: Exception, errors) -> bool:
 
 def fetch_from_hub(repo_id: str, revision: str | None) -> HubConfig:
     """config.json (downloaded into the cache) and the safetensors headers (byte ranges) of ``repo_id``."""
-    from huggingface_hub import HfApi, constants, errors, get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.utils import disable_progress_bars, logging
+    from huggingface_hub import errors, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import disable_progress_bars
 
-    constants.HF_HUB_OFFLINE = is_offline()  # huggingface_hub reads it once at import; moeplan at each call
-    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    api = HfApi(endpoint=endpoint, token=os.environ.get("HF_TOKEN") or None)
+    api = _hub_api()
+    endpoint = api.endpoint
     disable_progress_bars()
-    logging.set_verbosity_error()  # its retry warnings would break the one-line error
-    try:  # one HEAD without retries first: huggingface_hub retries a failing download for up to a minute
+    # one HEAD without retries first: huggingface_hub retries a failing download for up to a minute
+    with _hub_call(repo_id, revision, endpoint):
         get_hf_file_metadata(hf_hub_url(repo_id, "config.json", revision=revision, endpoint=endpoint), token=api.token,
                              endpoint=endpoint)
         path = Path(api.hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=hub_cache_dir()))
-    except Exception as error:
-        if not _is_transport_error(error, errors):
-            raise
-        raise _hub_error(error, repo_id, revision, endpoint) from None
     config = read_cached(repo_id, path.parent).config
     notes: list[str] = []
     try:
