@@ -128,3 +128,14 @@ def test_bound_never_exceeds_expected(cli):
         t = _estimate(cli, *args)
         assert t["roofline_time_per_output_token_s"] <= t["time_per_output_token_s"]
         assert t["roofline_ttft_s"] <= t["ttft_s"] and not math.isnan(t["ttft_s"])
+
+
+def test_disaggregated_pool(cli):
+    """--disaggregated: decode steps carry no prompts (TPOT of a decode pool) and prompts are prefilled alone (TTFT of
+    a prefill pool); the aggregated figure lies above the decode pool's TPOT."""
+    t = _estimate(cli, *SERVING, "--disaggregated")
+    e = t["expected"]
+    assert e["mixed_step"] is None and e["serving"]["mixed_steps_per_cycle"] == 0
+    assert t["time_per_output_token_s"] == pytest.approx(e["decode_step"]["time_s"], rel=1e-12)
+    assert e["prefill_step"]["decode_sequences"] == 0 and e["prefill_step"]["prefill_tokens"] == 1024
+    assert _estimate(cli, *SERVING)["time_per_output_token_s"] > t["time_per_output_token_s"]
