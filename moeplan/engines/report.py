@@ -19,7 +19,7 @@ from moeplan.perf.offload import OffloadEstimate
 from moeplan.report.document import Document
 from moeplan.report.estimate import build_estimate
 from moeplan.spec.deployment import Deployment
-from moeplan.spec.presets import PRESET_ORIGINS, preset_names
+from moeplan.spec.presets import PRESET_ORIGINS, preset_for_repo, preset_names
 from moeplan.spec.resolve import ResolvedSpec, resolve_spec
 from moeplan.units import GiB
 
@@ -47,12 +47,6 @@ def _origin_id(origin: str) -> str:
     return origin.split()[0].rstrip(",;")
 
 
-def preset_for_id(model_id: str) -> str | None:
-    """The preset shipped from a Hugging Face repository id (case-insensitive), if any."""
-    wanted = model_id.lower()
-    return next((name for name, origin in PRESET_ORIGINS.items() if _origin_id(origin).lower() == wanted), None)
-
-
 def model_argument(spec) -> str:
     """What a launch command names for a spec: a preset's Hugging Face id, a config's directory, else its name."""
     origin = PRESET_ORIGINS.get(spec.name)
@@ -68,7 +62,7 @@ def resolve_model(model: str) -> ResolvedSpec:
     """A preset, a path, or a Hugging Face id (the preset from that repository, else spec.resolve's own reading)."""
     if model in preset_names() or Path(model).expanduser().exists():
         return resolve_spec(model)
-    preset = preset_for_id(model)
+    preset = preset_for_repo(model)
     return resolve_spec(preset if preset else model)
 
 
