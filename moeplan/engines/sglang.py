@@ -20,10 +20,12 @@ from moeplan.engines.startup import (
     Allocation,
     EngineStartup,
     StartupInputs,
+    checkpoint_or,
     fail_first,
     gib,
     page_bytes_per_token,
     pool_figures,
+    quantization_refusal,
     stage_sequences,
     torch_total_bytes,
 )
@@ -99,7 +101,7 @@ def deployment_fields(command: EngineCommand, spec: ModelSpec, gpu: GPUSpec) -> 
                                                                     "dp": command.dp, "pp": command.pp}
     fields["gpu_util"] = command.memory_fraction or default_mem_fraction_static(command.tp * command.pp)
     fields["prefill_chunk"] = command.max_num_batched_tokens or CHUNKED_PREFILL[gpu.memory_bytes < SMALL_GPU_BYTES]
-    fields["dtype"] = command.quantization or command.dtype
+    fields["dtype"] = checkpoint_or(spec, command)
     if command.kv_dtype:
         fields["kv_dtype"] = command.kv_dtype
     return fields
@@ -124,7 +126,9 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     blocks, _, concurrency = pool_figures(pool, sequence, page, inputs.max_model_len)
     heaviest = max(r[1] for r in rests)
     trained = spec.max_position_embeddings
+    refusal = quantization_refusal(spec, cmd)
     failure, shortfall = fail_first([
+        (refusal is not None, refusal, 0),
         (trained is not None and inputs.max_model_len > trained and "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1" not in cmd.argv,
          f"--context-length {inputs.max_model_len:,} is longer than the model's max_position_embeddings {trained or 0:,} "
          "(SGLang refuses it unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1)", 0),

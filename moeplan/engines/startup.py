@@ -143,5 +143,54 @@ def fail_first(checks: list[tuple[bool, str, int]]) -> tuple[str | None, int]:
     return None, 0
 
 
+ONLINE_QUANTIZATIONS = frozenset({"fp8"})
+"""--quantization formats vLLM and SGLang apply to an unquantized checkpoint as they load it (dynamic FP8); every
+other (AWQ, GPTQ, ModelOpt NVFP4, MXFP4) needs a checkpoint quantized that way: without its quantization config
+vLLM stops with "Cannot find the config file for awq", with another one with "Quantization method specified in
+the model config (...) does not match the quantization method specified in the `quantization` argument"."""
+
+
+def written_value(command: EngineCommand, field: str) -> str | None:
+    """The value of ``field``'s flag as the command wrote it (``--flag value`` or ``--flag=value``)."""
+    flag = command.written.get(field)
+    for i, word in enumerate(command.argv):
+        if flag and word == flag and i + 1 < len(command.argv):
+            return command.argv[i + 1]
+        if flag and word.startswith(f"{flag}="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def quantization_refusal(spec: ModelSpec, command: EngineCommand) -> str | None:
+    """Why the engine refuses the command's ``--quantization`` for this checkpoint; None when it loads."""
+    from moeplan.accounting.weights import formats_from_quantization_config
+    from moeplan.errors import SpecError
+
+    if command.quantization is None:
+        return None
+    flag = f"{command.written.get('quantization', '--quantization')} {written_value(command, 'quantization') or command.quantization}"
+    if not spec.quantization:
+        if command.quantization in ONLINE_QUANTIZATIONS:
+            return None
+        return (f"{flag}: the checkpoint is not quantized (no quantization_config); {command.quantization} weights "
+                "load only from a checkpoint quantized that way")
+    try:
+        stored = {f.name for f in formats_from_quantization_config(spec.quantization, spec.num_layers)[0].values()}
+    except SpecError:  # a quantization method moeplan does not model: the engine's own check is not mirrored
+        return None
+    if command.quantization in stored:
+        return None
+    return f"{flag} does not match the checkpoint's quantization_config ({', '.join(sorted(stored))})"
+
+
+def checkpoint_or(spec: ModelSpec, command: EngineCommand) -> str | None:
+    """The weight format a command loads: None (the checkpoint's own formats) when its --quantization names the
+    checkpoint's quantization (vLLM's MXFP4 of gpt-oss quantizes the experts only, not every linear layer),
+    else --quantization or --dtype."""
+    if command.quantization is not None and spec.quantization and quantization_refusal(spec, command) is None:
+        return None
+    return command.quantization or command.dtype
+
+
 def gib(n: float) -> str:
     return f"{n / GiB:,.2f} GiB"

@@ -29,10 +29,12 @@ from moeplan.engines.startup import (
     Allocation,
     EngineStartup,
     StartupInputs,
+    checkpoint_or,
     fail_first,
     gib,
     page_bytes_per_token,
     pool_figures,
+    quantization_refusal,
     request_bytes,
     stage_sequences,
     torch_total_bytes,
@@ -141,7 +143,7 @@ def deployment_fields(command: EngineCommand, spec: ModelSpec, gpu: GPUSpec) -> 
               "ep": command.tp * command.dp if expert else None, "etp": 1 if expert else None,
               "gpu_util": command.memory_fraction or DEFAULT_GPU_MEMORY_UTILIZATION,
               "prefill_chunk": command.max_num_batched_tokens or serve_defaults(gpu)[0],
-              "dtype": command.quantization or command.dtype}
+              "dtype": checkpoint_or(spec, command)}
     if command.kv_dtype:
         fields["kv_dtype"] = command.kv_dtype
     return fields
@@ -239,7 +241,9 @@ def startup(inputs: StartupInputs) -> EngineStartup:
     tokens_ = blocks * size * page_bytes_per_token(sequence) * inputs.max_model_len // need if blocks else 0
     heaviest = max(st[1] for st in stages)
     trained = spec.max_position_embeddings
+    refusal = quantization_refusal(spec, cmd)
     failure, shortfall = fail_first([
+        (refusal is not None, refusal, 0),
         (trained is not None and inputs.max_model_len > trained and "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1" not in cmd.argv,
          f"--max-model-len {inputs.max_model_len:,} is greater than the model's max_position_embeddings {trained or 0:,} "
          "(vLLM refuses it unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)", 0),
