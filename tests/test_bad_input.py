@@ -240,6 +240,8 @@ def test_context_beyond_the_model_needs_the_allow_flag(cli, tmp_path):
     ("mixtral-tied.json", {"num_hidden_layers": True}, ["num_hidden_layers", "true"]),
     ("mixtral-tied.json", {"num_hidden_layers": 1e18}, ["num_hidden_layers"]),
     ("mixtral-tied.json", {"num_experts_per_tok": "2"}, ["num_experts_per_tok"]),
+    ("gemma4_text-moe.json", {"num_hidden_layers": []}, ["num_hidden_layers must be a whole number, not []"]),
+    ("deepseek_v3.json", {"kv_lora_rank": 36.0}, ["kv_lora_rank must be a whole number, not 36.0"]),
     ("qwen2-tied.json", {"tie_word_embeddings": "false"}, ["tie_word_embeddings", "true or false"]),
     ("mixtral-tied.json", {"quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": -5}}, ["group_size", "-5"]),
     ("mixtral-tied.json", {"quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 0}}, ["group_size", "0"]),

@@ -22,6 +22,13 @@ from moeplan.spec.readers.unknown import check_dense, check_unknown
 Config = dict
 
 
+_COUNT_KEY = re.compile(r"^(num|n)_\w+$|_(size|dim|heads|experts|rank|tok)$")
+"""Config keys that hold a count or a width by transformers' naming (num_hidden_layers, n_group, hidden_size,
+head_dim, kv_lora_rank, num_experts_per_tok): a whole number wherever they are read."""
+_NOT_COUNTS = {"mamba_dt_rank"}
+"""Count-like names that hold something else ('auto'); a name ending in _per_layer holds a list."""
+
+
 class _Keys:
     """Reads keys from a config dict, remembering which were used and failing clearly when one is missing."""
 
@@ -49,6 +56,8 @@ class _Keys:
         wrong = None
         if isinstance(value, float) and not math.isfinite(value):
             wrong = "a finite number"
+        elif _COUNT_KEY.search(name) and not name.endswith("_per_layer") and name not in _NOT_COUNTS and type(value) is not int:
+            wrong = "a whole number"
         elif isinstance(default, bool) and not isinstance(value, bool):
             wrong = "true or false"
         elif isinstance(default, int) and not isinstance(default, bool) and (type(value) is not int):
