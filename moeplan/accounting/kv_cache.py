@@ -114,12 +114,12 @@ def recurrent_state_bytes_per_layer(spec: ModelSpec, layer: int, tp: int = 1) ->
     return conv_state_elements(spec, layer, tp) * CONV_STATE_BYTES + recurrent_state_elements(spec, layer, tp) * state_bytes
 
 
-def layer_token_caps(spec: ModelSpec) -> dict[int, int | None]:
-    """Attention layer → most tokens of one sequence it keeps: the window of sliding layers, the chunk of
-    chunked layers, None (unbounded) for full attention. Mamba layers are absent."""
-    attention_layers = [i for i in range(spec.num_layers) if spec.is_attention_layer(i)]
+def layer_token_caps(spec: ModelSpec, layers: Iterable[int] | None = None) -> dict[int, int | None]:
+    """Attention layer (of ``layers``, default all) → most tokens of one sequence it keeps: the window of sliding
+    layers, the chunk of chunked layers, None (unbounded) for full attention. Mamba layers are absent."""
     caps = {"full": None, "sliding": spec.attention.sliding_window, "chunked": spec.attention.chunk_size}
-    return {layer: caps[kind] for layer, kind in zip(attention_layers, spec.attention_layer_types())}
+    chosen = range(spec.num_layers) if layers is None else layers
+    return {layer: caps[spec.attention_type(layer)] for layer in chosen if spec.is_attention_layer(layer)}
 
 
 def mixer_layer_count(spec: ModelSpec) -> dict[str, int]:
@@ -170,7 +170,7 @@ def sequence_kv(spec: ModelSpec, kv_dtype: KVDtype, layers: Iterable[int] | None
     chosen = set(range(spec.num_layers) if layers is None else layers)
     per_layer = {kind: kv_bytes_per_token_per_layer(spec, kv_dtype, tp, kind) for kind in ("full", "sliding", "chunked")}
     indexer = indexer_bytes_per_token_per_layer(spec, kv_dtype)
-    caps = layer_token_caps(spec)
+    caps = layer_token_caps(spec, sorted(chosen))  # the chosen layers only: per-layer calls stay linear in layers
     full, capped = 0, {}
     for layer in sorted(chosen & caps.keys()):
         per_token = per_layer[spec.attention_type(layer)] + indexer * has_indexer(spec, layer)

@@ -127,8 +127,22 @@ def layer_parts(spec: ModelSpec, layer: int) -> list[Part]:
     return parts
 
 
-def model_parts(spec: ModelSpec) -> list[Part]:
-    """Every part of the model, embedding first and lm_head and final norm last; they sum to count_params."""
+_PARTS: dict[str, tuple[Part, ...]] = {}
+"""model_parts by spec content (memory_report asks twice per pipeline stage, the verdict once per layout it tries)."""
+
+
+def model_parts(spec: ModelSpec) -> tuple[Part, ...]:
+    """Every part of the model, embedding first and lm_head and final norm last; they sum to count_params.
+    Cached by the spec's content."""
+    key = spec.model_dump_json()
+    if key not in _PARTS:
+        if len(_PARTS) >= 256:
+            _PARTS.clear()
+        _PARTS[key] = tuple(_model_parts(spec))
+    return _PARTS[key]
+
+
+def _model_parts(spec: ModelSpec) -> list[Part]:
     last = spec.num_layers
     parts = [Part("embedding", -1, "tp", embedding_params(spec))]
     for layer in range(spec.num_layers):
