@@ -160,7 +160,7 @@ def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, c: PerfC
         out.update(tpot=tpot, rate=sequences * dp / tpot, sequences=sequences)
         return out
     first = run(riding, min(chunk, prompt))
-    full = run(riding, chunk * 1.0) if chunk < prompt else first
+    full = run(riding, chunk * 1.0) if chunk != prompt else first  # a full chunk step, packing prompts when shorter
     own = pp * math.ceil(prompt / chunk) * first["total"]
     if d.concurrency is not None:
         prefill_s = pp * prompt / chunk * full["total"]  # one prompt's share of full chunk steps
