@@ -52,9 +52,9 @@ def read_input(path: Path, what: str = "file") -> str:
     except OSError as error:
         raise SpecError(f"{_short(path)}: {error.strerror}") from None
     if stat.S_ISDIR(mode):
-        raise SpecError(f"{path}: is a directory, not a {what}")
+        raise SpecError(f"{_short(path)}: is a directory, not a {what}")
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
-        raise SpecError(f"{path}: not a regular file (a device or socket cannot be a {what})")
+        raise SpecError(f"{_short(path)}: not a regular file (a device or socket cannot be a {what})")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO nobody writes to must not block the open
         try:
@@ -62,15 +62,15 @@ def read_input(path: Path, what: str = "file") -> str:
         finally:
             os.close(fd)
     except OSError as error:
-        raise SpecError(f"{path}: cannot read ({error.strerror})") from None
+        raise SpecError(f"{_short(path)}: cannot read ({error.strerror})") from None
     if stat.S_ISFIFO(mode) and not data:
-        raise SpecError(f"{path}: a pipe with nothing to read (no program writes to it)")
+        raise SpecError(f"{_short(path)}: a pipe with nothing to read (no program writes to it)")
     if len(data) > MAX_INPUT_BYTES:
-        raise SpecError(f"{path}: larger than {MAX_INPUT_BYTES // 2**20} MiB, the most moeplan reads as a {what}")
+        raise SpecError(f"{_short(path)}: larger than {MAX_INPUT_BYTES // 2**20} MiB, the most moeplan reads as a {what}")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise SpecError(f"{path}: not UTF-8 text (byte {error.start})") from None
+        raise SpecError(f"{_short(path)}: not UTF-8 text (byte {error.start})") from None
 
 
 def _read_bounded(fd: int, path: Path) -> bytes:
@@ -163,5 +163,6 @@ def check_output(path: Path, flag: str, inputs: list[Path] = ()) -> None:
 
 
 def _short(path: Path) -> str:
+    """A path for a message: as given, or its start and end when it is very long."""
     text = str(path)
     return text if len(text) <= 120 else text[:100] + "…" + text[-10:]
