@@ -13,6 +13,7 @@ from pathlib import Path
 
 from moeplan.calibration import MAX_EFFICIENCY, Calibration, GemmPoint
 from moeplan.hardware.catalogue import GPUSpec
+from moeplan.profile.predict import roofline_bound
 from moeplan.profile.results import Measurement, ProfileReport
 
 
@@ -44,7 +45,7 @@ def gemm_bound(m: Measurement, gpu: GPUSpec | None) -> str | None:
     """'compute' when FLOPs / bf16 peak ≥ weight bytes / HBM at this point on the catalogue GPU, else 'memory'."""
     if gpu is None or not m.flops or not m.bytes:
         return None
-    return "compute" if m.flops / gpu.bf16_flops_per_s >= m.bytes / gpu.hbm_bytes_per_s else "memory"
+    return roofline_bound(m.flops, gpu.bf16_flops_per_s, m.bytes, gpu.hbm_bytes_per_s)
 
 
 def _gemm_points(report: ProfileReport, gpu: GPUSpec | None, ratio: _Ratios) -> list[GemmPoint]:

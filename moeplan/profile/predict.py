@@ -58,6 +58,11 @@ def ffn_activation_bytes(rows: int, hidden: int, intermediate: int, gated: bool,
     return rows * element_bytes * (2 * hidden + (2 * g + 2) * intermediate)
 
 
+def roofline_bound(flops: float, peak_flops_per_s: float, nbytes: float, bytes_per_s: float) -> str:
+    """'compute' when FLOPs / peak ≥ bytes / bandwidth (the point is past the roofline's ridge), else 'memory'."""
+    return "compute" if flops / peak_flops_per_s >= nbytes / bytes_per_s else "memory"
+
+
 def judge(measured_s: float, predicted_s: float | None) -> tuple[float | None, Verdict]:
     """ratio = measured / predicted and its verdict (ok within 15%, warn within 50%, fail beyond, n/a without a prediction)."""
     if predicted_s is None:
@@ -106,7 +111,7 @@ class Predictor:
         if peak is None:
             return self._none(f"the catalogue has no fp8 peak for {self.gpu.name}")
         time_s = max(flops / peak, traffic_bytes / hbm)
-        bound = "compute" if flops / peak >= traffic_bytes / hbm else "memory"
+        bound = roofline_bound(flops, peak, traffic_bytes, hbm)
         achievable = flops / max(flops / peak, traffic_bytes / measured_dram_bytes_per_s) if measured_dram_bytes_per_s else None
         return Prediction(
             time_s=time_s,
