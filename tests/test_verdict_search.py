@@ -23,6 +23,9 @@ CASES = [
     ("jamba-v0.1", {"gpu": "a100-40gb", "context": 65536}),
     ("gpt-oss-120b", {"gpu": "l40s", "gpus_per_node": 4}),
     ("kimi-k2", {"mode": "training"}),
+    ("qwen3-30b-a3b", {"mode": "training", "gpu": "h200"}),  # training ranked by prefill, layouts one by one
+    ("gpt-oss-20b", {"mode": "training"}),
+    ("llama-3.1-8b", {"mode": "training", "gpu": "a100-40gb"}),
 ]
 
 
