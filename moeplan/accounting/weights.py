@@ -9,6 +9,7 @@ ModelOpt and compressed-tensors NVFP4 checkpoints: nvfp4 on the linear layers th
 config without one is bf16. See docs/formulas.md §Weight formats.
 """
 
+import json
 import re
 from typing import NamedTuple
 
@@ -284,8 +285,15 @@ def formats_from_quantization_config(config: dict, num_layers: int | None = None
     compressed-tensors: each config group's weights arguments (float 4-bit group 16: nvfp4) on its targets
     ('Linear': every linear layer), but its ignore list. lm_head and the router stay bf16 unless targeted by name.
     """
-    quantized, origin, ignore, notes = _quantized_components(config, num_layers)
-    excluded, ignore_notes = _unconverted(list(ignore), num_layers)
+    try:
+        quantized, origin, ignore, notes = _quantized_components(config, num_layers)
+    except (TypeError, ValueError, AttributeError, KeyError):  # a value of the wrong kind deep inside the config
+        raise SpecError("quantization_config is malformed: a value has the wrong type or shape; compare it with the "
+                        "checkpoint's published config, or pass --dtype to choose a weight format") from None
+    if not isinstance(ignore, list) or not all(isinstance(module, str) for module in ignore):
+        raise SpecError(f"quantization_config: the modules kept unquantized (modules_to_not_convert, ignore, "
+                        f"exclude_modules) must be a list of module names, not {json.dumps(ignore)[:60]}")
+    excluded, ignore_notes = _unconverted(ignore, num_layers)
     return {c: fmt for c, fmt in quantized.items() if c not in excluded}, origin, notes + ignore_notes
 
 
