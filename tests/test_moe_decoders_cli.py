@@ -64,3 +64,17 @@ def test_a_wrong_value_under_any_key_is_bad_input(path: Path):
                 count_params(spec_from_hf_config({**config, key: value}))
             except SpecError:
                 pass
+
+
+@pytest.mark.parametrize("family", ["hy_v3", "axk1", "kimi_linear", "deepseek_v32"])
+def test_a_misspelled_mlp_layer_type_is_bad_input(cli, tmp_path, family: str):
+    """mlp_layer_types is read by one helper for the MoE, hybrid and sparse-attention readers: a kind other than
+    'dense' or 'sparse' is exit 2 naming the key and the value as written, never a layer silently counted dense."""
+    config = json.loads((CONFIGS / f"{family}.json").read_text())
+    config["mlp_layer_types"] = ["dense"] + ["sparce"] * (len(config["mlp_layer_types"]) - 1)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = cli("estimate", path)
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "mlp_layer_types" in result.stderr and '"sparce"' in result.stderr, result.stderr

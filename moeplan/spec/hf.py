@@ -202,6 +202,28 @@ def _deepseek(k: _Keys) -> dict:
     return _base(k, attention=attention, moe=moe, mtp_layers=_mtp_layers(k))
 
 
+_MLP_KINDS = ("dense", "sparse")
+
+
+def _moe_layers(k: _Keys, first_dense: int = 0, default_kinds: list[str] | None = None) -> list[int]:
+    """The MoE layers (indices) from mlp_layer_types, a per-layer list of 'dense' or 'sparse'; when the config has
+    none, ``default_kinds``, else transformers' usual default: the first ``first_dense`` layers dense, the rest sparse.
+    Another kind, or a list shorter than num_hidden_layers, is refused (it would count a layer wrong); entries past
+    the last layer are unused, as in transformers."""
+    layers = k("num_hidden_layers")
+    kinds = k("mlp_layer_types", default=None)
+    if kinds is None:
+        kinds = default_kinds if default_kinds is not None else ["dense"] * first_dense + ["sparse"] * layers
+    if not isinstance(kinds, list):
+        raise SpecError(f"{k.where}: mlp_layer_types must be a list of 'dense' or 'sparse', not {json.dumps(kinds, default=str)[:60]}")
+    for kind in kinds:
+        if kind not in _MLP_KINDS:
+            raise SpecError(f"{k.where}: mlp_layer_types has {json.dumps(kind, default=str)[:60]}, not 'dense' or 'sparse'")
+    if len(kinds) < layers:
+        raise SpecError(f"{k.where}: mlp_layer_types lists {len(kinds)} layers, not one per layer ({layers}, num_hidden_layers)")
+    return [i for i, kind in enumerate(kinds[:layers]) if kind == "sparse"]
+
+
 def _mtp_layers(k: _Keys) -> int:
     """Multi-token-prediction modules (transformers 5 also spells the key num_mtp_layers)."""
     return k("num_nextn_predict_layers", "num_mtp_layers", default=0)

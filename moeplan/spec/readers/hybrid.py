@@ -10,7 +10,7 @@ override keeps the pattern). A key a config leaves out reads as transformers 5.2
 """
 
 from moeplan.errors import SpecError
-from moeplan.spec.hf import _base, _gqa_attention, _Keys, _shortest_cycle
+from moeplan.spec.hf import _base, _gqa_attention, _Keys, _moe_layers, _shortest_cycle
 
 _LAYER_TYPE_MIXERS = {
     "full_attention": "attention",
@@ -162,21 +162,17 @@ def _kimi_linear(k: _Keys) -> dict:
     return _base(
         k,
         attention=_mla(k),
-        moe=_kimi_moe(k, layers, first_dense=1, experts=256),
+        moe=_kimi_moe(k, first_dense=1, experts=256),
         mixer_pattern=_mixers(k, types, "linear_attention"),
         linear_attention=kda,
         max_position_embeddings=k("model_max_length", "max_position_embeddings", default=None),
     )
 
 
-def _kimi_moe(k: _Keys, layers: int, first_dense: int, experts: int) -> dict:
+def _kimi_moe(k: _Keys, first_dense: int, experts: int) -> dict:
     """The DeepSeek-style MoE of Kimi Linear and Ling-2.5, under Kimi's key names: dense or sparse layers from
     mlp_layer_types (else the first first_k_dense_replace dense), shared experts, a correction-bias buffer;
     ``first_dense`` and ``experts`` are the config class's defaults (top-8 and one shared expert in both)."""
-    mlp_types = k("mlp_layer_types", default=None)
-    if mlp_types is None:
-        dense = k("first_k_dense_replace", default=first_dense)
-        mlp_types = ["dense" if i < dense else "sparse" for i in range(layers)]
     _aliased_default(k, ("num_experts", "num_local_experts"), experts)
     _aliased_default(k, ("num_experts_per_token", "num_experts_per_tok"), 8)
     _aliased_default(k, ("num_shared_experts", "n_shared_experts"), 1)
@@ -186,7 +182,7 @@ def _kimi_moe(k: _Keys, layers: int, first_dense: int, experts: int) -> dict:
         "expert_intermediate_size": k("moe_intermediate_size"),
         "num_shared_experts": k("num_shared_experts", "n_shared_experts"),
         "router_correction_bias": True,
-        "moe_layers": [i for i, kind in enumerate(mlp_types) if kind == "sparse"],
+        "moe_layers": _moe_layers(k, first_dense=k("first_k_dense_replace", default=first_dense)),
     }
 
 
@@ -225,7 +221,7 @@ def _bailing_hybrid(k: _Keys) -> dict:
     return _base(
         k,
         attention=_mla(k, output_gate=True, output_gate_per_head=True),
-        moe=_kimi_moe(k, layers, first_dense=2, experts=512),
+        moe=_kimi_moe(k, first_dense=2, experts=512),
         mixer_pattern=_mixers(k, types, "linear_attention"),
         linear_attention=kda,
         max_position_embeddings=k("model_max_length", "max_position_embeddings", default=None),

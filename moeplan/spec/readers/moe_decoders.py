@@ -10,7 +10,7 @@ shared-expert keys), so does the reader, since the count is what transformers in
 """
 
 from moeplan.errors import SpecError
-from moeplan.spec.hf import _base, _deepseek, _glm4_moe, _gqa_attention, _granitemoe, _Keys, _qwen_moe, _shortest_cycle
+from moeplan.spec.hf import _base, _deepseek, _glm4_moe, _gqa_attention, _granitemoe, _Keys, _moe_layers, _qwen_moe, _shortest_cycle
 
 _KINDS = {"full_attention": "full", "sliding_attention": "sliding"}
 
@@ -27,17 +27,6 @@ def _layer_types(k: _Keys, default: list[str] | None = None) -> dict:
     pattern = [_KINDS[kind] for kind in layer_types[: k("num_hidden_layers")]]
     window = k("sliding_window") if "sliding" in pattern else None
     return {"layer_pattern": _shortest_cycle(pattern), "sliding_window": window}
-
-
-def _sparse_layers(k: _Keys, first_dense: int) -> list[int]:
-    """MoE layers from mlp_layer_types, a per-layer list of 'dense'/'sparse' (transformers' default when the
-    config has none: the first ``first_dense`` layers dense, the rest sparse)."""
-    layers = k("num_hidden_layers")
-    kinds = (k("mlp_layer_types", default=None) or ["dense"] * first_dense + ["sparse"] * layers)[:layers]
-    unknown = sorted(set(kinds) - {"dense", "sparse"})
-    if unknown:
-        raise SpecError(f"{k.where}: mlp_layer_types {', '.join(map(repr, unknown))} are not 'dense' or 'sparse'")
-    return [i for i, kind in enumerate(kinds) if kind == "sparse"]
 
 
 def _aliases(k: _Keys, aliases: dict[str, str], defaults: dict | None = None) -> None:
@@ -141,7 +130,7 @@ def exaone_moe(k: _Keys) -> dict:
         "router_correction_bias": True,
         "num_expert_groups": k("n_group", default=1),
         "topk_groups": k("topk_group", default=1),
-        "moe_layers": _sparse_layers(k, k("first_k_dense_replace", default=1)),
+        "moe_layers": _moe_layers(k, first_dense=k("first_k_dense_replace", default=1)),
     }
     period = k("sliding_window_pattern", default=4) if k("sliding_window", default=None) else 0
     default = ["sliding_attention" if period and (i + 1) % period else "full_attention" for i in range(k("num_hidden_layers"))]
@@ -154,7 +143,7 @@ def glm4_moe_lite(k: _Keys) -> dict:
     _aliases(k, {"num_local_experts": "n_routed_experts", "head_dim": "qk_rope_head_dim"},
              defaults={"n_routed_experts": 64, "qk_rope_head_dim": 64})
     fields = _deepseek(k)
-    fields["moe"] |= {"moe_layers": _sparse_layers(k, first_dense=1), "first_dense_layers": 0, "router_correction_bias": True}
+    fields["moe"] |= {"moe_layers": _moe_layers(k, first_dense=1), "first_dense_layers": 0, "router_correction_bias": True}
     return fields
 
 
@@ -199,7 +188,7 @@ def mellum(k: _Keys) -> dict:
         "num_experts": k("num_local_experts"),
         "top_k": k("num_experts_per_tok"),
         "expert_intermediate_size": k("moe_intermediate_size"),
-        "moe_layers": _sparse_layers(k, first_dense=0),
+        "moe_layers": _moe_layers(k, first_dense=0),
     }
     return _base(k, attention=_gqa_attention(k, qk_norm="per_head", **_layer_types(k)), moe=moe)
 
@@ -228,7 +217,7 @@ def hy_v3(k: _Keys) -> dict:
         "num_shared_experts": k("num_shared_experts", default=0),
         "shared_expert_bias": bias,
         "router_correction_bias": True,
-        "moe_layers": _sparse_layers(k, first_dense=1),
+        "moe_layers": _moe_layers(k, first_dense=1),
     }
     return _base(k, attention=_gqa_attention(k, qk_norm="per_head"), moe=moe, mlp_bias=bias)
 
@@ -281,7 +270,7 @@ def cohere2_moe(k: _Keys) -> dict:
         "expert_intermediate_size": k("intermediate_size"),
         "num_shared_experts": k("num_shared_experts", default=0),
         "shared_intermediate_size": k("intermediate_size"),
-        "moe_layers": _sparse_layers(k, first_dense),
+        "moe_layers": _moe_layers(k, first_dense=first_dense),
     }
     attention = _gqa_attention(k, **_layer_types(k, default_types))
     return _base(k, attention=attention, moe=moe, intermediate_size=k("prefix_dense_intermediate_size", "intermediate_size"),
@@ -335,7 +324,7 @@ def beam(k: _Keys) -> dict:
         "router_correction_bias": True,
         "num_expert_groups": k("n_group", default=1),
         "topk_groups": k("topk_group", default=1),
-        "moe_layers": _sparse_layers(k, first_dense=min(3, layers)),
+        "moe_layers": _moe_layers(k, first_dense=min(3, layers)),
     }
     attention = _gqa_attention(k, qk_norm="per_head", output_gate=True, output_gate_bias=True, **_layer_types(k, default_types))
     return _base(k, attention=attention, moe=moe, layer_norms=4)
@@ -354,7 +343,7 @@ def laguna(k: _Keys) -> dict:
         "expert_intermediate_size": k("moe_intermediate_size"),
         "router_correction_bias": True,
         "router_correction_is_parameter": True,
-        "moe_layers": _sparse_layers(k, first_dense=1),
+        "moe_layers": _moe_layers(k, first_dense=1),
     }
     shared = k("shared_expert_intermediate_size", default=0)
     if shared:
@@ -381,7 +370,7 @@ def mimo_v2_flash(k: _Keys) -> dict:
         "router_correction_bias": True,
         "num_expert_groups": k("n_group", default=1),
         "topk_groups": k("topk_group", default=1),
-        "moe_layers": _sparse_layers(k, first_dense=1),
+        "moe_layers": _moe_layers(k, first_dense=1),
     }
     attention = _gqa_attention(k, o_bias=False, v_head_dim=k("v_head_dim"), sliding_kv_heads=2 * kv_heads, sinks=True,
                                sinks_sliding_only=True, **_layer_types(k, default_types))
@@ -431,7 +420,7 @@ def minimax_m3_vl_text(k: _Keys) -> dict:
         "top_k": k("num_experts_per_tok"),
         "expert_intermediate_size": k("intermediate_size"),
         "router_correction_bias": True,
-        "moe_layers": _sparse_layers(k, first_dense=0),
+        "moe_layers": _moe_layers(k, first_dense=0),
     }
     shared = k("shared_intermediate_size", default=0)
     if shared:
@@ -448,11 +437,8 @@ def axk1(k: _Keys) -> dict:
     first, freq = k("first_k_dense_replace", default=1), k("moe_layer_freq", default=1)
     default_kinds = ["sparse" if i >= first and i % freq == 0 else "dense" for i in range(layers)]
     fields = _deepseek(k)
-    kinds = (k("mlp_layer_types", default=None) or default_kinds)[:layers]
-    fields["moe"] |= {"moe_layers": [i for i, kind in enumerate(kinds) if kind == "sparse"], "first_dense_layers": 0,
+    fields["moe"] |= {"moe_layers": _moe_layers(k, default_kinds=default_kinds), "first_dense_layers": 0,
                       "layer_period": 1, "router_correction_bias": True, "output_norm": True}
-    if set(kinds) - {"dense", "sparse"}:
-        raise SpecError(f"{k.where}: mlp_layer_types {sorted(set(kinds) - {'dense', 'sparse'})} are not 'dense' or 'sparse'")
     return fields
 
 

@@ -4,7 +4,7 @@ layer's selection and have no indexer). Everything else is DeepSeek-V3's archite
 """
 
 from moeplan.errors import SpecError
-from moeplan.spec.hf import _deepseek, _Keys
+from moeplan.spec.hf import _deepseek, _Keys, _moe_layers
 from moeplan.spec.readers.hybrid import _aliased_default
 
 _DSA_LAYER_TYPES = ("indexed_attention", "deepseek_sparse_attention")
@@ -37,11 +37,8 @@ def _dsa(k: _Keys) -> dict:
         raise SpecError(f"{k.where}: layer_types must list 'indexed_attention' for each of the {layers} layers, not {types!r}")
     _aliased_default(k, ("n_routed_experts", "num_local_experts"), 256)
     spec = _deepseek(k)
-    mlp_types = k("mlp_layer_types", default=None)
-    if mlp_types is not None:
-        if len(mlp_types) != layers or set(mlp_types) - {"dense", "sparse"}:
-            raise SpecError(f"{k.where}: mlp_layer_types must list 'dense' or 'sparse' for each of the {layers} layers")
-        spec["moe"] |= {"moe_layers": [i for i, kind in enumerate(mlp_types) if kind == "sparse"], "first_dense_layers": 0, "layer_period": 1}
+    if k.has("mlp_layer_types"):
+        spec["moe"] |= {"moe_layers": _moe_layers(k), "first_dense_layers": 0, "layer_period": 1}
     spec["moe"]["router_correction_bias"] = True
     shared = _glm_shared_layers(k, layers) if k.config.get("model_type") == "glm_moe_dsa" else []
     spec["attention"]["indexer"] = {
