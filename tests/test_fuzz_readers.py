@@ -80,3 +80,28 @@ def test_every_quantization_key_with_every_hostile_value(quantization):
             except SpecError:
                 continue
             assert memory.total_bytes > 0, (path, value)
+
+
+@pytest.mark.parametrize("preset", ["mixtral-8x7b", "deepseek-v3.2", "jamba-v0.1", "gpt-oss-20b", "qwen3-next-80b-a3b",
+                                    "nemotron-3-nano-30b-a3b", "llama-4-scout"])
+def test_every_spec_file_field_with_every_hostile_value(preset):
+    """moeplan's own spec files (what `moeplan spec` writes), every field at every depth replaced."""
+    from moeplan.spec.presets import load_preset, preset_names
+    from moeplan.spec.specfile import spec_from_document, spec_to_document
+
+    if preset not in preset_names():
+        pytest.skip(f"no preset {preset}")
+    document = spec_to_document(load_preset(preset))
+    for path in _paths(document):
+        for value in [*HOSTILE, 0, 4097, 2**24 + 1, "full"]:
+            changed = json.loads(json.dumps(document))
+            node = changed
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+            try:
+                spec = spec_from_document(changed, source="spec.yaml")
+            except SpecError as error:
+                assert str(error).startswith("spec.yaml: "), error
+                continue
+            assert count_params(spec).total > 0, (path, value)

@@ -367,7 +367,7 @@ class ModelSpec(_Spec):
     """The MoE block; None for a dense model."""
     mamba: MambaSpec | None = None
     """Mamba mixer layers of a hybrid model; None when every layer has attention."""
-    mixer_pattern: list[Mixer] | None = None
+    mixer_pattern: list[Mixer] | None = Field(None, min_length=1)
     """Sequence mixer of consecutive layers, repeated cyclically; None: attention in every layer (Jamba: mamba's
     attention_period rule)."""
     mamba2: Mamba2Spec | None = None
