@@ -172,10 +172,9 @@ def _qwen_moe(k: _Keys) -> dict:
     return _base(k, attention=attention, moe=moe)
 
 
-def _deepseek(k: _Keys) -> dict:
-    """DeepSeek-V2, V2-Lite, V3 and Kimi-K2 (multi-head latent attention, shared experts, first-k dense layers)."""
-    v3 = k.config.get("model_type") in ("deepseek_v3", "kimi_k2") or k.config.get("topk_method") == "noaux_tc"
-    attention = {
+def _mla_attention(k: _Keys, **extra) -> dict:
+    """Multi-head latent attention under DeepSeek's key names (q_lora_rank null: a full query projection)."""
+    return {
         "kind": "mla",
         "num_heads": k("num_attention_heads"),
         "q_lora_rank": k("q_lora_rank", default=None),
@@ -185,7 +184,14 @@ def _deepseek(k: _Keys) -> dict:
         "v_head_dim": k("v_head_dim"),
         "qkv_bias": bool(k("attention_bias", default=False)),
         "o_bias": bool(k("attention_bias", default=False)),
+        **extra,
     }
+
+
+def _deepseek(k: _Keys) -> dict:
+    """DeepSeek-V2, V2-Lite, V3 and Kimi-K2 (multi-head latent attention, shared experts, first-k dense layers)."""
+    v3 = k.config.get("model_type") in ("deepseek_v3", "kimi_k2") or k.config.get("topk_method") == "noaux_tc"
+    attention = _mla_attention(k)
     moe = {
         "num_experts": k("n_routed_experts", "num_experts", "num_local_experts"),
         "top_k": k("num_experts_per_tok"),

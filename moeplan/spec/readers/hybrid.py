@@ -10,7 +10,7 @@ override keeps the pattern). A key a config leaves out reads as transformers 5.2
 """
 
 from moeplan.errors import SpecError
-from moeplan.spec.hf import _base, _gqa_attention, _Keys, _moe_layers, _shortest_cycle
+from moeplan.spec.hf import _base, _gqa_attention, _Keys, _mla_attention, _moe_layers, _shortest_cycle
 
 _LAYER_TYPE_MIXERS = {
     "full_attention": "attention",
@@ -161,7 +161,7 @@ def _kimi_linear(k: _Keys) -> dict:
     }
     return _base(
         k,
-        attention=_mla(k),
+        attention=_mla_attention(k),
         moe=_kimi_moe(k, first_dense=1, experts=256),
         mixer_pattern=_mixers(k, types, "linear_attention"),
         linear_attention=kda,
@@ -186,22 +186,6 @@ def _kimi_moe(k: _Keys, first_dense: int, experts: int) -> dict:
     }
 
 
-def _mla(k: _Keys, **extra) -> dict:
-    """MLA attention as Kimi Linear and Ling-2.5 configure it (q_lora_rank null: a full query projection)."""
-    return {
-        "kind": "mla",
-        "num_heads": k("num_attention_heads"),
-        "q_lora_rank": k("q_lora_rank", default=None),
-        "kv_lora_rank": k("kv_lora_rank"),
-        "qk_nope_head_dim": k("qk_nope_head_dim"),
-        "qk_rope_head_dim": k("qk_rope_head_dim"),
-        "v_head_dim": k("v_head_dim"),
-        "qkv_bias": bool(k("attention_bias", default=False)),
-        "o_bias": bool(k("attention_bias", default=False)),
-        **extra,
-    }
-
-
 def _bailing_hybrid(k: _Keys) -> dict:
     """Ling-2.5 (bailing_hybrid): KDA layers with full-rank forget and output gates, every layer_group_size-th layer
     MLA with a per-head output gate; Kimi Linear's MoE. As transformers does, the KDA heads are linear_num_heads of
@@ -220,7 +204,7 @@ def _bailing_hybrid(k: _Keys) -> dict:
     }
     return _base(
         k,
-        attention=_mla(k, output_gate=True, output_gate_per_head=True),
+        attention=_mla_attention(k, output_gate=True, output_gate_per_head=True),
         moe=_kimi_moe(k, first_dense=2, experts=512),
         mixer_pattern=_mixers(k, types, "linear_attention"),
         linear_attention=kda,
