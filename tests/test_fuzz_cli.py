@@ -261,3 +261,31 @@ def test_gpu_files(cli, tmp_path_factory, changes, suffix):
     path = tmp_path_factory.mktemp("gpu") / f"gpu{suffix}"
     path.write_text(json.dumps({**GPU, **changes}))  # JSON is YAML
     keeps_promise(cli, "estimate", "mixtral-8x7b", "--gpu", path, "--json")
+
+
+# --- moeplan spec files: valid but extreme values, through the whole estimate -------------------------------------
+
+SPEC_PRESETS = ["mixtral-8x7b", "deepseek-v3.2", "jamba-v0.1", "gpt-oss-20b", "qwen3-next-80b-a3b", "llama-4-scout"]
+
+
+def _leaves(value, prefix=()):
+    for key, item in value.items():
+        if isinstance(item, dict):
+            yield from _leaves(item, (*prefix, key))
+        elif key not in ("name", "source", "architecture"):
+            yield (*prefix, key)
+
+
+@FUZZ
+@given(preset=st.sampled_from(SPEC_PRESETS), data=st.data(),
+       value=st.sampled_from([0, 1, 2, 3, 7, 64, 4097, 2**20, 2**24, True, False, [0], [1, 1], ["full"], ["none"], None]))
+def test_spec_file_mutations(cli, tmp_path_factory, preset, data, value):
+    spec = json.loads(cli("spec", preset, "--format", "json").stdout)
+    path = data.draw(st.sampled_from(sorted(_leaves(spec))))
+    node = spec
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    file = tmp_path_factory.mktemp("spec") / "moeplan.json"
+    file.write_text(json.dumps(spec))
+    keeps_promise(cli, "estimate", file, "--batch", "4", "--json")
