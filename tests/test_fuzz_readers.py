@@ -1,4 +1,4 @@
-"""Every reader, every key, every hostile value: each config of tests/data/hf-configs with one key replaced
+"""Every reader, every key, every hostile value: each config of tests/data/hf-configs and moeplan/data/configs with one key replaced
 (at the top level, or in text_config) is read as a spec with positive counts or refused with SpecError naming
 the file, never any other exception. Deterministic and exhaustive, so that every reader is reached on every run."""
 
@@ -12,7 +12,8 @@ from moeplan.accounting.params import count_params
 from moeplan.errors import SpecError
 from moeplan.spec.hf import spec_from_hf_config
 
-CONFIGS = sorted((ROOT / "tests" / "data" / "hf-configs").glob("*.json"))
+CONFIGS = sorted([*(ROOT / "tests" / "data" / "hf-configs").glob("*.json"), *(ROOT / "moeplan" / "data" / "configs").glob("*.json")])
+"""The test configs and the presets' published configs: between them every reader."""
 HOSTILE = [True, "7", 7.5, -1, 10**18, float("inf"), [], {"a": 1}]
 
 
