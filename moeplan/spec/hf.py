@@ -150,6 +150,30 @@ def _mixtral(k: _Keys) -> dict:
     )
 
 
+def _shared_expert(k: _Keys, key: str = "shared_expert_intermediate_size", **extra) -> dict:
+    """MoE fields of one shared expert as wide as ``key`` says, with ``extra``; none when it is 0 or absent."""
+    width = k(key, default=0)
+    return {"num_shared_experts": 1, "shared_intermediate_size": width, **extra} if width else {}
+
+
+def _grouped_moe(k: _Keys, experts: tuple[str, ...] = ("n_routed_experts",),
+                 shared: tuple[str, ...] | None = ("n_shared_experts",), **extra) -> dict:
+    """DeepSeek-V3-style MoE fields: routed experts (under the first of ``experts`` set) of moe_intermediate_size,
+    group-limited routing (n_group, topk_group) with a correction bias, shared experts under ``shared`` (None: the
+    family has none), then ``extra``."""
+    moe = {
+        "num_experts": k(*experts),
+        "top_k": k("num_experts_per_tok"),
+        "expert_intermediate_size": k("moe_intermediate_size"),
+        "router_correction_bias": True,
+        "num_expert_groups": k("n_group", default=1),
+        "topk_groups": k("topk_group", default=1),
+    }
+    if shared:
+        moe["num_shared_experts"] = k(*shared, default=0)
+    return moe | extra
+
+
 def _qwen_moe(k: _Keys) -> dict:
     """Qwen2-MoE (Qwen1.5-MoE) and Qwen3-MoE."""
     qwen3 = k.config.get("model_type") == "qwen3_moe"
@@ -165,10 +189,8 @@ def _qwen_moe(k: _Keys) -> dict:
         "layer_period": k("decoder_sparse_step", default=1),
         "layer_offset": k("decoder_sparse_step", default=1) - 1,
         "dense_layers": k("mlp_only_layers", default=[]),
+        **_shared_expert(k, shared_expert_gate=True),
     }
-    shared = k("shared_expert_intermediate_size", default=0)
-    if shared:
-        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared, "shared_expert_gate": True}
     return _base(k, attention=attention, moe=moe)
 
 
@@ -192,19 +214,15 @@ def _deepseek(k: _Keys) -> dict:
     """DeepSeek-V2, V2-Lite, V3 and Kimi-K2 (multi-head latent attention, shared experts, first-k dense layers)."""
     v3 = k.config.get("model_type") in ("deepseek_v3", "kimi_k2") or k.config.get("topk_method") == "noaux_tc"
     attention = _mla_attention(k)
-    moe = {
-        "num_experts": k("n_routed_experts", "num_experts", "num_local_experts"),
-        "top_k": k("num_experts_per_tok"),
-        "expert_intermediate_size": k("moe_intermediate_size"),
-        "num_shared_experts": k("n_shared_experts", default=0),
-        "router_correction_bias": v3,
-        "num_expert_groups": k("n_group", default=1),
-        "topk_groups": k("topk_group", default=1),
-        "first_dense_layers": k("first_k_dense_replace", default=0),
+    moe = _grouped_moe(
+        k,
+        ("n_routed_experts", "num_experts", "num_local_experts"),
+        router_correction_bias=v3,
+        first_dense_layers=k("first_k_dense_replace", default=0),
         # DeepSeek's own modeling code honours moe_layer_freq; transformers' port ignores it (every released
         # checkpoint has 1), so a config with another value is read as DeepSeek wrote it.
-        "layer_period": k("moe_layer_freq", default=1),
-    }
+        layer_period=k("moe_layer_freq", default=1),
+    )
     return _base(k, attention=attention, moe=moe, mtp_layers=_mtp_layers(k))
 
 
@@ -239,16 +257,7 @@ def _glm4_moe(k: _Keys) -> dict:
     attention = _gqa_attention(k, o_bias=False)
     if k("use_qk_norm", default=False):
         attention["qk_norm"] = "per_head"
-    moe = {
-        "num_experts": k("n_routed_experts", "num_local_experts"),
-        "top_k": k("num_experts_per_tok"),
-        "expert_intermediate_size": k("moe_intermediate_size"),
-        "num_shared_experts": k("n_shared_experts", default=0),
-        "router_correction_bias": True,
-        "num_expert_groups": k("n_group", default=1),
-        "topk_groups": k("topk_group", default=1),
-        "first_dense_layers": k("first_k_dense_replace", default=0),
-    }
+    moe = _grouped_moe(k, ("n_routed_experts", "num_local_experts"), first_dense_layers=k("first_k_dense_replace", default=0))
     return _base(k, attention=attention, moe=moe, mtp_layers=_mtp_layers(k))
 
 
@@ -342,10 +351,8 @@ def _granitemoe(k: _Keys) -> dict:
         "num_experts": k("num_local_experts"),
         "top_k": k("num_experts_per_tok"),
         "expert_intermediate_size": k("intermediate_size"),
+        **_shared_expert(k, "shared_intermediate_size"),
     }
-    shared = k("shared_intermediate_size", default=0)
-    if shared:
-        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
     return _base(k, attention=_gqa_attention(k), moe=moe, intermediate_size=None)
 
 

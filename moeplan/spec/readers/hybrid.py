@@ -10,7 +10,7 @@ override keeps the pattern). A key a config leaves out reads as transformers 5.2
 """
 
 from moeplan.errors import SpecError
-from moeplan.spec.hf import _base, _gqa_attention, _Keys, _mla_attention, _moe_layers, _shortest_cycle
+from moeplan.spec.hf import _base, _gqa_attention, _grouped_moe, _Keys, _mla_attention, _moe_layers, _shared_expert, _shortest_cycle
 
 _LAYER_TYPE_MIXERS = {
     "full_attention": "attention",
@@ -276,20 +276,10 @@ def _nemotron_h(k: _Keys) -> dict:
     moe = None
     _aliased_default(k, ("n_routed_experts", "num_local_experts"), 8)
     if moe_layers:
-        moe = {
-            "num_experts": k("n_routed_experts", "num_local_experts"),
-            "top_k": k("num_experts_per_tok"),
-            "expert_intermediate_size": k("moe_intermediate_size"),
-            "gated": False,
-            "router_correction_bias": True,
-            "num_expert_groups": k("n_group", default=1),
-            "topk_groups": k("topk_group", default=1),
-            "moe_layers": moe_layers,
-            "latent_size": k("moe_latent_size", default=None),
-        }
-        shared = k("moe_shared_expert_intermediate_size", default=0) if k("n_shared_experts", default=0) else 0
-        if shared:
-            moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
+        moe = _grouped_moe(k, ("n_routed_experts", "num_local_experts"), shared=None, gated=False, moe_layers=moe_layers,
+                           latent_size=k("moe_latent_size", default=None))
+        if k("n_shared_experts", default=0):
+            moe |= _shared_expert(k, "moe_shared_expert_intermediate_size")
     heads = k("mamba_num_heads")
     mamba2 = {
         "num_heads": heads,

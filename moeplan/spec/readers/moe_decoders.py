@@ -10,7 +10,10 @@ shared-expert keys), so does the reader, since the count is what transformers in
 """
 
 from moeplan.errors import SpecError
-from moeplan.spec.hf import _base, _deepseek, _glm4_moe, _gqa_attention, _granitemoe, _Keys, _moe_layers, _qwen_moe, _shortest_cycle
+from moeplan.spec.hf import (
+    _base, _deepseek, _glm4_moe, _gqa_attention, _granitemoe, _grouped_moe, _Keys, _moe_layers, _qwen_moe, _shared_expert,
+    _shortest_cycle,
+)
 
 _KINDS = {"full_attention": "full", "sliding_attention": "sliding"}
 
@@ -122,16 +125,8 @@ def flex_olmo(k: _Keys) -> dict:
 
 def exaone_moe(k: _Keys) -> dict:
     """EXAONE-MoE: per-layer dense/sparse MLPs, shared experts, per-head q/k norms, sliding/full layers."""
-    moe = {
-        "num_experts": k("num_experts"),
-        "top_k": k("num_experts_per_tok"),
-        "expert_intermediate_size": k("moe_intermediate_size"),
-        "num_shared_experts": k("num_shared_experts", default=0),
-        "router_correction_bias": True,
-        "num_expert_groups": k("n_group", default=1),
-        "topk_groups": k("topk_group", default=1),
-        "moe_layers": _moe_layers(k, first_dense=k("first_k_dense_replace", default=1)),
-    }
+    moe = _grouped_moe(k, ("num_experts",), ("num_shared_experts",),
+                       moe_layers=_moe_layers(k, first_dense=k("first_k_dense_replace", default=1)))
     period = k("sliding_window_pattern", default=4) if k("sliding_window", default=None) else 0
     default = ["sliding_attention" if period and (i + 1) % period else "full_attention" for i in range(k("num_hidden_layers"))]
     attention = _gqa_attention(k, qk_norm="per_head", qkv_bias=False, o_bias=False, **_layer_types(k, default))
@@ -168,16 +163,7 @@ def sarvam_mla(k: _Keys) -> dict:
 def solar_open(k: _Keys) -> dict:
     """Solar-Open: GQA without an output bias, every layer MoE with shared experts (DeepSeek-V3-style routing)."""
     _aliases(k, {"num_local_experts": "n_routed_experts"}, defaults={"n_routed_experts": 128})
-    moe = {
-        "num_experts": k("n_routed_experts"),
-        "top_k": k("num_experts_per_tok"),
-        "expert_intermediate_size": k("moe_intermediate_size"),
-        "num_shared_experts": k("n_shared_experts", default=0),
-        "router_correction_bias": True,
-        "num_expert_groups": k("n_group", default=1),
-        "topk_groups": k("topk_group", default=1),
-    }
-    return _base(k, attention=_gqa_attention(k, o_bias=False), moe=moe, intermediate_size=None)
+    return _base(k, attention=_gqa_attention(k, o_bias=False), moe=_grouped_moe(k), intermediate_size=None)
 
 
 def mellum(k: _Keys) -> dict:
@@ -236,10 +222,8 @@ def flint(k: _Keys) -> dict:
         "layer_period": step,
         "layer_offset": step - 1,
         "dense_layers": k("mlp_only_layers", default=[0, 1]),
+        **_shared_expert(k),
     }
-    shared = k("shared_expert_intermediate_size", default=0)
-    if shared:
-        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
     attention = _gqa_attention(k, qk_norm="per_head", sinks=True, **_layer_types(k, default_types))
     return _base(k, attention=attention, moe=moe)
 
@@ -303,10 +287,8 @@ def kolibri1(k: _Keys) -> dict:
         "num_experts": k("num_local_experts", "num_experts", default=384),
         "top_k": k("num_experts_per_tok"),
         "expert_intermediate_size": k("moe_intermediate_size"),
+        **_shared_expert(k),
     }
-    shared = k("shared_expert_intermediate_size", default=0)
-    if shared:
-        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
     default_types = _cycle_types(k("num_hidden_layers"), 5)
     attention = _gqa_attention(k, qk_norm="per_head", qkv_bias=False, o_bias=False, **_layer_types(k, default_types))
     return _base(k, attention=attention, moe=moe, intermediate_size=None, layer_norms=4)
@@ -317,15 +299,7 @@ def beam(k: _Keys) -> dict:
     norms, group-limited routing, dense first layers (default 3), full attention every 6th and the last layer."""
     layers = k("num_hidden_layers")
     default_types = _cycle_types(layers, 6)[:-1] + ["full_attention"]
-    moe = {
-        "num_experts": k("num_experts"),
-        "top_k": k("num_experts_per_tok"),
-        "expert_intermediate_size": k("moe_intermediate_size"),
-        "router_correction_bias": True,
-        "num_expert_groups": k("n_group", default=1),
-        "topk_groups": k("topk_group", default=1),
-        "moe_layers": _moe_layers(k, first_dense=min(3, layers)),
-    }
+    moe = _grouped_moe(k, ("num_experts",), shared=None, moe_layers=_moe_layers(k, first_dense=min(3, layers)))
     attention = _gqa_attention(k, qk_norm="per_head", output_gate=True, output_gate_bias=True, **_layer_types(k, default_types))
     return _base(k, attention=attention, moe=moe, layer_norms=4)
 
@@ -344,10 +318,8 @@ def laguna(k: _Keys) -> dict:
         "router_correction_bias": True,
         "router_correction_is_parameter": True,
         "moe_layers": _moe_layers(k, first_dense=1),
+        **_shared_expert(k),
     }
-    shared = k("shared_expert_intermediate_size", default=0)
-    if shared:
-        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
     gate = {"output_gate": True, "output_gate_per_head": gating is True or gating == "per-head"}  # g_proj is always built
     attention = _gqa_attention(k, qk_norm="per_head", **gate, **_layer_types(k)) | {"num_heads": heads}
     return _base(k, attention=attention, moe=moe)
@@ -363,15 +335,7 @@ def mimo_v2_flash(k: _Keys) -> dict:
     layers = k("num_hidden_layers")
     default_types = ["full_attention" if i == 0 or not (i + 1) % 6 else "sliding_attention" for i in range(layers)]
     kv_heads = k("num_key_value_heads")
-    moe = {
-        "num_experts": k("n_routed_experts"),
-        "top_k": k("num_experts_per_tok"),
-        "expert_intermediate_size": k("moe_intermediate_size"),
-        "router_correction_bias": True,
-        "num_expert_groups": k("n_group", default=1),
-        "topk_groups": k("topk_group", default=1),
-        "moe_layers": _moe_layers(k, first_dense=1),
-    }
+    moe = _grouped_moe(k, shared=None, moe_layers=_moe_layers(k, first_dense=1))
     attention = _gqa_attention(k, o_bias=False, v_head_dim=k("v_head_dim"), sliding_kv_heads=2 * kv_heads, sinks=True,
                                sinks_sliding_only=True, **_layer_types(k, default_types))
     return _base(k, attention=attention, moe=moe)
@@ -421,10 +385,8 @@ def minimax_m3_vl_text(k: _Keys) -> dict:
         "expert_intermediate_size": k("intermediate_size"),
         "router_correction_bias": True,
         "moe_layers": _moe_layers(k, first_dense=0),
+        **_shared_expert(k, "shared_intermediate_size"),
     }
-    shared = k("shared_intermediate_size", default=0)
-    if shared:
-        moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared}
     attention = _gqa_attention(k, qk_norm="per_head", qkv_bias=False, o_bias=False, **_layer_types(k))
     return _base(k, attention=attention, moe=moe, intermediate_size=k("dense_intermediate_size", default=None))
 
