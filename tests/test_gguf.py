@@ -8,6 +8,7 @@ import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
 
 from moeplan.accounting.params import count_params
+from moeplan.accounting.weights import WeightPolicy, weight_memory
 from moeplan.errors import SpecError
 from moeplan.spec.resolve import resolve_spec
 
@@ -264,6 +265,10 @@ def test_gpt_oss_gguf_counts_what_transformers_instantiates(tmp_path):
     assert resolved.spec.architecture == "gpt_oss" and resolved.spec.attention.layer_pattern == ["sliding", "full"]
     assert count_params(resolved.spec).total == total
     assert resolved.weights.total_bytes == 4 * total and not any("stores" in n for n in resolved.weights.notes)
+    # active bytes: one formula (weights.active_weight_bytes) for the file's tensors and for the spec in fp32
+    computed = weight_memory(resolved.spec, WeightPolicy(dtype="fp32"))
+    assert resolved.weights.per_expert_bytes == computed.per_expert_bytes
+    assert resolved.weights.active_bytes == computed.active_bytes == 4 * count_params(resolved.spec).active
 
 
 def test_deepseek_v3_gguf_counts_what_transformers_instantiates(tmp_path):

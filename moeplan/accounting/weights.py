@@ -356,6 +356,12 @@ def _cost(matrices: list[Matrix], others: dict[str, int], formats: dict[str, Wei
     return _Cost(by_component, scale_bytes, fallbacks)
 
 
+def active_weight_bytes(spec: ModelSpec, total_bytes: int, routed_expert_bytes: int, per_expert_bytes: int) -> int:
+    """Weight bytes one token reads: all but the routed experts, plus top_k experts in each MoE layer
+    (``per_expert_bytes``: one expert of one layer). For spec-computed and for stored (GGUF) weights alike."""
+    return total_bytes - routed_expert_bytes + spec.moe_layer_count * spec.top_k * per_expert_bytes
+
+
 def weight_memory(spec: ModelSpec, policy: WeightPolicy | None = None) -> WeightMemory:
     """Weight bytes of ``spec`` under ``policy`` (default: the config's own formats, else bf16)."""
     formats, vectors, origin, notes = resolve_formats(spec, policy or WeightPolicy())
@@ -382,7 +388,7 @@ def weight_memory(spec: ModelSpec, policy: WeightPolicy | None = None) -> Weight
     return WeightMemory(
         total_bytes=total,
         by_component_bytes=by_component,
-        active_bytes=total - by_component["routed_experts"] + spec.moe_layer_count * spec.top_k * per_expert,
+        active_bytes=active_weight_bytes(spec, total, by_component["routed_experts"], per_expert),
         per_expert_bytes=per_expert,
         layer_bytes=[layer.total for layer in layers],
         layer_component_bytes=[{c: layer.by_component.get(c, 0) for c in COMPONENTS} for layer in layers],

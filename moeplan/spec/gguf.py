@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from moeplan.accounting.params import COMPONENTS, count_params
-from moeplan.accounting.weights import WeightMemory
+from moeplan.accounting.weights import WeightMemory, active_weight_bytes
 from moeplan.errors import SpecError
 from moeplan.spec.model import ModelSpec
 
@@ -363,7 +363,7 @@ def weight_memory_from_tensors(spec: ModelSpec, tensors: list[StoredTensor], ori
     return WeightMemory(
         total_bytes=total,
         by_component_bytes=by_component,
-        active_bytes=total - routed + (spec.top_k * routed // spec.num_experts if spec.moe else 0),
+        active_bytes=active_weight_bytes(spec, total, routed, per_expert),
         per_expert_bytes=per_expert,
         layer_bytes=[sum(layer.values()) for layer in layer_component],
         layer_component_bytes=layer_component,
