@@ -75,6 +75,12 @@ def test_a_native_panic_is_exit_4_too(cli, monkeypatch):
     assert result.exit_code == 4 and "internal error: PanicException" in result.stderr
 
 
+def test_usage_errors_are_one_line_too(cli):
+    refused(cli("estimate", "mixtral-8x7b", "--gpuu", "h100"), "No such option: --gpuu", "--gpu", "moeplan estimate -h")
+    refused(cli("estimate", "mixtral-8x7b", "--num-gpus", "two"), "Invalid value for '--num-gpus'")
+    refused(cli("bogus"), "No such command 'bogus'")
+
+
 def test_exit_codes_are_in_the_top_level_help(cli):
     text = " ".join(cli("--help").stdout.split())
     assert "4 internal error" in text and "1 a capacity check failed" in text and "--debug" in text
@@ -216,8 +222,7 @@ def test_a_model_beyond_64_bit_figures_is_refused(cli):
 
 
 def test_plan_bounds_and_top(cli):
-    result = cli("plan", "mixtral-8x7b", "--max-gpus", "100000000000000000000")
-    assert result.exit_code == 2 and "8192" in result.stderr
+    refused(cli("plan", "mixtral-8x7b", "--max-gpus", "100000000000000000000"), "--max-gpus", "8192", "moeplan plan -h")
     data = cli("plan", "mixtral-8x7b", "--max-gpus", "64", "--top", "3", "--json").json()
     assert len(data["layouts"]) == 3 < data["feasible"]
     refused(cli("plan", "mixtral-8x7b", "--gpu-hour-price", "inf"), "--gpu-hour-price")

@@ -76,7 +76,7 @@ def keeps_promise(cli, *args, json_out: bool = True):
     event(f"exit {result.exit_code}")
     assert result.exit_code in (0, 1, 2, 3), (args, result.exit_code, result.stderr[-600:], result.exception)
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
-    if result.exit_code in (2, 3) and not result.stderr.startswith("Usage:"):  # typer's usage box aside
+    if result.exit_code in (2, 3):
         errors = [line.rstrip() for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and result.stderr.rstrip().splitlines()[-1] == errors[0], result.stderr
         assert not any(leak in errors[0] for leak in PYTHON_INTERNALS), errors[0]

@@ -63,8 +63,13 @@ class _Group(_PlainHelp, TyperGroup):
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):  # usage errors and exits: typer's own
+        except (typer.Exit, typer.Abort):
             raise
+        except typer.exceptions.TyperException as error:  # a command's usage error: one line, as every bad input
+            if type(error).__name__ == "NoArgsIsHelpError" or getattr(error, "ctx", None) is None:
+                raise
+            message = " ".join(error.format_message().split())
+            _fail(f"{message} (see `{error.ctx.command_path} -h`)", error.exit_code)
         except MoeplanError as error:
             _fail(str(error), error.exit_code)
         except ValidationError as error:
