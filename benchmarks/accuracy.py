@@ -40,6 +40,11 @@ FORMATS = {"": "bf16", "bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4"
 """gemm_quant_mode / moe_quant_mode → moeplan weight format (fp8_block: DeepSeek-style 128×128 block scales)."""
 PROMPTS_PER_CONCURRENCY = 10
 """InferenceX's client sends --num-prompts = 10 × concurrency (its bench_serving invocation, --request-rate inf)."""
+PREFILL_FIRST = {"sglang"}
+"""Engines whose scheduler runs waiting prompts in prefill batches of their own before decoding resumes: SGLang
+(scheduler.get_next_batch_to_run: a new prefill batch first; mixed with decode only under --enable-mixed-chunk,
+off by default). vLLM V1 and TensorRT-LLM schedule running decodes first and fill the step's token budget with
+prompt chunks."""
 GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200", "gb200": "gb200", "b300_sxm": "b300", "gb300": "gb300"}
 
 
@@ -123,7 +128,8 @@ def deployment_of(row: dict) -> tuple[str, Deployment]:
         dp, tp = c // per_replica, tp // (c // per_replica)
     layout = {"tp": tp, "dp": dp, "pp": _int(row["pp_size"], 1), **_experts(spec, tp, dp, row["moe_tp_size"], row["moe_ep_size"])}
     return preset, Deployment(gpu=gpu, dtype=dtype, expert_dtype=expert_dtype, isl=int(row["isl"]), osl=int(row["osl"]),
-                              concurrency=c, num_prompts=PROMPTS_PER_CONCURRENCY * c, gpu_util=0.9, **layout)
+                              concurrency=c, num_prompts=PROMPTS_PER_CONCURRENCY * c, gpu_util=0.9,
+                              prefill_first=row["backend"] in PREFILL_FIRST, **layout)
 
 
 def _estimate(preset: str, deployment: Deployment):

@@ -12,20 +12,21 @@ accuracy = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(accuracy)
 
 
-def _row(model, tp, batch, isl, osl, gemm="", moe="", adp="", moe_tp="1", moe_ep="1", concurrency=None):
-    return {"model_path": model, "mode": "agg", "system": "h100_sxm", "gemm_quant_mode": gemm, "moe_quant_mode": moe,
+def _row(model, tp, batch, isl, osl, gemm="", moe="", adp="", moe_tp="1", moe_ep="1", concurrency=None, backend="trtllm"):
+    return {"model_path": model, "mode": "agg", "backend": backend, "system": "h100_sxm", "gemm_quant_mode": gemm, "moe_quant_mode": moe,
             "batch_size": str(batch), "attention_dp_size": adp, "tp_size": str(tp), "pp_size": "1", "moe_tp_size": moe_tp,
             "moe_ep_size": moe_ep, "isl": str(isl), "osl": str(osl), "silicon_data_source": f"silicon_concurrency={concurrency or batch}"}
 
 
-# (row, expected TPOT ms, expected TTFT ms); measured: TPOT 13.77 / 10.16 / 22.18 / 9.51 / 20.62 ms,
-# TTFT 173 / 692 / 188 / 111 / 738 ms
+# (row, expected TPOT ms, expected TTFT ms); measured: TPOT 13.77 / 10.16 / 22.18 / 16.54 / 9.51 / 20.62 ms,
+# TTFT 173 / 692 / 188 / 841 / 111 / 738 ms
 PINS = [
     (_row("Qwen/Qwen3-235B-A22B-FP8", 4, 4, 1024, 128, "fp8_block", "fp8_block", moe_ep="4"), 12.904019096205824, 196.6203815048408),
     (_row("meta-llama/Llama-3.1-8B-Instruct", 4, 64, 1024, 128), 9.456923976055815, 201.19547540207395),
-    (_row("Qwen/Qwen3-32B", 2, 16, 1024, 128), 21.68397378313417, 268.4148039845203),
-    (_row("openai/gpt-oss-120b", 4, 64, 1024, 8192, "nvfp4", "nvfp4", "1", "4"), 8.930479928639318, 191.90383263166459),
-    (_row("meta-llama/Llama-3.1-70B", 2, 4, 8192, 1024, "fp8", "fp8", "1", "2"), 19.912255294105243, 903.7280422799705),
+    (_row("Qwen/Qwen3-32B", 2, 16, 1024, 128, backend="vllm"), 21.68397378313417, 268.4148039845203),
+    (_row("Qwen/Qwen3-32B", 2, 16, 1024, 128, backend="sglang"), 18.12598304503412, 632.1007997073011),
+    (_row("openai/gpt-oss-120b", 4, 64, 1024, 8192, "nvfp4", "nvfp4", "1", "4", backend="vllm"), 8.930479928639318, 191.90383263166459),
+    (_row("meta-llama/Llama-3.1-70B", 2, 4, 8192, 1024, "fp8", "fp8", "1", "2", backend="vllm"), 19.912255294105243, 903.7280422799705),
 ]
 
 

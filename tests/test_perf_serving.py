@@ -139,3 +139,18 @@ def test_disaggregated_pool(cli):
     assert t["time_per_output_token_s"] == pytest.approx(e["decode_step"]["time_s"], rel=1e-12)
     assert e["prefill_step"]["decode_sequences"] == 0 and e["prefill_step"]["prefill_tokens"] == 1024
     assert _estimate(cli, *SERVING)["time_per_output_token_s"] > t["time_per_output_token_s"]
+
+
+def test_prefill_first_runs_in_waves(cli):
+    """--prefill-first (SGLang's scheduler): prompts run in steps of their own before decoding resumes, so the closed
+    loop keeps its requests in waves. Each prompt waits for the half of its wave ahead of it (TTFT) and its decode is
+    stalled by the half behind it (TPOT): 63/2 prompts of one 1024-token chunk step each, over 128 output tokens."""
+    t = _estimate(cli, *SERVING, "--prefill-chunk", "1024", "--prefill-first")
+    e = t["expected"]
+    wave_s = 63 / 2 * e["prefill_step"]["time_s"]
+    assert e["mixed_step"] is None and e["prefill_step"]["decode_sequences"] == 0
+    assert t["time_per_output_token_s"] == pytest.approx(e["decode_step"]["time_s"] + wave_s / 128, rel=1e-12)
+    assert e["serving"]["prefill_queue_s"] == pytest.approx(wave_s, rel=1e-12)
+    assert t["ttft_s"] == pytest.approx(e["prefill_step"]["time_s"] + wave_s + DEFAULT.request_overhead_s, rel=1e-12)
+    mixed = _estimate(cli, *SERVING, "--prefill-chunk", "1024")
+    assert t["time_per_output_token_s"] < mixed["time_per_output_token_s"] and t["ttft_s"] > mixed["ttft_s"]

@@ -9,6 +9,10 @@ step. TTFT = the prompt's own ⌈ISL/chunk⌉ chunk steps plus the wait behind t
 queue of the replica's prefill work). Without --concurrency: one decode step of --batch sequences at --context,
 TTFT one prompt of --context tokens. --disaggregated: one pool of disaggregated serving, whose decode steps
 carry no prompts (TPOT of a decode pool) and whose prompts are prefilled alone (TTFT of a prefill pool).
+--prefill-first (SGLang's scheduler: waiting prompts run in prefill steps of their own before decoding resumes):
+the closed loop stays in waves (a wave's requests start decoding at the same step, so they end and return
+together); a prompt waits for the (b − 1)/2 prompts of its wave ahead of it (TTFT) and its decode is stalled by the
+(b − 1)/2 behind it, so TPOT = t(decode) + (b − 1)/2 · ISL/chunk · t(chunk alone) / OSL.
 
 serving_figures is written once for a scalar layout (estimate, SCALAR namespace) and for arrays of layouts
 (plan, numpy): moeplan.plan.model calls it with its own step function over arrays.
@@ -145,7 +149,12 @@ def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, c: PerfC
 
     decode = run(sequences, 0.0)
     out = {"decode": decode, "mixed": None}
-    if d.concurrency is not None and not d.disaggregated:
+    waves = d.concurrency is not None and d.prefill_first and not d.disaggregated
+    if waves:  # prompts in steps of their own: a wave's prompts are prefilled before it decodes (see wave_stall_s)
+        wave_s = ns.max(sequences - 1, 0) / 2 * prompt / chunk * run(0.0 * sequences, chunk * 1.0)["total"]
+        step_s, riding = decode["total"] + draft(decode) + wave_s / d.osl, 0.0 * sequences
+        out.update(mixed_steps=0.0, prefill_per_mixed_step=0.0)
+    elif d.concurrency is not None and not d.disaggregated:
         per_cycle = sequences * d.isl
         mixed_steps = ns.min(d.osl, ns.ceil(per_cycle / chunk))
         mixed = run(sequences, per_cycle / mixed_steps)
@@ -162,7 +171,10 @@ def serving_figures(ns, run: Callable[[Any, Any], dict], d: Deployment, c: PerfC
     first = run(riding, min(chunk, prompt))
     full = run(riding, chunk * 1.0) if chunk != prompt else first  # a full chunk step, packing prompts when shorter
     own = pp * math.ceil(prompt / chunk) * first["total"]
-    if d.concurrency is not None:
+    if waves:  # each prompt waits for the half of its wave's prompts ahead of it
+        queue = pp * wave_s + (requests / sequences - 1) * (d.osl * tpot + own)
+        own = own + c.request_overhead_s
+    elif d.concurrency is not None:
         prefill_s = pp * prompt / chunk * full["total"]  # one prompt's share of full chunk steps
         queue = prefill_queue_s(ns, sequences, prefill_s, d.osl * tpot + own)
         if d.num_prompts:  # the first wave arrives at once: its prompts wait for half of the wave on average
@@ -393,7 +405,7 @@ def throughput(spec: ModelSpec, d: Deployment, layout: Layout, gpu: GPUSpec, wei
         serving = ServingPoint(isl=d.isl, osl=d.osl, concurrency=d.concurrency, sequences_per_replica=sequences,
                                mixed_steps_per_cycle=f["mixed_steps"], prefill_tokens_per_mixed_step=f["prefill_per_mixed_step"],
                                prefill_queue_s=f["queue"])
-    riding = sequences if d.concurrency is not None and not d.disaggregated else 0.0
+    riding = sequences if d.concurrency is not None and not (d.disaggregated or d.prefill_first) else 0.0
     expected = Expected(
         time_per_output_token_s=f["tpot"], ttft_s=f["ttft"], output_tokens_per_s=f["rate"], output_tokens_per_s_per_gpu=f["rate_per_gpu"],
         output_tokens_per_s_per_user=1 / f["tpot"], tokens_per_step=tokens_per_step(d.mtp, d.acceptance), decode_step=decode,

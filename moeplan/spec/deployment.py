@@ -93,6 +93,10 @@ class Deployment(BaseModel):
     disaggregated: bool = False
     """Serving: the layout is one pool of disaggregated serving (prefill and decode on different GPUs): decode steps
     carry no prompts, prompts are prefilled alone; TPOT is a decode pool's, TTFT a prefill pool's."""
+    prefill_first: bool = False
+    """Serving: the engine prefills all waiting prompts in steps of their own before decoding resumes (SGLang's
+    default scheduler, without --enable-mixed-chunk); default: decode steps carry the prompts' chunks (vLLM V1,
+    TensorRT-LLM)."""
     mtp: int = Field(0, ge=0, le=16)
     """Draft tokens per step of multi-token prediction / speculative decoding (0: none)."""
     acceptance: float = Field(0.85, gt=0, le=1)
