@@ -19,16 +19,7 @@ from moeplan.accounting.params import (
     norm_params,
     output_gate_width,
 )
-from moeplan.spec.model import (
-    AttentionSpec,
-    IndexerSpec,
-    LinearAttentionSpec,
-    Mamba2Spec,
-    MambaSpec,
-    ModelSpec,
-    MoESpec,
-    ShortConvSpec,
-)
+from moeplan.spec import model
 
 MTP_PROJECTION = "mtp_projection"
 """Component of the MTP module's eh_proj (2H → H), which has no counterpart in the main model."""
@@ -50,7 +41,7 @@ class Matrix(NamedTuple):
         return self.rows * self.cols * self.count
 
 
-def attention_matrices(attn: AttentionSpec, hidden: int, head_dim: int, layer_type: str = "full") -> list[Matrix]:
+def attention_matrices(attn: model.AttentionSpec, hidden: int, head_dim: int, layer_type: str = "full") -> list[Matrix]:
     """Projections of one attention layer of ``layer_type`` (MLA: q_a/q_b or q, kv_a_proj_with_mqa, kv_b, o; GQA: q
     (with the output gate, if any), k, v, o)."""
     a = attn.num_heads
@@ -87,7 +78,7 @@ def attention_matrices(attn: AttentionSpec, hidden: int, head_dim: int, layer_ty
     ]
 
 
-def indexer_matrices(indexer: IndexerSpec, q_lora_rank: int, hidden: int) -> list[Matrix]:
+def indexer_matrices(indexer: model.IndexerSpec, q_lora_rank: int, hidden: int) -> list[Matrix]:
     """DeepSeek-V3.2's indexer projections: wq_b, wk, weights_proj."""
     d, heads = indexer.head_dim, indexer.num_heads
     return [
@@ -105,12 +96,12 @@ def mlp_matrices(component: str, hidden: int, intermediate: int, gated: bool, co
     ]
 
 
-def expert_matrices(moe: MoESpec, hidden: int, count: int = 1) -> list[Matrix]:
+def expert_matrices(moe: model.MoESpec, hidden: int, count: int = 1) -> list[Matrix]:
     """The matrices of ``count`` routed experts of one layer (in the latent width of a latent MoE)."""
     return mlp_matrices("routed_experts", moe.latent_size or hidden, moe.expert_intermediate_size, moe.gated, count)
 
 
-def mamba_matrices(mamba: MambaSpec, hidden: int) -> list[Matrix]:
+def mamba_matrices(mamba: model.MambaSpec, hidden: int) -> list[Matrix]:
     """One Mamba mixer's projections: in_proj, x_proj, dt_proj, out_proj (inner D = expand·H)."""
     inner = mamba.expand * hidden
     return [
@@ -121,7 +112,7 @@ def mamba_matrices(mamba: MambaSpec, hidden: int) -> list[Matrix]:
     ]
 
 
-def mamba2_matrices(mamba: Mamba2Spec, hidden: int) -> list[Matrix]:
+def mamba2_matrices(mamba: model.Mamba2Spec, hidden: int) -> list[Matrix]:
     """One Mamba-2 mixer's in_proj (H → D + conv_dim + heads) and out_proj (D → H)."""
     return [
         Matrix("mamba", "in_proj", mamba.inner + mamba.conv_dim + mamba.num_heads, hidden),
@@ -129,7 +120,7 @@ def mamba2_matrices(mamba: Mamba2Spec, hidden: int) -> list[Matrix]:
     ]
 
 
-def linear_attention_matrices(linear: LinearAttentionSpec, hidden: int) -> list[Matrix]:
+def linear_attention_matrices(linear: model.LinearAttentionSpec, hidden: int) -> list[Matrix]:
     """One linear-attention mixer's projections, as transformers names them."""
     heads, d = linear.num_heads, linear.head_dim
 
@@ -153,7 +144,7 @@ def short_conv_matrices(hidden: int) -> list[Matrix]:
     return [Matrix("short_conv", "in_proj", 3 * hidden, hidden), Matrix("short_conv", "out_proj", hidden, hidden)]
 
 
-def mixer_matrices(spec: ModelSpec, layer: int) -> list[Matrix]:
+def mixer_matrices(spec: model.ModelSpec, layer: int) -> list[Matrix]:
     """The sequence mixer's matrices in one layer (none for a mixer-less layer)."""
     hidden, mixer = spec.hidden_size, spec.mixer(layer)
     if mixer == "attention":
@@ -172,7 +163,7 @@ def mixer_matrices(spec: ModelSpec, layer: int) -> list[Matrix]:
     }[mixer]()
 
 
-def layer_matrices(spec: ModelSpec, layer: int) -> list[Matrix]:
+def layer_matrices(spec: model.ModelSpec, layer: int) -> list[Matrix]:
     """The matrices of one decoder layer."""
     hidden = spec.hidden_size
     matrices = mixer_matrices(spec, layer)
@@ -194,7 +185,7 @@ def layer_matrices(spec: ModelSpec, layer: int) -> list[Matrix]:
     return matrices
 
 
-def head_matrices(spec: ModelSpec) -> list[Matrix]:
+def head_matrices(spec: model.ModelSpec) -> list[Matrix]:
     """The embedding table and, unless tied, lm_head (V × H each)."""
     matrices = [Matrix("embedding", "embed_tokens", spec.vocab_size, spec.hidden_size)]
     if not spec.tie_word_embeddings:
@@ -202,7 +193,7 @@ def head_matrices(spec: ModelSpec) -> list[Matrix]:
     return matrices
 
 
-def mtp_matrices(spec: ModelSpec) -> list[Matrix]:
+def mtp_matrices(spec: model.ModelSpec) -> list[Matrix]:
     """The multi-token-prediction modules' matrices as the checkpoint stores them (params.mtp_params): per
     module its decoder layer(s), eh_proj (H × 2H), and its own embedding and output head where it keeps them."""
     if not spec.mtp_layers:
@@ -229,23 +220,23 @@ def other_params(counted: dict[str, int], matrices: list[Matrix]) -> dict[str, i
     return {name: counted.get(name, 0) - in_matrices.get(name, 0) for name in counted}
 
 
-def layer_other_params(spec: ModelSpec, layer: int) -> dict[str, int]:
+def layer_other_params(spec: model.ModelSpec, layer: int) -> dict[str, int]:
     """Non-matrix parameters of one decoder layer, per component (norms, biases, sinks, Mamba conv/A_log/D)."""
     return other_params(layer_params(spec, layer), layer_matrices(spec, layer))
 
 
-def head_other_params(spec: ModelSpec) -> dict[str, int]:
+def head_other_params(spec: model.ModelSpec) -> dict[str, int]:
     """Non-matrix parameters outside the layers: lm_head's bias, if any, and the final norm."""
     counted = {"embedding": embedding_params(spec), "lm_head": lm_head_params(spec), "norms": norm_params(spec)}
     return other_params(counted, head_matrices(spec))
 
 
-def expert_other_params(moe: MoESpec, hidden: int) -> int:
+def expert_other_params(moe: model.MoESpec, hidden: int) -> int:
     """Non-matrix parameters of one routed expert (its biases)."""
     return expert_params(moe, hidden) - sum(m.params for m in expert_matrices(moe, hidden))
 
 
-def mtp_other_params(spec: ModelSpec) -> int:
+def mtp_other_params(spec: model.ModelSpec) -> int:
     """Non-matrix parameters of the MTP modules (their layer's norms and biases, enorm, hnorm, head norm)."""
     return mtp_params(spec) - sum(m.params for m in mtp_matrices(spec))
 
