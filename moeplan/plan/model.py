@@ -66,19 +66,43 @@ class LayoutMetrics(NamedTuple):
     """Decode bound, an index into perf.speed.BOUNDS."""
 
 
-def unique_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct rows of the stacked non-negative int columns, index of each input row among them); the
-    columns are packed into one mixed-radix key, which np.unique sorts far faster than rows."""
+def _packed(columns) -> tuple[np.ndarray, list[int]]:
+    """The stacked non-negative int columns as one mixed-radix key (np.unique sorts it far faster than rows)."""
     radices = [int(c.max()) + 1 for c in columns]
     key = np.zeros(len(columns[0]), dtype=np.int64)
     for column, radix in zip(columns, radices):
         key = key * radix + column
+    return key, radices
+
+
+def unique_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows of the stacked non-negative int columns, index of each input row among them)."""
+    key, radices = _packed(columns)
     values, inverse = np.unique(key, return_inverse=True)
     rows = []
     for radix in reversed(radices):
         values, digit = np.divmod(values, radix)
         rows.append(digit)
     return np.stack(rows[::-1], axis=1), inverse
+
+
+def first_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first input row of each distinct row of the stacked non-negative int columns, index of each
+    input row among the distinct ones)."""
+    _, first, inverse = np.unique(_packed(columns)[0], return_index=True, return_inverse=True)
+    return first, inverse
+
+
+class _PerLayout(dict):
+    """step_ops results evaluated once per distinct row, read per layout: ``ops[name][inverse]``, on first use."""
+
+    def __init__(self, ops: dict, inverse: np.ndarray):
+        super().__init__()
+        self._ops, self._inverse, self._rows = ops, inverse, len(ops["total"])
+
+    def __missing__(self, name: str) -> np.ndarray:
+        self[name] = value = np.broadcast_to(self._ops[name], self._rows)[self._inverse]
+        return value
 
 
 def prefix_sums(rows: np.ndarray) -> np.ndarray:
@@ -116,12 +140,28 @@ class LayoutModel:
         self.is_moe = np.array([spec.is_moe_layer(i) for i in layers])
         peaks, _ = format_peaks(spec, self.gpu, ref.weights)
         self.fixed = fixed_terms(spec, deployment, self.gpu, peaks)
+        self.layer_table = LayerTable(spec, deployment)
+        self._stages: dict[int, list[range]] = {}
+
+    def stages(self, pp: int) -> list[range]:
+        """The layers of each of ``pp`` pipeline stages (layout.parallel.stage_layers), computed once per pp."""
+        if pp not in self._stages:
+            self._stages[pp] = stage_layers(self.spec.num_layers, pp)
+        return self._stages[pp]
 
     def batch(self, layouts: LayoutArrays) -> np.ndarray:
         """Sequences per replica memory is sized for (perf.speed.serving_shape): ⌈C/dp⌉ serving, else --batch."""
         if self.serving:
             return -(-self.d.concurrency // layouts.dp)
         return np.full(len(layouts), self.d.batch, dtype=np.int64)
+
+    def memory_sizes(self, layouts: LayoutArrays) -> tuple[np.ndarray, ...]:
+        """The sizes a layout's memory and its StepShape fields depend on: pp, tp, ep, etp and the batch memory is
+        sized for (serving: ⌈C/dp⌉); in training also dp (ZeRO shards by it). Layouts alike in these share them."""
+        sizes = (layouts.pp, layouts.tp, layouts.ep, layouts.expert_tp)
+        if self.training:
+            return (*sizes, layouts.dp)
+        return (*sizes, self.batch(layouts)) if self.serving else sizes
 
     # --- tables over distinct layout sizes -------------------------------------------------------------
 
@@ -179,7 +219,7 @@ class LayoutModel:
     def _stage_memory(self, group: LayoutArrays, pp: int, tables: dict) -> dict[str, np.ndarray]:
         """Every stage of layouts sharing ``pp``: arrays of shape (layouts, pp)."""
         spec = self.spec
-        ranges = stage_layers(spec.num_layers, pp)
+        ranges = self.stages(pp)
         first = np.array([r[0] for r in ranges])
         last = np.array([r[-1] for r in ranges])
         stage = np.arange(pp)
@@ -272,8 +312,7 @@ class LayoutModel:
     def _stage_terms(self, layouts: LayoutArrays, stage: np.ndarray) -> dict[str, np.ndarray]:
         """Per layout, perf.speed.StageTerms of its most-loaded stage, once per distinct (pp, stage, tp)."""
         rows, inverse = unique_rows(layouts.pp, stage, layouts.tp)
-        table = LayerTable(self.spec, self.d)
-        terms = [StageTerms(table, stage_layers(self.spec.num_layers, pp)[s], tp, s == pp - 1).values for pp, s, tp in rows.tolist()]
+        terms = [StageTerms(self.layer_table, self.stages(pp)[s], tp, s == pp - 1).values for pp, s, tp in rows.tolist()]
         return {name: np.array([t[name] for t in terms])[inverse] for name in terms[0]}
 
     def _shape(self, layouts: LayoutArrays, m: dict[str, np.ndarray]) -> dict:
@@ -287,40 +326,54 @@ class LayoutModel:
                 "ep": layouts.ep.astype(float), "etp": layouts.expert_tp.astype(float),
                 "group_replicas": (-(-layouts.ep * layouts.expert_tp // layouts.tp)).astype(float)}
 
-    def _run(self, layouts: LayoutArrays, base: dict, constants: PerfConstants):
-        """step_ops over arrays as a function of (decode sequences, prefill tokens), each a float or an array."""
-        ns, n = numpy_namespace(), len(layouts)
+    def _run(self, base: dict, row: np.ndarray, constants: PerfConstants):
+        """step_ops as a function of (decode sequences, prefill tokens), each a float or an array of one per layout,
+        for layouts whose StepShape fields are row ``row`` of ``base``: evaluated once per distinct (row, decode,
+        prefill), read per layout."""
+        ns, n, distinct = numpy_namespace(), len(row), len(base["tp"])
 
         def run(decode, prefill):
-            decode, prefill = np.broadcast_to(decode, n).astype(float), np.broadcast_to(prefill, n).astype(float)
-            tokens = np.ceil(routed_tokens(decode, prefill, self.d.mtp, base["group_replicas"]) - 1e-9).astype(np.int64)
-            rows, inverse = unique_rows(layouts.ep, tokens)
-            load = np.array([expert_load(self.spec, t, ep) for ep, t in rows.tolist()]).reshape(-1, 2)[inverse]
-            shape = StepShape(decode=decode, prefill=prefill, experts_touched=load[:, 0], expert_rows=load[:, 1], **base)
-            return step_ops(ns, shape, constants)
+            if np.ndim(decode) or np.ndim(prefill):  # one per layout: the distinct (row, decode, prefill)
+                decode, prefill = np.broadcast_to(decode, n).astype(float), np.broadcast_to(prefill, n).astype(float)
+                first, inverse = first_rows(row, *(np.unique(x, return_inverse=True)[1] for x in (decode, prefill)))
+                fields = {name: value[row[first]] if np.ndim(value) else value for name, value in base.items()}
+                decode, prefill = decode[first], prefill[first]
+            else:
+                fields, inverse = base, row
+                decode, prefill = np.broadcast_to(decode, distinct).astype(float), np.broadcast_to(prefill, distinct).astype(float)
+            tokens = np.ceil(routed_tokens(decode, prefill, self.d.mtp, fields["group_replicas"]) - 1e-9).astype(np.int64)
+            rows, index = unique_rows(fields["ep"].astype(np.int64), tokens)
+            load = np.array([expert_load(self.spec, t, ep) for ep, t in rows.tolist()]).reshape(-1, 2)[index]
+            shape = StepShape(decode=decode, prefill=prefill, experts_touched=load[:, 0], expert_rows=load[:, 1], **fields)
+            return _PerLayout(step_ops(ns, shape, constants), inverse)
 
         return run
 
-    def speed(self, layouts: LayoutArrays, m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Expected speed and bound of layouts whose memory terms are ``m`` (perf.speed.serving_figures over arrays)."""
-        base = self._shape(layouts, m)
-        sequences = self.d.concurrency / layouts.dp if self.serving else np.full(len(layouts), float(self.d.batch))
-        args = (sequences, layouts.dp, layouts.pp, base["layers"], layouts.num_gpus)
+    def speed(self, layouts: LayoutArrays, m: dict[str, np.ndarray], row: np.ndarray) -> dict[str, np.ndarray]:
+        """Expected speed and bound of layouts whose memory terms are row ``row`` of ``m`` (perf.speed.serving_figures
+        over arrays; the StepShape fields once per distinct row)."""
+        used, first, row = np.unique(row, return_index=True, return_inverse=True)
+        base = self._shape(layouts.take(first), {name: values[used] for name, values in m.items()})
+        sequences = self.d.concurrency / layouts.dp if self.serving else float(self.d.batch)  # a float: one step per row
+        args = (sequences, layouts.dp, layouts.pp, base["layers"][row], layouts.num_gpus)
         ns = numpy_namespace()
-        f = serving_figures(ns, self._run(layouts, base, self.constants), self.d, self.constants, *args)
-        b = serving_figures(ns, self._run(layouts, base, BOUND), self.d, BOUND, *args, ttft=False)
+        f = serving_figures(ns, self._run(base, row, self.constants), self.d, self.constants, *args)
+        b = serving_figures(ns, self._run(base, row, BOUND), self.d, BOUND, *args, ttft=False)
         terms = np.stack([b["decode"]["memory_s"], b["decode"]["compute_s"], b["decode"]["communication_s"]])
         return {"decode_tokens_per_s": f["rate"], "time_per_output_token_s": f["tpot"], "prefill_tokens_per_s": f["prefill_rate"],
                 "ttft_s": f["ttft"], "roofline_time_per_output_token_s": b["tpot"], "bound": np.argmax(terms, axis=0)}
 
     def evaluate(self, layouts: LayoutArrays) -> LayoutMetrics:
         """Memory of every layout, and the expected speed and bound of those that fit (of the one needing the least
-        memory when none does); NaN (bound 0) for the others, which the search never ranks."""
-        m = self.memory(layouts)
+        memory when none does); NaN (bound 0) for the others, which the search never ranks. Memory is evaluated once
+        per distinct sizes it depends on (memory_sizes), and so is each step at a given decode batch and prompt."""
+        first, row = first_rows(*self.memory_sizes(layouts))
+        distinct = self.memory(layouts.take(first))
+        m = {name: distinct[name][row] for name in ("total", "weights", "state", "kv", "activations", "overhead", "stage")}
         index = np.flatnonzero(m["total"] <= self.usable_bytes)
         if not len(index):
             index = np.array([np.argmin(m["total"])])
-        speed = self.speed(layouts.take(index), {name: values[index] for name, values in m.items()})
+        speed = self.speed(layouts.take(index), distinct, row[index])
         full = {}
         for name, values in speed.items():
             full[name] = np.zeros(len(layouts), dtype=values.dtype) if name == "bound" else np.full(len(layouts), np.nan)
