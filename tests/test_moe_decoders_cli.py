@@ -78,3 +78,14 @@ def test_a_misspelled_mlp_layer_type_is_bad_input(cli, tmp_path, family: str):
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0
     assert "mlp_layer_types" in result.stderr and '"sparce"' in result.stderr, result.stderr
+
+
+def test_an_mlp_layer_types_list_shorter_than_the_layers_is_bad_input(cli, tmp_path):
+    """A layer that mlp_layer_types leaves out has no kind (transformers fails on it): exit 2, not a dense layer."""
+    config = json.loads((CONFIGS / "hy_v3.json").read_text())
+    config["mlp_layer_types"] = config["mlp_layer_types"][:-1]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = cli("estimate", path)
+    assert result.exit_code == 2
+    assert "mlp_layer_types lists" in result.stderr and "num_hidden_layers" in result.stderr, result.stderr
