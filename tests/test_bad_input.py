@@ -247,6 +247,7 @@ def test_context_beyond_the_model_needs_the_allow_flag(cli, tmp_path):
     ("mixtral-tied.json", {"num_experts_per_tok": "2"}, ["num_experts_per_tok"]),
     ("gemma4_text-moe.json", {"num_hidden_layers": []}, ["num_hidden_layers must be a whole number, not []"]),
     ("deepseek_v3.json", {"kv_lora_rank": 36.0}, ["kv_lora_rank must be a whole number, not 36.0"]),
+    ("lara_mini.json", {"layer_types": -1}, ["layer_types must be a list, not -1"]),
     ("qwen2-tied.json", {"tie_word_embeddings": "false"}, ["tie_word_embeddings", "true or false"]),
     ("mixtral-tied.json", {"quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": -5}}, ["group_size", "-5"]),
     ("mixtral-tied.json", {"quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 0}}, ["group_size", "0"]),

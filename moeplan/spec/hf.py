@@ -58,12 +58,12 @@ class _Keys:
             wrong = "a finite number"
         elif _COUNT_KEY.search(name) and not name.endswith("_per_layer") and name not in _NOT_COUNTS and type(value) is not int:
             wrong = "a whole number"
+        elif (name.endswith(("_types", "_per_layer")) or isinstance(default, list)) and not isinstance(value, list):
+            wrong = "a list"
         elif isinstance(default, bool) and not isinstance(value, bool):
             wrong = "true or false"
         elif isinstance(default, int) and not isinstance(default, bool) and (type(value) is not int):
             wrong = "a whole number"
-        elif isinstance(default, list) and not isinstance(value, list):
-            wrong = "a list"
         elif minimum is not None and (type(value) is not int or value < minimum):
             wrong = f"a whole number of at least {minimum}"
         if wrong:
@@ -481,9 +481,10 @@ def spec_from_hf_config(config: Config, name: str = "custom", source: str = "con
     except ValidationError as error:  # named by the config's own keys where the value tells which one it was
         names = {tuple(e["loc"]): keys.key_for(e.get("input")) for e in error.errors() if "input" in e}
         raise SpecError(f"{source}: {keys.as_written(describe_validation(error, names), fields)}") from None
-    except (TypeError, ValueError, AttributeError, ArithmeticError) as error:
-        last = f" reading {keys.used[-1]}" if keys.used else ""
-        raise SpecError(f"{source}: malformed config{last} ({error})") from None
+    except (TypeError, ValueError, AttributeError, ArithmeticError, IndexError, KeyError):  # a value of the wrong kind
+        last = keys.used[-1] if keys.used else None
+        value = f" ({last}: {json.dumps(config.get(last))[:60]})" if last else ""
+        raise SpecError(f"{source}: malformed config: a key read has a value of the wrong type or size{value}") from None
 
 
 def read_hf_config(path: Path) -> Config:
