@@ -48,6 +48,7 @@ CASES = [
     ("deepseek-v3", {"isl": 1024, "osl": 1024, "concurrency": 256, "mtp": 2, "gpu": "h200"}, 64),
     ("llama-3.1-8b", {"isl": 4096, "osl": 512, "concurrency": 64, "kv_dtype": "fp8"}, 16),
     ("gpt-oss-120b", {"isl": 8192, "osl": 1024, "concurrency": 30, "enforce_eager": True, "dtype": "fp8"}, 32),
+    ("qwen3-30b-a3b", {"isl": 2048, "osl": 256, "concurrency": 48, "prefill_first": True}, 32),
 ]
 SAMPLES = 24
 
