@@ -100,17 +100,14 @@ def enumerate_layouts(spec: ModelSpec, counts: np.ndarray, gpus_per_node: int, f
     to the layer count, ep among the divisors of the expert count, dp = GPUs / (tp·pp)."""
     fixed = fixed or {}
     counts = np.asarray(counts, dtype=np.int64)
-    tp = np.arange(1, gpus_per_node + 1)
-    pp = np.arange(1, spec.num_layers + 1)
-    n, t, p = (a.ravel() for a in np.meshgrid(counts, tp, pp, indexing="ij"))
-    whole = n % (t * p) == 0
-    n, t, p = n[whole], t[whole], p[whole]
+    tp, pp = np.arange(1, gpus_per_node + 1), np.arange(1, spec.num_layers + 1)
+    t, p = np.repeat(tp, len(pp)), np.tile(pp, len(tp))  # (tp, pp) pairs, tp-major
+    count, pair = np.nonzero(counts[:, None] % (t * p) == 0)  # the pairs whose tp·pp divides a count, count-major
+    t, p = t[pair], p[pair]
+    d = counts[count] // (t * p)
     eps = _divisors(spec.moe.num_experts) if spec.moe else np.ones(1, dtype=np.int64)
-    eps = eps[eps <= counts.max()]
-    index, e = (a.ravel() for a in np.meshgrid(np.arange(len(n)), eps, indexing="ij"))
-    t, p = t[index], p[index]
-    d = n[index] // (t * p)
-    e = e.astype(np.int64)
+    eps = eps[eps <= counts.max()].astype(np.int64)
+    t, p, d, e = np.repeat(t, len(eps)), np.repeat(p, len(eps)), np.repeat(d, len(eps)), np.tile(eps, len(d))  # then ep
     layouts = LayoutArrays(t, e, p, d, default_expert_tp(t, e, fixed.get("etp")))
     keep = allowed(spec, layouts) & placement_allowed(layouts, gpus_per_node)
     for name in ("tp", "ep", "pp", "dp"):

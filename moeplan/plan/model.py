@@ -138,6 +138,8 @@ class LayoutModel:
         layers = range(spec.num_layers)
         self.is_attention = np.array([spec.is_attention_layer(i) for i in layers])
         self.is_moe = np.array([spec.is_moe_layer(i) for i in layers])
+        self._attention_prefix, self._moe_prefix = (np.cumsum([0, *flags], dtype=np.int64) for flags in (self.is_attention, self.is_moe))
+        """Layers of each kind before layer i (a stage's count is a difference)."""
         peaks, _ = format_peaks(spec, self.gpu, ref.weights)
         self.fixed = fixed_terms(spec, deployment, self.gpu, peaks)
         self.layer_table = LayerTable(spec, deployment)
@@ -170,20 +172,25 @@ class LayoutModel:
         non-expert and expert amounts and of each weight group, its amount of the pp > 1 parts, and its
         amount per layer."""
         spec, positions = self.spec, self.spec.num_layers + 2
-        onehot = np.zeros((len(self.parts), positions), dtype=np.int64)
-        onehot[np.arange(len(self.parts)), [p.position + 1 for p, _ in self.parts]] = 1
-        expert = np.array([p.split.startswith("expert") for p, _ in self.parts])
-        held = np.zeros((len(keys), len(self.parts)), dtype=np.int64)
+        # a rank's share of a part does not depend on the part's layer: one rank_amount per part alike in its other
+        # fields, and how many such parts each position holds
+        alike: dict = {}
+        count = np.zeros((len(self.parts), positions), dtype=np.int64)
+        for part, amount in self.parts:
+            count[alike.setdefault((part._replace(position=0), amount), len(alike)), part.position + 1] += 1
+        count, distinct = count[:len(alike)], list(alike)
+        expert = np.array([p.split.startswith("expert") for p, _ in distinct])
+        held = np.zeros((len(keys), len(distinct)), dtype=np.int64)
         extra = np.zeros(len(keys), dtype=np.int64)
         for k, (tp, ep, etp) in enumerate(keys.tolist()):
             layout = Layout(tp=tp, ep=ep, dp=ep * etp, etp=etp)
-            held[k] = [rank_amount(part, amount, spec, layout, 0, 0) for part, amount in self.parts]
+            held[k] = [rank_amount(part, amount, spec, layout, 0, 0) for part, amount in distinct]
             extra[k] = sum(rank_amount(part, amount, spec, layout, 0, 0) for part, amount in self.pipelined_parts)
-        tables = {"other": prefix_sums((held * ~expert) @ onehot), "expert": prefix_sums((held * expert) @ onehot),
-                  "extra": extra, "per_layer": (held @ onehot)[:, 1:-1]}
+        tables = {"other": prefix_sums((held * ~expert) @ count), "expert": prefix_sums((held * expert) @ count),
+                  "extra": extra, "per_layer": (held @ count)[:, 1:-1]}
         for group, components in GROUPS.items():
-            member = np.array([p.component in components for p, _ in self.parts])
-            tables[f"group_{group}"] = prefix_sums((held * member) @ onehot)
+            member = np.array([p.component in components for p, _ in distinct])
+            tables[f"group_{group}"] = prefix_sums((held * member) @ count)
         return tables
 
     def _kv_table(self, tps: np.ndarray) -> np.ndarray:
@@ -216,62 +223,73 @@ class LayoutModel:
 
     # --- memory --------------------------------------------------------------------------------------
 
-    def _stage_memory(self, group: LayoutArrays, pp: int, tables: dict) -> dict[str, np.ndarray]:
-        """Every stage of layouts sharing ``pp``: arrays of shape (layouts, pp)."""
+    def _stage_rows(self, pp: np.ndarray) -> dict[str, np.ndarray]:
+        """Every (layout, stage) pair of layouts with pipeline sizes ``pp`` as one row (a layout's rows together, stage
+        order): its layout, stage, index among the distinct (pp, stage) pairs and first and last layer."""
+        owner = np.repeat(np.arange(len(pp)), pp)
+        stage = np.arange(len(owner)) - (np.cumsum(pp) - pp)[owner]
+        sizes = np.unique(pp).tolist()
+        offset = np.zeros(sizes[-1] + 1, dtype=np.int64)
+        offset[sizes] = np.cumsum([0, *sizes[:-1]])
+        pairs = [r for size in sizes for r in self.stages(size)]
+        pair = offset[pp][owner] + stage
+        first, last = (np.array([r[i] for r in pairs])[pair] for i in (0, -1))
+        return {"owner": owner, "stage": stage, "pair": pair, "first": first, "last": last, "sizes": sizes}
+
+    def _stage_memory(self, group: LayoutArrays, rows: dict, tables: dict) -> dict[str, np.ndarray]:
+        """Every stage of every layout: one row per (layout, stage) pair (``rows``, from _stage_rows)."""
         spec = self.spec
-        ranges = self.stages(pp)
-        first = np.array([r[0] for r in ranges])
-        last = np.array([r[-1] for r in ranges])
-        stage = np.arange(pp)
+        owner, stage, first, last = rows["owner"], rows["stage"], rows["first"], rows["last"]
+        pp = group.pp[owner]
+        is_last = stage == pp - 1
         low = np.where(stage == 0, -1, first) + 1  # prefix indices of the positions the stage holds
-        high = np.where(stage == pp - 1, spec.num_layers, last) + 2
-        key = tables["key"][:, None]
+        high = np.where(is_last, spec.num_layers, last) + 2
+        key = tables["key"][owner]
         other = tables["other"][key, high] - tables["other"][key, low]
         expert = tables["expert"][key, high] - tables["expert"][key, low]
-        if pp > 1:
-            other[:, -1] += tables["extra"][tables["key"]]
-        moe = np.add.reduceat(self.is_moe.astype(np.int64), first)
-        out = {"expert": expert, "held": other + expert, "layers": np.broadcast_to(last - first + 1, other.shape),
-               "moe_layers": np.broadcast_to(moe, other.shape)}
-        out["low"], out["high"] = np.broadcast_to(low, other.shape), np.broadcast_to(high, other.shape)
+        other += np.where(is_last & (pp > 1), tables["extra"][key], 0)
+        layers = last - first + 1
+        moe = self._moe_prefix[last + 1] - self._moe_prefix[first]
+        out = {"expert": expert, "held": other + expert, "layers": layers, "moe_layers": moe, "low": low, "high": high}
         if self.training:
-            out.update(self._training_terms(group, ranges, other, expert, tables))
+            out.update(self._training_terms(group, rows, other, expert, tables))
         else:
-            out.update(self._inference_terms(ranges, other, expert, tables))
+            out.update(self._inference_terms(rows, layers, moe, is_last, other, expert, tables))
         reserve = np.ceil(ALLOCATOR_RESERVE_FRACTION * out["activations"]).astype(np.int64)
         out["overhead"] = self.context_bytes + reserve
         out["total"] = out["weights"] + out["state"] + out["kv"] + out["activations"] + out["overhead"]
         return out
 
-    def _training_terms(self, group: LayoutArrays, ranges: list[range], other: np.ndarray, expert: np.ndarray, tables: dict) -> dict:
+    def _training_terms(self, group: LayoutArrays, rows: dict, other: np.ndarray, expert: np.ndarray, tables: dict) -> dict:
         """ZeRO-sharded state (with one gathered layer at ZeRO-3) and 1F1B activations of every stage."""
-        d, pp = self.d, len(ranges)
-        first = [r[0] for r in ranges]
-        gathered = np.maximum.reduceat(tables["per_layer"], first, axis=1)[tables["key"]] if d.zero == 3 else 0
+        d, owner, sizes = self.d, rows["owner"], rows["sizes"]
+        gathered = 0
+        if d.zero == 3:  # per weight key and (pp, stage) pair: the stage's largest layer
+            largest = np.concatenate([np.maximum.reduceat(tables["per_layer"], [r[0] for r in self.stages(pp)], axis=1) for pp in sizes], axis=1)
+            gathered = largest[tables["key"][owner], rows["pair"]]
         params, grads, optimizer = (np.asarray(x).astype(np.int64) for x in training_state_bytes(
-            numpy_namespace(), other, expert, group.dp[:, None], group.expert_replicas[:, None], d.zero, d.grad_dtype, gathered))
-        coefficients = [stage_activation(self.spec, Layout(pp=pp), s, ranges[s], d.recompute) for s in range(pp)]
-        linear, quadratic = (np.array(c, dtype=np.int64) for c in zip(*coefficients))
-        activations = activation_bytes(Coefficients(linear, quadratic), d.batch, d.context, group.tp[:, None])
+            numpy_namespace(), other, expert, group.dp[owner], group.expert_replicas[owner], d.zero, d.grad_dtype, gathered))
+        coefficients = [stage_activation(self.spec, Layout(pp=pp), s, r, d.recompute) for pp in sizes for s, r in enumerate(self.stages(pp))]
+        linear, quadratic = (np.array(c, dtype=np.int64)[rows["pair"]] for c in zip(*coefficients))
+        activations = activation_bytes(Coefficients(linear, quadratic), d.batch, d.context, group.tp[owner])
         # training holds bf16 parameters: what a decode step would read
         return {"weights": params, "state": grads + optimizer, "kv": np.zeros_like(params), "activations": activations,
                 "held": 2 * (other + expert), "expert": 2 * expert}
 
-    def _inference_terms(self, ranges: list[range], other: np.ndarray, expert: np.ndarray, tables: dict) -> dict:
+    def _inference_terms(self, rows: dict, layers: np.ndarray, moe: np.ndarray, is_last: np.ndarray, other: np.ndarray,
+                         expert: np.ndarray, tables: dict) -> dict:
         """KV cache of the batch and the activation peak of every stage: hidden states plus the largest
         workspace among the layer kinds the stage holds (logits on the last stage)."""
-        first = np.array([r[0] for r in ranges])
-        layers = np.array([len(r) for r in ranges])
-        attention, moe = (np.add.reduceat(flags.astype(np.int64), first) for flags in (self.is_attention, self.is_moe))
-        tp, ws = tables["tp"][:, None], {kind: values[:, None] for kind, values in tables["workspace"].items()}
-        kv = tables["batch"][:, None] * (tables["kv"][tp, first + layers] - tables["kv"][tp, first])
+        owner, first = rows["owner"], rows["first"]
+        attention = self._attention_prefix[first + layers] - self._attention_prefix[first]
+        tp, ws = tables["tp"][owner], {kind: values[owner] for kind, values in tables["workspace"].items()}
+        kv = tables["batch"][owner] * (tables["kv"][tp, first + layers] - tables["kv"][tp, first])
         present = lambda flags, values: np.where(flags, values, 0)  # noqa: E731
-        largest = np.maximum.reduce([
-            present(attention > 0, ws["attention"]), present(layers - attention > 0, ws["mamba"]),
-            present(moe > 0, tables["moe_workspace"][:, None]), present(layers - moe > 0, ws["dense_mlp"]),
-            present(np.arange(len(ranges)) == len(ranges) - 1, ws["logits"]),
-        ])
-        return {"weights": other + expert, "state": np.zeros_like(kv), "kv": kv, "activations": tables["hidden"][:, None] + largest}
+        largest = present(attention > 0, ws["attention"])
+        for flags, values in ((layers - attention > 0, ws["mamba"]), (moe > 0, tables["moe_workspace"][owner]),
+                              (layers - moe > 0, ws["dense_mlp"]), (is_last, ws["logits"])):
+            np.maximum(largest, present(flags, values), out=largest)
+        return {"weights": other + expert, "state": np.zeros_like(kv), "kv": kv, "activations": tables["hidden"][owner] + largest}
 
     def _tables(self, layouts: LayoutArrays) -> dict:
         keys, key = unique_rows(layouts.tp, layouts.ep, layouts.expert_tp)
@@ -287,18 +305,14 @@ class LayoutModel:
         """Per layout, the most-loaded stage's memory terms and what the speed model needs of it."""
         tables = self._tables(layouts)
         names = ("total", "weights", "state", "kv", "activations", "overhead", "held", "expert", "layers", "moe_layers", "low", "high")
-        out = {name: np.zeros(len(layouts), dtype=np.int64) for name in (*names, "stage")}
-        per_layout = ("key", "tp", "moe_workspace", "hidden", "batch")
-        for pp in np.unique(layouts.pp).tolist():
-            index = np.flatnonzero(layouts.pp == pp)
-            sub = {k: (v[index] if k in per_layout else v) for k, v in tables.items()}
-            if "workspace" in sub:
-                sub["workspace"] = {kind: values[index] for kind, values in tables["workspace"].items()}
-            stages = self._stage_memory(layouts.take(index), pp, sub)
-            worst = np.argmax(stages["total"], axis=1)
-            out["stage"][index] = worst
-            for name in names:
-                out[name][index] = np.take_along_axis(stages[name], worst[:, None], axis=1)[:, 0]
+        rows = self._stage_rows(layouts.pp)
+        stages, owner = self._stage_memory(layouts, rows, tables), rows["owner"]
+        # the most-loaded stage of each layout, the first on ties
+        starts = np.cumsum(layouts.pp) - layouts.pp
+        peak = np.maximum.reduceat(stages["total"], starts)
+        worst = np.minimum.reduceat(np.where(stages["total"] == peak[owner], np.arange(len(owner)), len(owner)), starts)
+        out = {name: stages[name][worst] for name in names}
+        out["stage"] = worst - starts
         scale = 2 if self.training else 1  # training holds bf16 parameters: what a step reads
         for name in GROUPS:  # the weight groups of the most-loaded stage
             table = tables[f"group_{name}"]
