@@ -152,5 +152,6 @@ def test_prefill_first_runs_in_waves(cli):
     assert t["time_per_output_token_s"] == pytest.approx(e["decode_step"]["time_s"] + wave_s / 128, rel=1e-12)
     assert e["serving"]["prefill_queue_s"] == pytest.approx(wave_s, rel=1e-12)
     assert t["ttft_s"] == pytest.approx(e["prefill_step"]["time_s"] + wave_s + DEFAULT.request_overhead_s, rel=1e-12)
+    assert any("--prefill-first" in line for line in t["assumptions"])
     mixed = _estimate(cli, *SERVING, "--prefill-chunk", "1024")
     assert t["time_per_output_token_s"] < mixed["time_per_output_token_s"] and t["ttft_s"] > mixed["ttft_s"]

@@ -427,8 +427,9 @@ def _assumptions(d: Deployment, layout: Layout, gpu: GPUSpec, c: PerfConstants) 
     calibrated = [f"speed constants measured on {c.measured_on} (moeplan profile calibration)"] if c.measured_on else []
     if c.measured_on and c.measured_on != gpu.name:
         calibrated.append(f"warning: the calibration was measured on {c.measured_on}, not on {gpu.name}")
-    serving = (f"continuous batching: {d.concurrency} requests in flight, ISL {d.isl}, OSL {d.osl}; decode steps carry the "
-               f"chunked prefill ({d.prefill_chunk} tokens) of arriving requests" if d.concurrency is not None else
+    steps = (f"prompts run in prefill steps of their own ({d.prefill_chunk} tokens) before their wave decodes (--prefill-first)"
+             if d.prefill_first else f"decode steps carry the chunked prefill ({d.prefill_chunk} tokens) of arriving requests")
+    serving = (f"continuous batching: {d.concurrency} requests in flight, ISL {d.isl}, OSL {d.osl}; {steps}" if d.concurrency is not None else
                f"one decode step of {d.batch} sequences at context {d.context}; TTFT one {d.context}-token prompt")
     return [
         *calibrated, serving,
