@@ -1,4 +1,4 @@
-"""A regression pin: the expected TPOT and TTFT of five measured H100 serving runs (rows of the team's
+"""A regression pin: the expected TPOT and TTFT of six measured H100 serving runs (rows of the team's
 measured-serving-h100.csv, InferenceX via aiconfigurator) as benchmarks/accuracy.py states them. The accuracy
 figures live in that benchmark; this only shows when a change moves the predictions."""
 
