@@ -7,6 +7,7 @@ rules of ``layout_problems`` and ``Layout`` (vectorised by ``allowed``) plus the
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class LayoutArrays:
     def __len__(self) -> int:
         return len(self.tp)
 
-    @property
+    @cached_property
     def num_gpus(self) -> np.ndarray:
         return self.tp * self.pp * self.dp
 
@@ -62,26 +63,36 @@ def allowed(spec: ModelSpec, layouts: LayoutArrays) -> np.ndarray:
     Mamba inner size and the other mixers' heads; tp and the KV heads divide one another; ep divides the experts and etp the expert
     intermediate size; pp is at most the layer count; a dense model has ep = 1."""
     tp, ep, etp = layouts.tp, layouts.ep, layouts.expert_tp
-    ok = (tp * layouts.dp) % (ep * etp) == 0
+    t, e, x = (_sizes(v) for v in (tp, ep, etp))  # a rule of one size: once per size, looked up per layout
+    tp_ok = np.ones(len(t), dtype=bool)
     attn = spec.attention
     if spec.attention_layer_count:
-        ok &= attn.num_heads % tp == 0
+        tp_ok &= attn.num_heads % t == 0
         if attn.kind == "gqa":
             kv = attn.kv_heads
-            ok &= np.where(kv >= tp, kv % tp == 0, tp % kv == 0)
+            tp_ok &= np.where(kv >= t, kv % t == 0, t % kv == 0)
     if spec.mamba:
-        ok &= (spec.mamba.expand * spec.hidden_size) % tp == 0
+        tp_ok &= (spec.mamba.expand * spec.hidden_size) % t == 0
     for count in mixer_tp_counts(spec).values():
-        ok &= count % tp == 0
+        tp_ok &= count % t == 0
     if spec.intermediate_size and any(not spec.is_moe_layer(i) for i in range(spec.num_layers)):
-        ok &= spec.intermediate_size % tp == 0
+        tp_ok &= spec.intermediate_size % t == 0
     if spec.moe:
-        ok &= spec.moe.num_experts % ep == 0
-        ok &= spec.moe.expert_intermediate_size % etp == 0
-        ok &= spec.moe.shared_size % tp == 0
+        tp_ok &= spec.moe.shared_size % t == 0
+    ok = ((tp * layouts.dp) % (ep * etp) == 0) & tp_ok[tp]
+    if spec.moe:
+        ok &= (spec.moe.num_experts % e == 0)[ep]
+        ok &= (spec.moe.expert_intermediate_size % x == 0)[etp]
     else:
         ok &= ep == 1
     return ok & (layouts.pp <= spec.num_layers)
+
+
+def _sizes(values: np.ndarray) -> np.ndarray:
+    """0, 1, …, max(values) with the 0 (never looked up) made 1: ``rule(_sizes(v))[v]`` is rule(v)."""
+    sizes = np.arange(int(values.max()) + 1)
+    sizes[0] = 1
+    return sizes
 
 
 def gpu_counts(max_gpus: int, gpus_per_node: int) -> np.ndarray:
