@@ -223,6 +223,13 @@ class LayerTable:
                 "decode_attention_flops": self.decode_flops[i], "prefill_attention_flops": self.prefill_flops[i]})
         self.prefix = {name: _prefix([row[name] for row in rows]) for name in rows[0]} if rows else {}
         self._kv: dict[int, tuple[list[int], list[int]]] = {}
+        self._caches: dict[int, list] = {}
+
+    def layer_caches(self, tp: int) -> list:
+        """Each layer's sequence_kv on a TP rank, once per tp (plan's KV memory table reads them too)."""
+        if tp not in self._caches:
+            self._caches[tp] = [sequence_kv(self.spec, self.d.kv_dtype, [i], tp) for i in range(self.spec.num_layers)]
+        return self._caches[tp]
 
     def kv(self, tp: int) -> tuple[list[int], list[int]]:
         """Prefix sums over layers on a TP rank of (what one decode step reads of one sequence's cache at the decode
@@ -230,7 +237,7 @@ class LayerTable:
         if tp not in self._kv:
             keys, spec, dtype = max(int(self.context), 1), self.spec, self.d.kv_dtype
             read = [decode_read_bytes(spec, dtype, keys, [i], tp) for i in range(spec.num_layers)]
-            self._kv[tp] = (_prefix(read), _prefix([sequence_kv(spec, dtype, [i], tp).bytes(1) for i in range(spec.num_layers)]))
+            self._kv[tp] = (_prefix(read), _prefix([cache.bytes(1) for cache in self.layer_caches(tp)]))
         return self._kv[tp]
 
 

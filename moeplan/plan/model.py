@@ -7,7 +7,8 @@ then combined per layout with numpy:
 
 - weights: each part's rank-0 share (``rank_amount``; rank 0 holds the most of every part) per distinct
   (tp, ep, etp), summed per position and weight group, prefix-summed so a stage's weights are two lookups;
-- KV cache: ``sequence_kv`` of each single layer per distinct tp (the cache is additive over layers);
+- KV cache: ``sequence_kv`` of each single layer per distinct tp (perf.speed.LayerTable.layer_caches, which the speed
+  model reads too; the cache is additive over layers);
 - inference activations: ``inference_activations`` workspaces per distinct (tp, batch) and ``fused_moe_bytes``
   per distinct (tp, dp, ep, etp, batch) — a stage's peak is the hidden states plus the largest workspace of the
   layer kinds it holds; training activations: ``stage_activation`` per distinct (pp, stage) and
@@ -25,7 +26,6 @@ from typing import NamedTuple
 import numpy as np
 
 from moeplan.accounting.activations import ALLOCATOR_RESERVE_FRACTION, fused_moe_bytes, inference_activations
-from moeplan.accounting.kv_cache import sequence_kv
 from moeplan.accounting.shard import placed_amounts, rank_amount
 from moeplan.accounting.training import Coefficients, activation_bytes, stage_activation, training_state_bytes
 from moeplan.layout.parallel import Layout, stage_layers
@@ -195,9 +195,7 @@ class LayoutModel:
 
     def _kv_table(self, tps: np.ndarray) -> np.ndarray:
         """Per distinct tp: prefix sums over layers of one sequence's cache at the context memory is sized for."""
-        d = self.d
-        per_layer = [[sequence_kv(self.spec, d.kv_dtype, [i], tp).bytes(self.context) for i in range(self.spec.num_layers)]
-                     for tp in tps.tolist()]
+        per_layer = [[cache.bytes(self.context) for cache in self.layer_table.layer_caches(tp)] for tp in tps.tolist()]
         return prefix_sums(np.array(per_layer, dtype=np.int64))
 
     def _workspaces(self, layouts: LayoutArrays) -> tuple[dict[str, np.ndarray], np.ndarray]:
