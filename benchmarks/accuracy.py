@@ -45,6 +45,10 @@ PREFILL_FIRST = {"sglang"}
 (scheduler.get_next_batch_to_run: a new prefill batch first; mixed with decode only under --enable-mixed-chunk,
 off by default). vLLM V1 and TensorRT-LLM schedule running decodes first and fill the step's token budget with
 prompt chunks."""
+KV_FREE_FRACTION = 0.9
+"""TensorRT-LLM's kv_cache_free_gpu_memory_fraction default: its KV pool is 0.9 of the memory the weights and the
+warm-up leave free (KvCacheConfig, 1.x; moeplan.engines.trtllm), where vLLM's --gpu-memory-utilization 0.9 is
+a share of the whole GPU."""
 GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200", "gb200": "gb200", "b300_sxm": "b300", "gb300": "gb300"}
 
 
@@ -132,11 +136,25 @@ def deployment_of(row: dict) -> tuple[str, Deployment]:
                               prefill_first=row["backend"] in PREFILL_FIRST, **layout)
 
 
-def _estimate(preset: str, deployment: Deployment):
+def trtllm_gpu_util(memory) -> float:
+    """--gpu-util at which moeplan's KV cache equals TensorRT-LLM's default pool, KV_FREE_FRACTION of what the
+    weights and the warm-up leave free: u·T − fixed = f·(T − fixed), so u = f + (1 − f)·fixed/T."""
+    gpu = memory.most_loaded
+    fixed = gpu.weights_bytes + gpu.activation_bytes + gpu.cuda_context_bytes + gpu.allocator_reserve_bytes
+    total = memory.usable_bytes / memory.gpu_util
+    return min(KV_FREE_FRACTION + (1 - KV_FREE_FRACTION) * fixed / total, 1.0)
+
+
+def _estimate(preset: str, deployment: Deployment, engine: str):
+    """The estimate of one pool; a TensorRT-LLM pool sized the way TensorRT-LLM sizes its KV cache."""
+    resolved = ResolvedSpec(spec=load_preset(preset))
     try:
-        return build_estimate(ResolvedSpec(spec=load_preset(preset)), deployment).throughput
+        report = build_estimate(resolved, deployment)
+        if engine == "trtllm":
+            report = build_estimate(resolved, deployment.model_copy(update={"gpu_util": trtllm_gpu_util(report.memory)}))
     except SpecError as error:
         raise NotExpressible(str(error)) from None
+    return report.throughput
 
 
 def predict(row: dict) -> tuple[float, float]:
@@ -144,9 +162,10 @@ def predict(row: dict) -> tuple[float, float]:
     of the decode pool and TTFT of the prefill pool (KV transfer between them not counted)."""
     if row["mode"] == "disagg":
         preset, decode, prefill = disaggregated_deployments(row)
-        return _estimate(preset, decode).time_per_output_token_s * 1e3, _estimate(preset, prefill).ttft_s * 1e3
+        engine = row["backend"]
+        return _estimate(preset, decode, engine).time_per_output_token_s * 1e3, _estimate(preset, prefill, engine).ttft_s * 1e3
     preset, deployment = deployment_of(row)
-    speed = _estimate(preset, deployment)
+    speed = _estimate(preset, deployment, row["backend"])
     return speed.time_per_output_token_s * 1e3, speed.ttft_s * 1e3
 
 
