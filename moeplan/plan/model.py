@@ -86,11 +86,13 @@ def unique_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(rows[::-1], axis=1), inverse
 
 
-def first_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index of the first input row of each distinct row of the stacked non-negative int columns, index of each
+def representatives(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of one input row of each distinct row of the stacked non-negative int columns, ascending, index of each
     input row among the distinct ones)."""
-    _, first, inverse = np.unique(_packed(columns)[0], return_index=True, return_inverse=True)
-    return first, inverse
+    _, inverse = np.unique(_packed(columns)[0], return_inverse=True)
+    one = np.empty(int(inverse.max()) + 1, dtype=np.int64)
+    one[inverse] = np.arange(len(inverse))  # any row of each: they are alike in everything the caller reads
+    return one, inverse
 
 
 class _PerLayout(dict):
@@ -347,7 +349,7 @@ class LayoutModel:
         def run(decode, prefill):
             if np.ndim(decode) or np.ndim(prefill):  # one per layout: the distinct (row, decode, prefill)
                 decode, prefill = np.broadcast_to(decode, n).astype(float), np.broadcast_to(prefill, n).astype(float)
-                first, inverse = first_rows(row, *(np.unique(x, return_inverse=True)[1] for x in (decode, prefill)))
+                first, inverse = representatives(row, *(np.unique(x, return_inverse=True)[1] for x in (decode, prefill)))
                 fields = {name: value[row[first]] if np.ndim(value) else value for name, value in base.items()}
                 decode, prefill = decode[first], prefill[first]
             else:
@@ -364,8 +366,9 @@ class LayoutModel:
     def speed(self, layouts: LayoutArrays, m: dict[str, np.ndarray], row: np.ndarray) -> dict[str, np.ndarray]:
         """Expected speed and bound of layouts whose memory terms are row ``row`` of ``m`` (perf.speed.serving_figures
         over arrays; the StepShape fields once per distinct row)."""
-        used, first, row = np.unique(row, return_index=True, return_inverse=True)
-        base = self._shape(layouts.take(first), {name: values[used] for name, values in m.items()})
+        first, index = representatives(row)
+        base = self._shape(layouts.take(first), {name: values[row[first]] for name, values in m.items()})
+        row = index  # each layout's row of base
         sequences = self.d.concurrency / layouts.dp if self.serving else float(self.d.batch)  # a float: one step per row
         args = (sequences, layouts.dp, layouts.pp, base["layers"][row], layouts.num_gpus)
         ns = numpy_namespace()
@@ -379,7 +382,7 @@ class LayoutModel:
         """Memory of every layout, and the expected speed and bound of those that fit (of the one needing the least
         memory when none does); NaN (bound 0) for the others, which the search never ranks. Memory is evaluated once
         per distinct sizes it depends on (memory_sizes), and so is each step at a given decode batch and prompt."""
-        first, row = first_rows(*self.memory_sizes(layouts))
+        first, row = representatives(*self.memory_sizes(layouts))
         distinct = self.memory(layouts.take(first))
         m = {name: distinct[name][row] for name in ("total", "weights", "state", "kv", "activations", "overhead", "stage")}
         index = np.flatnonzero(m["total"] <= self.usable_bytes)
