@@ -146,7 +146,8 @@ def trtllm_gpu_util(memory) -> float:
 
 
 def _estimate(preset: str, deployment: Deployment, engine: str):
-    """The estimate of one pool; a TensorRT-LLM pool sized the way TensorRT-LLM sizes its KV cache."""
+    """The estimate of one pool; a TensorRT-LLM pool sized the way TensorRT-LLM sizes its KV cache (SGLang and vLLM
+    pools at --gpu-util 0.9)."""
     resolved = ResolvedSpec(spec=load_preset(preset))
     try:
         report = build_estimate(resolved, deployment)
