@@ -12,22 +12,28 @@ from functools import lru_cache
 from statistics import NormalDist
 
 
-def _binomial_term(n: int, x: int, p: float) -> float:
-    """P(X = x) for X ~ Binomial(n, p)."""
+def _binomial_terms(n: int, xs: range, p: float) -> list[float]:
+    """P(X = x) for x in ``xs``, X ~ Binomial(n, p) (the logarithms that do not depend on x computed once)."""
     if p <= 0 or p >= 1:
-        return float(x == (n if p >= 1 else 0))
-    return math.exp(math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1) + x * math.log(p) + (n - x) * math.log1p(-p))
+        return [float(x == (n if p >= 1 else 0)) for x in xs]
+    top, log_p, log_q = math.lgamma(n + 1), math.log(p), math.log1p(-p)
+    return [math.exp(top - math.lgamma(x + 1) - math.lgamma(n - x + 1) + x * log_p + (n - x) * log_q) for x in xs]
 
 
-def _binomial_pmf(n: int, p: float) -> list[float]:
-    """P(X = x), x = 0 … n, for X ~ Binomial(n, p), by the ratio P(x+1)/P(x) in log space."""
+def _log_binomial_coefficients(n: int) -> list[float]:
+    """ln C(n, x), x = 0 … n, as lgamma(n + 1) − lgamma(x + 1) − lgamma(n − x + 1)."""
+    top = math.lgamma(n + 1)
+    return [top - math.lgamma(x + 1) - math.lgamma(n - x + 1) for x in range(n + 1)]
+
+
+def _binomial_pmf(n: int, p: float, log_coefficients: list[float]) -> list[float]:
+    """P(X = x), x = 0 … n, for X ~ Binomial(n, p), in log space (``log_coefficients``: _log_binomial_coefficients(n))."""
     if p <= 0:
         return [1.0] + [0.0] * n
     if p >= 1:
         return [0.0] * n + [1.0]
     log_p, log_q = math.log(p), math.log1p(-p)
-    return [math.exp(math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1) + x * log_p + (n - x) * log_q)
-            for x in range(n + 1)]
+    return [math.exp(c + x * log_p + (n - x) * log_q) for x, c in enumerate(log_coefficients)]
 
 
 def _convolve(a: list[float], b: list[float]) -> list[float]:
@@ -50,10 +56,10 @@ def _group_share_pmf(experts: int, per_group: int, picks: int, top_k: int, token
     mixture = [0.0] * (experts + 1)
     mean, spread = tokens * choose, 10 * math.sqrt(tokens * choose * (1 - choose)) + 10
     low, high = max(0, int(mean - spread)), min(tokens, int(mean + spread) + 1)  # weights outside are below 1e-20
-    for n in range(low, high + 1):
-        weight = _binomial_term(tokens, n, choose)
+    coefficients = _log_binomial_coefficients(experts)
+    for n, weight in zip(range(low, high + 1), _binomial_terms(tokens, range(low, high + 1), choose)):
         if weight > 1e-15:
-            for x, p in enumerate(_binomial_pmf(experts, 1 - (1 - per_expert) ** n)):
+            for x, p in enumerate(_binomial_pmf(experts, 1 - (1 - per_expert) ** n, coefficients)):
                 mixture[x] += weight * p
     return mixture
 
