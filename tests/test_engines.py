@@ -173,6 +173,15 @@ def test_sglang_k_size_line(cli):
     assert "#tokens: 122,420, K size: 5.60 GB, V size: 5.60 GB" in data["startup"]["notes"][0]
 
 
+def test_sglang_runs_prompts_first_unless_mixed_chunk(cli):
+    """SGLang's scheduler runs waiting prompts in batches of their own unless --enable-mixed-chunk is given."""
+    argv = ["sglang", "serve", "--model-path", "Qwen/Qwen3-30B-A3B", "--context-length", "8192"]
+    _, first = engine(cli, *argv)
+    _, mixed = engine(cli, *argv, "--enable-mixed-chunk")
+    assert first["deployment"]["prefill_first"] is True and mixed["deployment"]["prefill_first"] is False
+    assert mixed["command"]["mixed_chunk"] is True and "--enable-mixed-chunk" not in mixed["command"]["ignored"]
+
+
 def test_sglang_refuses_a_context_beyond_the_model(cli):
     argv = ["--model-path", "Qwen/Qwen3-30B-A3B", "--context-length", "131072"]
     code, data = engine(cli, "python", "-m", "sglang.launch_server", *argv)

@@ -98,6 +98,8 @@ class EngineCommand(BaseModel):
     """--block-size / --page-size: tokens per KV block."""
     enforce_eager: bool = False
     """vLLM --enforce-eager / SGLang --disable-cuda-graph."""
+    mixed_chunk: bool = False
+    """SGLang --enable-mixed-chunk: prompt chunks ride in decode steps instead of batches of their own."""
     speculative: dict | None = None
     """vLLM --speculative-config (parsed JSON) / SGLang --speculative-algorithm."""
     moe_a2a_backend: str | None = None

@@ -58,11 +58,12 @@ FLAGS = [
     Flag(("--dtype",), "dtype", choice(DTYPES)),
     Flag(("--page-size",), "block_size", whole),
     Flag(("--disable-cuda-graph",), "enforce_eager"),
+    Flag(("--enable-mixed-chunk",), "mixed_chunk"),
     Flag(("--moe-a2a-backend",), "moe_a2a_backend", text),
 ]
 """SGLang server arguments that move memory or the layout (python/sglang/srt/server_args.py)."""
 IGNORED_SWITCHES = frozenset({"--trust-remote-code", "--enable-torch-compile", "--disable-radix-cache",
-                              "--enable-metrics", "--enable-mixed-chunk", "--enable-p2p-check", "--skip-server-warmup"})
+                              "--enable-metrics", "--enable-p2p-check", "--skip-server-warmup"})
 POSITIONAL_MODEL = True
 MODEL_HINT = "python -m sglang.launch_server --model-path MODEL"
 
@@ -102,6 +103,8 @@ def deployment_fields(command: EngineCommand, spec: ModelSpec, gpu: GPUSpec) -> 
     fields["gpu_util"] = command.memory_fraction or default_mem_fraction_static(command.tp * command.pp)
     fields["prefill_chunk"] = command.max_num_batched_tokens or CHUNKED_PREFILL[gpu.memory_bytes < SMALL_GPU_BYTES]
     fields["dtype"] = checkpoint_or(spec, command)
+    # prompts run in batches of their own before decoding resumes, unless --enable-mixed-chunk (scheduler.py)
+    fields["prefill_first"] = not command.mixed_chunk
     if command.kv_dtype:
         fields["kv_dtype"] = command.kv_dtype
     return fields
@@ -180,6 +183,8 @@ def launch_argv(model: str, layout: Layout, deployment: Deployment, spec: ModelS
     argv += ["--context-length", str(deployment.context)]
     fraction_ = deployment.gpu_util or default_mem_fraction_static(server_tp * layout.pp)
     argv += ["--mem-fraction-static", f"{fraction_:g}"]
+    if not deployment.prefill_first:  # the estimate mixed prompt chunks into decode steps
+        argv += ["--enable-mixed-chunk"]
     if deployment.kv_dtype == "fp8":
         argv += ["--kv-cache-dtype", "fp8_e4m3"]
     if deployment.dtype:
