@@ -2,11 +2,12 @@
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 os.environ["COLUMNS"] = "200"  # wide rich tables, so tests can search the text without wrapping
 os.environ["HF_HUB_OFFLINE"] = "1"  # an org/name argument never reaches the network (test_hub.py unsets it)
-os.environ["HF_HUB_CACHE"] = str(Path(__file__).parent / "data" / "no-hf-cache")  # nor the user's own cache
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="moeplan-empty-hf-cache-")  # nor the user's own cache
 
 import pytest
 from typer.testing import CliRunner
