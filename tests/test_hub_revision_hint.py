@@ -24,3 +24,16 @@ def test_unreachable_hub_at_a_revision_suggests_that_revision(cli, tmp_path, mon
     assert result.exit_code == 3, result.stderr
     assert result.stderr.startswith("error: acme/tiny-moe@v2: cannot reach http://127.0.0.1:")
     assert "hf download acme/tiny-moe config.json --revision v2" in result.stderr
+
+
+def test_the_hub_client_writes_into_the_cache_read_now(monkeypatch, tmp_path):
+    """The full suite wrote acme/sharded's safetensors index into tests/data/no-hf-cache: huggingface_hub's
+    metadata download used the cache folder of import time, not HF_HUB_CACHE as set when the id is resolved."""
+    from huggingface_hub import constants
+
+    from moeplan.spec.hub import _hub_api
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", constants.HF_HUB_CACHE)  # restored after the test
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "now"))
+    _hub_api()
+    assert constants.HF_HUB_CACHE == str(tmp_path / "now")

@@ -265,12 +265,14 @@ def _hub_error(error: Exception, repo_id: str, revision: str | None, endpoint: s
 
 
 def _hub_api():
-    """huggingface_hub's HfApi for HF_ENDPOINT and HF_TOKEN, with HF_HUB_OFFLINE read now (huggingface_hub reads it
-    once at import; moeplan at each call) and its retry warnings silenced (they would break the one-line error)."""
+    """huggingface_hub's HfApi for HF_ENDPOINT and HF_TOKEN, with HF_HUB_OFFLINE and the cache folder read now
+    (huggingface_hub reads them once at import; moeplan at each call: the safetensors index it downloads went to
+    the import-time cache) and its retry warnings silenced (they would break the one-line error)."""
     from huggingface_hub import HfApi, constants
     from huggingface_hub.utils import logging
 
     constants.HF_HUB_OFFLINE = is_offline()
+    constants.HF_HUB_CACHE = str(hub_cache_dir())
     logging.set_verbosity_error()
     return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or "https://huggingface.co", token=os.environ.get("HF_TOKEN") or None)
 
