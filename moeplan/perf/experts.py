@@ -59,8 +59,11 @@ def _group_share_pmf(experts: int, per_group: int, picks: int, top_k: int, token
     coefficients = _log_binomial_coefficients(experts)
     for n, weight in zip(range(low, high + 1), _binomial_terms(tokens, range(low, high + 1), choose)):
         if weight > 1e-15:
-            for x, p in enumerate(_binomial_pmf(experts, 1 - (1 - per_expert) ** n, coefficients)):
-                mixture[x] += weight * p
+            touch = 1 - (1 - per_expert) ** n
+            if touch >= 1:  # every expert touched: the other entries would gain weight · 0
+                mixture[-1] += weight
+            else:
+                mixture = [total + weight * p for total, p in zip(mixture, _binomial_pmf(experts, touch, coefficients))]
     return mixture
 
 
