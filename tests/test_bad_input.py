@@ -93,6 +93,10 @@ def test_streams_broken_pipe_full_disk_and_ascii():
     piped = subprocess.run(f"set -o pipefail; {sys.executable} -c 'from moeplan.cli.app import main; main()' gpus --json | true",
                            shell=True, capture_output=True, text=True, timeout=120, executable="/bin/bash")
     assert piped.returncode == 0 and piped.stderr == ""
+    for words in ("estimate mixtral-8x7b", "gpus", "check -- vllm serve mistralai/Mixtral-8x7B-v0.1 -tp 2"):
+        rich_ = subprocess.run(f"set -o pipefail; {sys.executable} -c 'from moeplan.cli.app import main; main()' {words} | true",
+                               shell=True, capture_output=True, text=True, timeout=120, executable="/bin/bash")
+        assert (rich_.returncode, rich_.stderr) == (0, ""), words  # rich's own handler exited 1
     with open("/dev/full", "w") as full:
         result = moeplan("estimate", "mixtral-8x7b", "--json", stdout=full)
     assert result.returncode == 3 and result.stderr.strip() == "error: cannot write the output: No space left on device"

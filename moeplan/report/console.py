@@ -16,7 +16,9 @@ class LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            object.__setattr__(self, "_console", Console(**self._options))
+            real = Console(**self._options)
+            real.on_broken_pipe = _closed_pipe
+            object.__setattr__(self, "_console", real)
         return self._console
 
     def __getattr__(self, name):
@@ -24,6 +26,12 @@ class LazyConsole:
 
     def __setattr__(self, name, value):
         setattr(self.real(), name, value)
+
+
+def _closed_pipe() -> None:
+    """A reader that closed the pipe (`| head`) ends the output: raised as BrokenPipeError for the CLI's boundary to
+    exit 0 quietly (rich's own handler exits 1, the code of a failed capacity check)."""
+    raise BrokenPipeError
 
 
 console = LazyConsole(highlight=False, emoji=False)
