@@ -111,3 +111,19 @@ def test_quick_form_exit_code_by_fit(cli):
 def test_deployment_flags_with_a_plan_file_are_refused(cli):
     result = cli("check", PLAN, "--gpu", "l4")
     assert result.exit_code == 2 and "--gpu" in result.stderr
+
+
+def test_missing_calibration_blames_the_flag(cli, tmp_path):
+    result = cli("check", PLAN, "--calibration", tmp_path / "calib.json")
+    assert result.exit_code == 2
+    assert f"--calibration {tmp_path / 'calib.json'}: no such file" in result.stderr
+    assert "deployment" not in result.stderr and "line" not in result.stderr, result.stderr
+
+
+def test_markdown_escapes_user_text(cli, tmp_path):
+    plan = _plan(tmp_path, "deployments:\n  - name: 'a|b <c> &d'\n    model: olmoe-1b-7b\n    gpu: h100\n    assert: {fits: true}\n")
+    result = cli("check", plan, "--markdown")
+    assert result.exit_code == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "fits" in line)
+    assert row.startswith(r"| a\|b &lt;c&gt; &amp;d | h100")
+    assert row.replace(r"\|", "").count("|") == 7 and "<c>" not in result.stdout

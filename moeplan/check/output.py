@@ -87,13 +87,18 @@ def check_tables(report: CheckReport) -> Group:
     return Group(*tables)
 
 
+def _markdown_text(text: str) -> str:
+    """User text made inert in Markdown: `&`, `<`, `>` as HTML entities (no tags), `|` escaped (no extra column)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
 def check_markdown(report: CheckReport) -> str:
     lines = [f"## moeplan check: {'✅ PASS' if report.passed else '❌ FAIL'}", "",
              "| deployment | GPU and layout | assertion | required | estimated | result |", "|---|---|---|---|---|---|"]
     for deployment, a in _rows(report):
-        lines.append(f"| {deployment.name} | {deployment.gpu} {deployment.layout} | {a.assertion} | {required_text(a)} | "
-                     f"{actual_text(a)} | {'PASS' if a.passed else '**FAIL**'} |")
-    warnings = [f"> **warning** ({d.name}): {warning}" for d in report.deployments for warning in d.report.warnings]
+        cells = [deployment.name, f"{deployment.gpu} {deployment.layout}", a.assertion, required_text(a), actual_text(a)]
+        lines.append("| " + " | ".join(map(_markdown_text, cells)) + f" | {'PASS' if a.passed else '**FAIL**'} |")
+    warnings = [f"> **warning** ({_markdown_text(d.name)}): {_markdown_text(warning)}" for d in report.deployments for warning in d.report.warnings]
     lines += ["", *warnings] if warnings else []
     return "\n".join(lines) + "\n"
 

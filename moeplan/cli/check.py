@@ -53,6 +53,8 @@ def check(
 
         raise typer.Exit(check_engine(target, deployment, engine, assert_, json_, markdown or bool(junit or calibration)))
     target = target[0]
+    if calibration is not None and not calibration.exists():  # the flag's path, not a deployment's
+        raise SpecError(f"--calibration {calibration}: no such file")
     if junit is not None:  # before any work, and never over the plan or calibration it reads
         check_output(junit, "--junit", [Path(target), calibration])
     if _is_plan_file(target):
