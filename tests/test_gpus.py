@@ -149,3 +149,18 @@ def test_cli_unknown_gpu_exits_2_with_a_suggestion(cli):
     result = cli("gpus", "h100-smx")
     assert result.exit_code == 2
     assert "did you mean h100-sxm" in result.stderr
+
+
+def test_cli_fp4_peak_shown_or_said_absent(cli, monkeypatch):
+    from moeplan.report.console import console
+
+    assert "FP4 dense        │ none (no FP4 tensor cores)" in cli("gpus", "h100").stdout
+    assert "FP8 dense        │ none (no FP8 tensor cores)" in cli("gpus", "a100").stdout
+    assert "15,000.0 TFLOP/s" in cli("gpus", "gb300").stdout
+    monkeypatch.setattr(console.real(), "width", 100)
+    wide = cli("gpus").stdout
+    gb300 = next(line for line in wide.splitlines() if line.startswith("gb300"))
+    assert "FP4" in wide and "5,000.0 15,000.0" in gb300 and max(map(len, wide.splitlines())) <= 100
+    monkeypatch.setattr(console.real(), "width", 80)  # no room for the FP4 column: left out, nothing truncated
+    narrow = cli("gpus").stdout
+    assert "FP4" not in narrow and "…" not in narrow and max(map(len, narrow.splitlines())) <= 80

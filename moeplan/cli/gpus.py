@@ -28,6 +28,11 @@ def _giga(value: float | None) -> str:
     return "-" if value is None else f"{value / GB:,.1f}"
 
 
+def _peak(value: float | None, unit: str, kind: str) -> str:
+    """A dense peak in tera-units, or the plain statement that the GPU has no such tensor cores."""
+    return f"none (no {kind} tensor cores)" if value is None else f"{value / 1e12:,.1f} {unit}"
+
+
 def _document(source: str) -> str:
     """The source's document name: its text up to the first parenthesis, colon or comma."""
     return re.split(r" \(|[:,]", source, maxsplit=1)[0].strip()
@@ -35,15 +40,17 @@ def _document(source: str) -> str:
 
 def _render_list(gpus: list[GPUSpec], wide: bool) -> None:
     """The catalogue with figures that never wrap or truncate; each row's source document as a numbered footnote
-    (a column with --wide)."""
-    headers = ["name", "memory\nGiB (GB)", "HBM\nTB/s", "BF16\nTFLOP/s", "FP8\nTFLOP/s", "link\nGB/s", "via", "PCIe",
-               "source" if wide else "src"]
+    (a column with --wide). The FP4 column is shown where the terminal has room for it (it does not at 80
+    columns; `moeplan gpus NAME` always gives the FP4 peak)."""
+    headers = ["name", "memory\nGiB (GB)", "HBM\nTB/s", "BF16\nTFLOP/s", "FP8\nTFLOP/s", "FP4\nTFLOP/s", "link\nGB/s",
+               "via", "PCIe", "source" if wide else "src"]
     rows = [[
         gpu.name,
         f"{gpu.memory_bytes / GiB:,.0f} ({gpu.memory_bytes / GB:,.1f})",
         f"{gpu.hbm_bytes_per_s / 1e12:,.2f}",
         _tera(gpu.bf16_flops_per_s),
         _tera(gpu.fp8_flops_per_s),
+        _tera(gpu.fp4_flops_per_s),
         _giga(gpu.link_bytes_per_s_per_direction),
         gpu.interconnect,
         f"Gen{gpu.pcie_generation} x{gpu.pcie_lanes}" if gpu.pcie_generation else "-",
@@ -52,9 +59,13 @@ def _render_list(gpus: list[GPUSpec], wide: bool) -> None:
     documents = list(dict.fromkeys(row[-1] for row in rows))
     if not wide:
         rows = [[*row[:-1], str(documents.index(row[-1]) + 1)] for row in rows]
-    console.print(fitted_table(headers, rows,
-                               left=("name", "via", "source"), wraps=("source",),
-                               title="GPU catalogue: dense peaks; links and PCIe per direction; GB = 1e9 B, GiB = 2^30 B"))
+    title = "GPU catalogue: dense peaks; links and PCIe per direction; GB = 1e9 B, GiB = 2^30 B"
+    table = fitted_table(headers, rows, left=("name", "via", "source"), wraps=("source",), title=title)
+    if console.measure(table, options=console.options.update(width=10**4)).minimum > console.width:
+        fp4 = headers.index("FP4\nTFLOP/s")
+        table = fitted_table(headers[:fp4] + headers[fp4 + 1:], [row[:fp4] + row[fp4 + 1:] for row in rows],
+                             left=("name", "via", "source"), wraps=("source",), title=title)
+    console.print(table)
     if not wide:
         for number, document in enumerate(documents, 1):
             console.print(Text(f"{number:>2}. {document}"))
@@ -71,9 +82,9 @@ def _render_one(gpu: GPUSpec) -> None:
                            if gpu.driver_memory_bytes else "not known (usable memory from the datasheet figure)"),
         ("memory bandwidth", f"{gpu.hbm_bytes_per_s / 1e12:,.3f} TB/s"),
         ("BF16 dense", f"{_tera(gpu.bf16_flops_per_s)} TFLOP/s"),
-        ("FP8 dense", f"{_tera(gpu.fp8_flops_per_s)} TFLOP/s"),
-        ("FP4 dense", f"{_tera(gpu.fp4_flops_per_s)} TFLOP/s"),
-        ("INT8 dense", f"{_tera(gpu.int8_ops_per_s)} TOP/s"),
+        ("FP8 dense", _peak(gpu.fp8_flops_per_s, "TFLOP/s", "FP8")),
+        ("FP4 dense", _peak(gpu.fp4_flops_per_s, "TFLOP/s", "FP4")),
+        ("INT8 dense", _peak(gpu.int8_ops_per_s, "TOP/s", "INT8")),
         ("interconnect", f"{gpu.interconnect}, {_giga(gpu.link_bytes_per_s_per_direction)} GB/s per direction"
                          + (f", {gpu.link_domain_gpus} GPUs per domain" if gpu.link_domain_gpus else "")),
         ("PCIe", f"Gen{gpu.pcie_generation} x{gpu.pcie_lanes}, {_giga(gpu.pcie_bytes_per_s_per_direction)} GB/s per direction"
