@@ -26,6 +26,16 @@ def test_unreachable_hub_at_a_revision_suggests_that_revision(cli, tmp_path, mon
     assert "hf download acme/tiny-moe config.json --revision v2" in result.stderr
 
 
+def test_uncached_id_at_a_revision_offline_names_it_through_the_cli(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = cli("estimate", "acme/moe-x@v3")
+    assert result.exit_code == 3, result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("error: acme/moe-x@v3: not in the Hugging Face cache")
+    assert "`hf download acme/moe-x config.json --revision v3`" in result.stderr
+
+
 def test_the_hub_client_writes_into_the_cache_read_now(monkeypatch, tmp_path):
     """The full suite wrote acme/sharded's safetensors index into tests/data/no-hf-cache: huggingface_hub's
     metadata download used the cache folder of import time, not HF_HUB_CACHE as set when the id is resolved."""

@@ -131,7 +131,7 @@ def _from_repo_id(repo_id: str, revision: str | None, quant: str | None = None) 
         return ResolvedSpec(spec=load_preset(preset), notes=[
             f"{repo_id} is not in the Hugging Face cache; using preset {preset}, built from that repository's config.json"])
     if is_offline():
-        raise not_cached_error(repo_id)
+        raise not_cached_error(repo_id, revision)
     try:
         return _from_hub(repo_id, fetch_from_hub(repo_id, revision))
     except NoConfig:  # a repository of GGUF files: its one GGUF header
