@@ -1,11 +1,12 @@
-"""Training speed: the time of one optimizer step on the most-loaded GPU, tokens/s and MFU.
+"""Training speed: the time of one optimizer step on the slowest pipeline stage, tokens/s and MFU.
 
 One step trains the global batch = micro-batch × gradient accumulation × dp sequences of `context` tokens.
 Each pipeline stage runs the grad_accum micro-batches through a 1F1B schedule, which idles (pp − 1)
 micro-batch slots (the bubble, Narayanan et al. 2021 §2.2); then gradients are all-reduced over the data-
 parallel replicas and the optimizer updates the weights. A micro-batch slot takes max(compute, HBM) plus the
-tensor- and expert-parallel communication of the forward and backward passes, not overlapped. MFU is the
-model FLOPs (no recomputation, as PaLM defines it) over step time × GPUs × dense BF16 (or FP8) peak.
+tensor- and expert-parallel communication of the forward and backward passes, not overlapped; the slowest
+stage sets the pace. MFU is the model FLOPs (no recomputation, as PaLM defines it) over step time × GPUs ×
+dense BF16 (or FP8) peak.
 See docs/formulas.md §Throughput, "Training speed".
 """
 
@@ -13,7 +14,9 @@ from pydantic import BaseModel
 
 from moeplan.accounting.flops import FlopsPerToken, training_flops_per_token
 from moeplan.accounting.memory import MemoryReport
-from moeplan.accounting.training import ADAM_BYTES, GRAD_BYTES, MASTER_BYTES, PARAM_BYTES
+from moeplan.accounting.training import (
+    ADAM_BYTES, GRAD_BYTES, MASTER_BYTES, PARAM_BYTES, Coefficients, Recompute, activation_bytes, layer_activation,
+)
 from moeplan.hardware.catalogue import GPUSpec
 from moeplan.layout.parallel import Layout
 from moeplan.spec.deployment import Deployment
@@ -38,7 +41,8 @@ class TrainingSpeed(BaseModel):
     """With the recomputation the deployment uses."""
     micro_batch_compute_s: float
     micro_batch_memory_s: float
-    """HBM: weights read forward and backward, gradients accumulated (read and written), activations stored and read."""
+    """HBM: weights read forward and backward, gradients accumulated (read and written), and one micro-batch's
+    activations written and read (micro_batch_activation_traffic_bytes)."""
     micro_batch_communication_s: float
     """Tensor-parallel all-reduces and expert-parallel all-to-alls of forward, backward and any recomputed forward."""
     micro_batch_s: float
@@ -66,30 +70,56 @@ def _ring_allreduce_s(message_bytes: float, ranks: int, bytes_per_s: float, late
     return 2 * (ranks - 1) / ranks * message_bytes / bytes_per_s + latency_s
 
 
+def micro_batch_activation_traffic_bytes(spec: ModelSpec, layers: range, recompute: Recompute, batch: int,
+                                         context: int, tp: int) -> int:
+    """HBM bytes one micro-batch's activations move on one stage: what a layer keeps (Korthikanti et al.'s
+    per-layer bytes, layer_activation) is written in forward and read in backward. Selective and full
+    recomputation write and read the discarded part again in the recomputed forward, and full recomputation also
+    writes and reads its layer-input checkpoints, so traffic = 2·A_none (+ 2·A_full with 'full'): recomputation
+    never moves fewer bytes. One micro-batch, not the 1F1B in-flight peak the memory report holds."""
+
+    def stage(kind: Recompute) -> int:
+        total = Coefficients(0, 0)
+        for layer in layers:
+            total += layer_activation(spec, layer, kind)
+        return activation_bytes(total, batch, context, tp)
+
+    return 2 * stage("none") + (2 * stage("full") if recompute == "full" else 0)
+
+
 def training_speed(spec: ModelSpec, deployment: Deployment, layout: Layout, gpu: GPUSpec, weights: WeightMemory,
                    memory: MemoryReport, flops: FlopsPerToken, eff: Efficiency | None = None) -> TrainingSpeed:
     """Step time, tokens/s and MFU of a training deployment (its memory report in training mode)."""
     eff = eff or Efficiency()
-    d, worst = deployment, memory.most_loaded
+    d = deployment
     seq, micro, accum = d.context, d.batch, d.grad_accum
     tokens = micro * seq  # per replica and micro-batch
     peak = peak_flops(gpu, weights)
     share = layout.tp * layout.pp  # one GPU does 1/tp of a replica's work in 1/pp of the layers
 
     compute = flops.training_per_token * tokens / share / (peak * eff.gemm)
-    held = worst.weights_by_component_bytes  # bf16 parameters of this rank, before ZeRO sharding
-    params = sum(held.values()) // PARAM_BYTES
-    gradient_bytes = params * GRAD_BYTES[d.grad_dtype]
-    moved = 2 * sum(held.values()) + 2 * gradient_bytes + 2 * worst.activation_bytes
     hbm = gpu.hbm_bytes_per_s * eff.hbm
-    memory_s = moved / hbm
-
-    layers = worst.last_layer - worst.first_layer + 1
-    moe_layers = sum(spec.is_moe_layer(i) for i in range(worst.first_layer, worst.last_layer + 1))
     passes = 3 if d.recompute == "full" else 2  # forward, backward (its collectives mirror the forward's), recomputed forward
-    comm = passes * communication_s(spec, layout, layers, moe_layers, tokens, d, gpu, d.nic_gb_s * 1e9, eff)
+
+    def stage_micro_batch(stage) -> tuple[float, float]:
+        """(HBM, communication) seconds of one micro-batch on this stage's most-loaded GPU."""
+        held = stage.weights_by_component_bytes  # bf16 parameters of this rank, before ZeRO sharding
+        layers = range(stage.first_layer, stage.last_layer + 1)
+        moved = (2 * sum(held.values()) + 2 * sum(held.values()) // PARAM_BYTES * GRAD_BYTES[d.grad_dtype]
+                 + micro_batch_activation_traffic_bytes(spec, layers, d.recompute, micro, seq, layout.tp))
+        moe_layers = sum(spec.is_moe_layer(i) for i in layers)
+        comm = passes * communication_s(spec, layout, len(layers), moe_layers, tokens, d, gpu, d.nic_gb_s * 1e9, eff)
+        return moved / hbm, comm
+
+    # the pipeline runs at its slowest stage
+    times = {id(stage): stage_micro_batch(stage) for stage in memory.stages}
+    worst = max(memory.stages, key=lambda stage: max(compute, times[id(stage)][0]) + times[id(stage)][1])
+    memory_s, comm = times[id(worst)]
     micro_s = max(compute, memory_s) + comm
     bubble = (layout.pp - 1) * micro_s
+    held = worst.weights_by_component_bytes
+    params = sum(held.values()) // PARAM_BYTES
+    gradient_bytes = params * GRAD_BYTES[d.grad_dtype]
 
     spans_nodes = layout.num_gpus > d.gpus_per_node
     link = (gpu.link_bytes_per_s_per_direction or gpu.pcie_bytes_per_s_per_direction) * eff.link
