@@ -148,6 +148,17 @@ def test_recomputation_is_never_faster_and_moves_one_micro_batch(cli):
     assert runs["full"]["micro_batch_memory_s"] >= runs["none"]["micro_batch_memory_s"]
 
 
+def test_training_weights_row_is_bf16_whole_and_active(cli):
+    """DeepSeek-V3's fp8 checkpoint trains in bf16: whole model and active share the format (was active in fp8)."""
+    data = cli("estimate", "deepseek-v3", "--mode", "training", "--gpu", "h800", "--pp", "16", "--ep", "64", "--dp", "128",
+               "--json").json()
+    assert data["memory"]["weights_bytes"] == 2 * data["params"]["total"] == 1_342_052_808_704
+    assert 2 * data["params"]["active"] == 75_104_565_248  # 69.95 GiB
+    out = flowing(cli("estimate", "deepseek-v3", "--mode", "training", "--gpu", "h800", "--pp", "16", "--ep", "64",
+                      "--dp", "128").stdout)
+    assert "1,249.88 GiB (1,342.05 GB), active 69.95 GiB (75.10 GB), bf16 (training's parameters)" in out
+
+
 def test_pipeline_bubble(cli):
     t = cli("estimate", "mixtral-8x7b", "--mode", "training", "--tp", "8", "--pp", "4", "--grad-accum", "8", "--json").json()["training"]
     assert t["bubble_s"] == pytest.approx(3 * t["micro_batch_s"])  # (pp − 1) idle slots of 1F1B
@@ -377,3 +388,20 @@ def test_presets_table_shows_every_name_whole(cli, monkeypatch, width):
     names = [row["name"] for row in cli("presets", "--json").json()["presets"]]
     assert "…" not in out and all(len(line) <= width for line in lines(out))
     assert all(any(line.startswith(name + " ") for line in lines(out)) for name in names)
+
+
+@pytest.mark.parametrize("width", [80, 100])
+@pytest.mark.parametrize("command", ["estimate", "plan", "check"])
+def test_help_wraps_never_cuts_and_speaks_user_words(cli, monkeypatch, command, width):
+    monkeypatch.setenv("COLUMNS", str(width))
+    out = cli(command, "--help").stdout
+    assert all(len(line) <= width for line in lines(out))
+    text = flowing(out)
+    assert "…" not in out and "list[str]" not in text.replace("<list[str]> A plan file", "")  # the check target is typer's
+    assert "None:" not in text and "long-context environment switch is set" in text
+    if command != "check":  # check's target is a plan file, a model or an engine command
+        assert "a Hugging Face model id (org/name)" in text and "a .gguf file" in text
+    if command == "plan":
+        assert "<objective>" in text and "l atency" not in text
+    if command == "check":
+        assert "2 bad input; 3 missing environment; 4 internal error" in text

@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from moeplan.accounting.params import COMPONENTS
+from moeplan.accounting.training import PARAM_BYTES
 from moeplan.report.console import console
 from moeplan.report.estimate import EstimateReport
 from moeplan.report.render_speed import speed_rows
@@ -83,7 +84,11 @@ def _memory_table(report: EstimateReport) -> Table:
     m, w = report.memory, report.memory.most_loaded
     table = _kv_table(f"Memory: {escape(report.gpu.display_name)} × {report.layout.num_gpus}, {report.layout.describe()}, "
                       f"{m.mode}, batch {m.batch}, context {m.context:,}")
-    table.add_row("weights (whole model)", fmt_bytes(m.weights_bytes) + f", active {fmt_bytes(report.weights.active_bytes)}")
+    if m.mode == "training":  # training holds bf16 parameters whatever the checkpoint's format
+        table.add_row("weights (whole model)", f"{fmt_bytes(m.weights_bytes)}, active "
+                      f"{fmt_bytes(report.params.active * PARAM_BYTES)}, bf16 (training's parameters)")
+    else:
+        table.add_row("weights (whole model)", fmt_bytes(m.weights_bytes) + f", active {fmt_bytes(report.weights.active_bytes)}")
     if m.mode == "inference":
         table.add_row("KV cache per token", f"{m.kv_cache_bytes_per_token:,} B ({m.kv_dtype}, one sequence, all layers)")
         if m.kv_cache.state_bytes_per_sequence:
