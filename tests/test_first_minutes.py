@@ -159,6 +159,23 @@ def test_training_weights_row_is_bf16_whole_and_active(cli):
     assert "1,249.88 GiB (1,342.05 GB), active 69.95 GiB (75.10 GB), bf16 (training's parameters)" in out
 
 
+@pytest.mark.parametrize("flags, named", [(["--mtp", "2"], "--mtp"), (["--kv-dtype", "fp8"], "--kv-dtype"),
+                                           (["--isl", "1000", "--osl", "100", "--concurrency", "8"], "--isl"),
+                                           (["--engine", "vllm"], "--engine vllm")])
+@pytest.mark.parametrize("command", ["estimate", "plan"])
+def test_training_refuses_inference_settings(cli, command, flags, named):
+    out = cli(command, "mixtral-8x7b", "--mode", "training", *flags)
+    assert out.exit_code == 2 and out.stdout == ""
+    assert f"{named} is an inference setting; --mode training" in out.stderr and len(lines(out.stderr.strip())) == 1
+
+
+def test_training_plan_file_refuses_inference_settings(cli, tmp_path):
+    plan = tmp_path / "train.yaml"
+    plan.write_text("deployments:\n  - name: train\n    model: mixtral-8x7b\n    mode: training\n    mtp: 2\n")
+    out = cli("check", str(plan))
+    assert out.exit_code == 2 and "--mtp is an inference setting; --mode training" in out.stderr
+
+
 def test_pipeline_bubble(cli):
     t = cli("estimate", "mixtral-8x7b", "--mode", "training", "--tp", "8", "--pp", "4", "--grad-accum", "8", "--json").json()["training"]
     assert t["bubble_s"] == pytest.approx(3 * t["micro_batch_s"])  # (pp − 1) idle slots of 1F1B
@@ -194,8 +211,15 @@ def test_top_level_help_has_examples_and_completion(cli):
 def test_completion_of_presets_and_gpus():
     from moeplan.cli.options import complete_gpu, complete_preset
 
-    assert "mixtral-8x7b" in complete_preset("Mix") and "mixtral-8x22b" in complete_preset("mixtral")
+    assert "Mixtral-8x7b" in complete_preset("Mix") and "mixtral-8x22b" in complete_preset("mixtral")
     assert {"h100-sxm", "h100-pcie", "h100"} <= set(complete_gpu("h1"))
+
+
+def test_preset_completion_through_the_shell_script_ignores_case():
+    """zsh keeps only candidates that start with the typed word: they come back in the case typed."""
+    env = {**os.environ, "_MOEPLAN_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "moeplan estimate MIXtral-8x"}
+    out = subprocess.run([sys.executable, "-m", "moeplan"], env=env, capture_output=True, text=True, timeout=60).stdout
+    assert '"MIXtral-8x22b"' in out and '"MIXtral-8x7b"' in out, out
 
 
 def test_preset_names_are_case_insensitive(cli):

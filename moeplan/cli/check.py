@@ -11,7 +11,7 @@ from moeplan.errors import SpecError
 from moeplan.inputs import check_output
 from moeplan.spec.deployment import Deployment
 
-EPILOG = "Exit codes: 0 every assertion holds; 1 an assertion fails (or, in the quick form, it does not fit); 2 bad input."
+EPILOG = "Exit codes: 0 every assertion holds; 1 an assertion fails (or, in the quick form, it does not fit); 2 bad input; 3 missing environment; 4 internal error."
 
 PLAN_SUFFIXES = (".yaml", ".yml", ".toml")
 
@@ -32,7 +32,7 @@ def check(
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML: one test case per assertion.")] = None,
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Use a `moeplan profile --save` calibration instead of catalogue peaks.")] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help="With an engine command: the engine version whose semantics apply (vllm==0.19).")] = None,
-    assert_: Annotated[list[str], typer.Option("--assert", help="With an engine command: NAME=VALUE, NAME one of min_kv_tokens, min_concurrency, min_kv_pool_gib, max_tpot_ms, max_ttft_ms.")] = [],
+    assert_: Annotated[list[str], typer.Option("--assert", metavar="<name=value>", help="With an engine command: NAME=VALUE, NAME one of min_kv_tokens, min_concurrency, min_kv_pool_gib, max_tpot_ms, max_ttft_ms.")] = [],
 ) -> None:
     """Check deployments against capacity assertions (fits, headroom, tokens/s, latency, context, traffic).
 

@@ -41,10 +41,11 @@ SPEC_FLAGS = {
 
 
 def complete_preset(incomplete: str) -> list[str]:
-    """Shell completion of the model argument: preset names (files complete as the shell does)."""
+    """Shell completion of the model argument: preset names, matched in any case and written in the case typed
+    (shells such as zsh keep only candidates that start with what was typed; files complete as the shell does)."""
     from moeplan.spec.presets import preset_names
 
-    return [name for name in preset_names() if name.startswith(incomplete.lower())]
+    return [incomplete + name[len(incomplete):] for name in preset_names() if name.startswith(incomplete.lower())]
 
 
 def complete_gpu(incomplete: str) -> list[str]:
@@ -65,7 +66,7 @@ def _parameters() -> list[inspect.Parameter]:
             annotation=Annotated[
                 Optional[str],
                 typer.Argument(
-                    help="A preset name (see `moeplan presets`; any case), a Hugging Face config.json, a model directory, or a moeplan spec file (.yaml/.json). Omit to build the model from flags alone.",
+                    help="A preset name (see `moeplan presets`; any case), a Hugging Face model id (org/name), a config.json, a model directory, a .gguf file, or a moeplan spec file (.yaml/.json). Omit to build the model from flags alone.",
                     show_default=False,
                     autocompletion=complete_preset,
                 ),
@@ -77,7 +78,7 @@ def _parameters() -> list[inspect.Parameter]:
             default=[],
             annotation=Annotated[
                 list[str],
-                typer.Option("--set", help="Override a spec field: --set moe.num_experts=16 (short names: experts, top_k, layers, hidden, ...).", rich_help_panel=_SPEC),
+                typer.Option("--set", metavar="<field=value>", help="Override a spec field: --set moe.num_experts=16 (short names: experts, top_k, layers, hidden, ...).", rich_help_panel=_SPEC),
             ],
         ),
     ]

@@ -28,7 +28,7 @@ def plan(
     resolved: ResolvedSpec,
     deployment: Deployment,
     max_gpus: Annotated[int, typer.Option("--max-gpus", min=1, max=MAX_PLAN_GPUS, help=f"Largest GPU count searched (1 to a node, then whole nodes; at most {MAX_PLAN_GPUS:,}).")] = 64,
-    objective: Annotated[Objective, typer.Option("--objective", help="fewest-gpus, throughput-per-gpu, latency (time per output token) or cost ($ per million tokens).")] = "fewest-gpus",
+    objective: Annotated[Objective, typer.Option("--objective", metavar="<objective>", help="fewest-gpus, throughput-per-gpu, latency (time per output token) or cost ($ per million tokens).")] = "fewest-gpus",
     gpu_hour_price: Annotated[Optional[float], typer.Option("--gpu-hour-price", help="Dollars per GPU-hour: adds $ per million tokens (needed by --objective cost).")] = None,
     top: Annotated[int, typer.Option("--top", min=1, max=MAX_TOP, help="Layouts listed, in the table and in --json.")] = 10,
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Efficiencies measured by `moeplan profile --save`, used instead of catalogue peaks.")] = None,

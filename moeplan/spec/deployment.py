@@ -89,7 +89,7 @@ class Deployment(BaseModel):
     """Serving: requests in flight over the whole deployment (concurrency / dp per data-parallel replica)."""
     num_prompts: PositiveInt | None = None
     """Serving: requests a benchmark sends in all (`vllm bench serve --num-prompts`); the first --concurrency arrive at
-    once, so the mean TTFT includes their wait (None: the steady state alone)."""
+    once, so the mean TTFT includes their wait (unset: the steady state alone)."""
     disaggregated: bool = False
     """Serving: the layout is one pool of disaggregated serving (prefill and decode on different GPUs): decode steps
     carry no prompts, prompts are prefilled alone; TPOT is a decode pool's, TTFT a prefill pool's."""
@@ -135,7 +135,8 @@ class Deployment(BaseModel):
     grad_dtype: Literal["fp32", "bf16"] = "fp32"
     """Gradient element type for training (Megatron's default accumulates in fp32)."""
     allow_long_context: bool = False
-    """Allow a context beyond the model's max_position_embeddings (as vLLM with VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)."""
+    """Allow a context beyond the model's max_position_embeddings, as vLLM does when its long-context environment
+    switch is set (docs/spec.md names it)."""
 
     @field_validator("context", "batch", "prefill_chunk", "isl", "osl", mode="before")
     @classmethod
