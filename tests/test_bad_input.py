@@ -81,6 +81,20 @@ def test_usage_errors_are_one_line_too(cli):
     refused(cli("bogus"), "No such command 'bogus'")
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--bogus"], ["No such option: --bogus", "moeplan -h"]),
+    (["estimat"], ["No such command 'estimat'", "Did you mean 'estimate'"]),
+    (["--version=3"], ["'--version' does not take a value", "moeplan -h"]),
+    (["estimate", "--brief=3"], ["'--brief' does not take a value", "moeplan estimate -h"]),
+])
+def test_root_usage_errors_are_one_line(args, words):
+    """Typer's boxed message for an option of `moeplan` itself is one error line too (the installed entry point)."""
+    result = moeplan(*args)
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+    assert all(word in result.stderr for word in words), result.stderr
+
+
 def test_exit_codes_are_in_the_top_level_help(cli):
     text = " ".join(cli("--help").stdout.split())
     assert "4 internal error" in text and "1 a capacity check failed" in text and "--debug" in text
@@ -153,7 +167,14 @@ def test_output_paths_are_checked_first_and_never_an_input(cli, tmp_path):
     good = plan(tmp_path, "deployments:\n  - name: a\n    model: mixtral-8x7b\n    assert: {fits: true}\n")
     refused(cli("check", good, "--junit", tmp_path / "missing" / "x.xml"), "--junit", "does not exist")
     refused(cli("check", good, "--junit", good), "is one of the inputs")
-    refused(cli("estimate", "mixtral-8x7b", "--plot", tmp_path / "missing" / "x.png"), "--plot")
+    spec = plan(tmp_path, cli("spec", "mixtral-8x7b").stdout, "model.yaml")
+    for command in ("estimate", "plan"):  # refused before any work: nothing on stdout, the input untouched
+        result = cli(command, "mixtral-8x7b", "--plot", tmp_path / "missing" / "x.png")
+        refused(result, "--plot", "folder", "does not exist")
+        assert result.stdout == ""
+        before = (tmp_path / "model.yaml").read_bytes()
+        refused(cli(command, spec, "--plot", spec), "--plot", "is one of the inputs")
+        assert (tmp_path / "model.yaml").read_bytes() == before
 
 
 # --- plan files -------------------------------------------------------------------------------------------

@@ -52,7 +52,12 @@ def test_unwritable_output_is_refused_before_measuring(tmp_path, option):
     result = _no_torch(tmp_path, *FAST, "--only", "hbm", option, tmp_path / "missing" / "f.json")
     assert result.returncode == 2 and f"{option} " in result.stderr and "does not exist" in result.stderr
     result = _no_torch(tmp_path, *FAST, "--only", "hbm", option, tmp_path)
-    assert result.returncode == 2 and "is a folder" in result.stderr
+    assert result.returncode == 2 and "is a directory" in result.stderr
+    recorded = tmp_path / "recorded.json"
+    recorded.write_bytes(HGX.read_bytes())
+    result = _no_torch(tmp_path, *FAST, "--only", "hbm", "--nvml-file", recorded, option, recorded)
+    assert result.returncode == 2 and "is one of the inputs" in result.stderr, result.stderr
+    assert recorded.read_bytes() == HGX.read_bytes()
 
 
 def test_write_error_after_the_run_prints_the_report_first(cli, tmp_path, monkeypatch):

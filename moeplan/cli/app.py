@@ -57,7 +57,17 @@ def escape(text: str) -> str:
     return rich_escape(text)
 
 
-class _Group(_PlainHelp, TyperGroup):
+class _OneLineUsage:
+    """A usage error found while parsing a command's own options (`moeplan --bogus`, `--brief=3`) is one line."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except typer.exceptions.TyperException as error:
+            _usage(error, ctx)
+
+
+class _Group(_OneLineUsage, _PlainHelp, TyperGroup):
     """Turns the project's errors into one line on stderr and their exit code."""
 
     def invoke(self, ctx: typer.Context):
@@ -66,10 +76,7 @@ class _Group(_PlainHelp, TyperGroup):
         except (typer.Exit, typer.Abort):
             raise
         except typer.exceptions.TyperException as error:  # a command's usage error: one line, as every bad input
-            if type(error).__name__ == "NoArgsIsHelpError" or getattr(error, "ctx", None) is None:
-                raise
-            message = " ".join(error.format_message().split())
-            _fail(f"{message} (see `{error.ctx.command_path} -h`)", error.exit_code)
+            _usage(error, ctx)
         except MoeplanError as error:
             _fail(str(error), error.exit_code)
         except ValidationError as error:
@@ -84,6 +91,15 @@ class _Group(_PlainHelp, TyperGroup):
             if isinstance(error, SystemExit | GeneratorExit):
                 raise
             _internal(error)
+
+
+def _usage(error: Exception, ctx: typer.Context) -> None:
+    """A usage error of click or typer as one line naming the help to read (of the command it names, else of
+    ``ctx``'s); help itself (no arguments given) is shown."""
+    if type(error).__name__ == "NoArgsIsHelpError" or not hasattr(error, "format_message"):
+        raise error
+    message = " ".join(error.format_message().split())
+    _fail(f"{message} (see `{(getattr(error, 'ctx', None) or ctx).command_path} -h`)", getattr(error, "exit_code", 2))
 
 
 def _fail(message: str, code: int) -> None:
@@ -148,7 +164,7 @@ def _flush_stdout(code: int | str | None) -> int | str | None:
     return code
 
 
-class _Command(_PlainHelp, TyperCommand):
+class _Command(_OneLineUsage, _PlainHelp, TyperCommand):
     """A flag left unset (None, no callback, not required) is None without typer's coercion: typer builds a
     pydantic TypeAdapter per parameter to coerce a value, ~60 of them for `moeplan estimate` on every start."""
 
@@ -238,7 +254,7 @@ def main() -> None:
     _tolerant_streams()
     try:
         _register((name,) if name else () if "--version" in sys.argv[1:] else tuple(COMMANDS))
-        app(args=[a for a in sys.argv[1:] if a != DEBUG])  # --debug is read from sys.argv, after any command
+        app(args=[a for a in sys.argv[1:] if a != DEBUG], prog_name="moeplan")  # --debug is read from sys.argv, after any command
     except SystemExit as done:
         sys.exit(_flush_stdout(done.code))
     except Exception as error:  # an import or registration failure

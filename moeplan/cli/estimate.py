@@ -39,7 +39,7 @@ def estimate(
         moeplan estimate --layers 24 --hidden 2048 --heads 16 --vocab 32000 --experts 64 --top-k 6 --expert-intermediate 1408
         moeplan estimate mixtral-8x7b --num-gpus 2 --curve --plot mixtral.png
     """
-    check_figures(plot, curve, json_)
+    check_figures(plot, curve, json_, [ctx.params.get("model"), calibration])
     efficiency, source = _calibration(calibration, deployment.gpu)
     report = build_estimate(resolved, deployment, efficiency, source)
     plan_args = command_arguments({**ctx.params, "gpu": deployment.gpu}, LAYOUT_FLAGS)

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from moeplan.errors import SpecError
+from moeplan.inputs import check_output
 from moeplan.report.estimate import EstimateReport
 
 PlotOpt = Annotated[Optional[Path], typer.Option(
@@ -14,13 +15,15 @@ PlotOpt = Annotated[Optional[Path], typer.Option(
 CurveOpt = Annotated[bool, typer.Option("--curve", help="Also draw memory per GPU vs context in the terminal.")]
 
 
-def check_figures(plot: Path | None, curve: bool, json_: bool) -> None:
-    """Before any work: refuse --curve with --json (JSON owns stdout), an unknown plot type, a missing matplotlib."""
+def check_figures(plot: Path | None, curve: bool, json_: bool, inputs: list[str | Path | None]) -> None:
+    """Before any work: refuse --curve with --json (JSON owns stdout), an unknown plot type, a missing matplotlib,
+    a --plot path that cannot be written or is one of ``inputs`` (the model file, the calibration)."""
     if curve and json_:
         raise SpecError("--curve draws on the terminal; leave out --json (or use --plot FILE)")
     if plot is not None:
         from moeplan.report.plot import check_plot
 
+        check_output(plot, "--plot", inputs)
         check_plot(plot)
 
 

@@ -25,6 +25,7 @@ MAX_GPU_HOUR_PRICE = 10_000
 @model_command
 @deployment_command
 def plan(
+    ctx: typer.Context,
     resolved: ResolvedSpec,
     deployment: Deployment,
     max_gpus: Annotated[int, typer.Option("--max-gpus", min=1, max=MAX_PLAN_GPUS, help=f"Largest GPU count searched (1 to a node, then whole nodes; at most {MAX_PLAN_GPUS:,}).")] = 64,
@@ -56,7 +57,7 @@ def plan(
     from moeplan.plan.render import no_fit_message, render_plan  # numpy: loaded only when the command runs
     from moeplan.plan.search import best_estimate, search
 
-    check_figures(plot, curve, json_)
+    check_figures(plot, curve, json_, [ctx.params.get("model"), calibration])
     check_context(resolved.spec.max_position_embeddings, deployment)
     if gpu_hour_price is not None and not 0 < gpu_hour_price <= MAX_GPU_HOUR_PRICE:  # also refuses inf and NaN
         raise SpecError(f"--gpu-hour-price must be more than 0 and at most {MAX_GPU_HOUR_PRICE:,} dollars, not {gpu_hour_price:g}")

@@ -1,31 +1,14 @@
 """The body of `moeplan profile`: check the options and output paths (no torch), run, print (rich or JSON),
 then write the calibration, and set the exit code."""
 
-import os
 import sys
 from pathlib import Path
 
 from moeplan.errors import CheckFailed, EnvError, SpecError
+from moeplan.inputs import check_output
 from moeplan.profile.gpus import gpu_selector
 from moeplan.profile.options import ProfileOptions
 from moeplan.profile.stopping import Stopped, stop_on_signals
-
-
-def check_writable(option: str, path: Path | None) -> None:
-    """SpecError unless ``path`` can be written: an existing writable file, or a new name in a writable folder."""
-    if path is None:
-        return
-    path = Path(path)
-    if path.is_dir():
-        raise SpecError(f"{option} {path}: is a folder; name a file")
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise SpecError(f"{option} {path}: the file is not writable")
-    elif not folder.is_dir():
-        raise SpecError(f"{option} {path}: folder {folder} does not exist")
-    elif not os.access(folder, os.W_OK):
-        raise SpecError(f"{option} {path}: folder {folder} is not writable")
 
 
 def preflight(options: ProfileOptions, out: Path | None, save: Path | None) -> None:
@@ -37,12 +20,11 @@ def preflight(options: ProfileOptions, out: Path | None, save: Path | None) -> N
     model_shape(options.model, options.ep, options.ep or 1)
     paths = {"--out": out, "--save": save, "--nvml-record": options.nvml_record}
     for option, path in paths.items():
-        check_writable(option, path)
+        if path is not None:
+            check_output(path, option, [options.nvml_file, options.model])
     given = [Path(p).resolve() for p in paths.values() if p is not None]
     if len(set(given)) < len(given):
         raise SpecError("--out, --save and --nvml-record must name different files")
-    if options.nvml_file is not None and Path(options.nvml_file).resolve() in given:
-        raise SpecError(f"--nvml-file {options.nvml_file} is an input: do not write to it")
 
 
 def profile_command(options: ProfileOptions, out: Path | None, save: Path | None, as_json: bool) -> None:
