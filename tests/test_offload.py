@@ -318,3 +318,27 @@ def test_estimate_engine_prints_a_llama_server_command_check_reads_back(cli):
     assert back["deployment"]["kv_dtype"] == "fp32"
     refused = cli("estimate", MODEL, "--gpu", GPU, "--n-cpu-moe", "12", "--kv-dtype", "fp8", "--engine", "llamacpp")
     assert refused.exit_code == 2 and "llama.cpp has no fp8 KV cache" in refused.stderr
+
+
+def test_offload_on_more_than_one_gpu_says_offload_is_one_gpu(cli):
+    result = cli("estimate", "mixtral-8x7b", "--offload-experts", "--num-gpus", "2")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: --num-gpus 2: offload (-ngl, --n-cpu-moe, -ot, --offload-experts) is modelled "
+                                    "on one GPU; drop --num-gpus 2 or the offload flags")
+
+
+def test_host_ram_failure_is_named_first_with_its_fix(cli):
+    """The verdict opens with the failing side (host RAM) and suggests the largest --n-cpu-moe that fits both sides,
+    checked here by estimating that N and N + 1 (QA: it opened with the VRAM figures, which fit)."""
+    def run(*flags):
+        return cli("estimate", "mixtral-8x7b", *flags, "--host-memory-gib", "32")
+
+    text = " ".join(run("--offload-experts").stdout.split())  # the panel's line breaks undone
+    assert "DOES NOT FIT in host RAM: the offloaded weights and KV cache need 84.24 GiB of 32.00 GiB (--host-memory-gib); VRAM" in text
+    assert "Fix: --n-cpu-moe 12 instead of --offload-experts" in text and "(--host-memory-gib 85 or more)" in text
+    assert run("--offload-experts", "--json").json()["throughput"]["offload"]["most_n_cpu_moe"] == 12
+    assert run("--n-cpu-moe", "12", "--json").json()["verdict"]["fits"] is True
+    over = run("--n-cpu-moe", "13", "--json").json()["throughput"]["offload"]
+    assert over["fits_in_host_memory"] is False and over["fits_in_vram"] is True
+    small = " ".join(cli("estimate", "mixtral-8x7b", "--offload-experts", "--host-memory-gib", "16").stdout.split())
+    assert "Fix: more host memory (--host-memory-gib 85 or more); no --n-cpu-moe fits both host RAM and VRAM." in small

@@ -127,12 +127,24 @@ class OffloadEstimate(BaseModel):
     fewest_n_cpu_moe: int | None = None
     """When VRAM does not hold the GPU share: the smallest --n-cpu-moe that makes it fit with the other flags kept
     (None: none does, or it fits)."""
+    most_n_cpu_moe: int | None = None
+    """When host RAM does not hold the host share: the largest --n-cpu-moe (in place of --offload-experts or the
+    given N) whose host share fits host RAM and whose GPU share fits VRAM (None: none does, or it fits)."""
     assumptions: list[str]
 
 
 def offload_requested(d: Deployment) -> bool:
     """Any llama.cpp placement flag is given."""
     return bool(d.offload_experts or d.n_cpu_moe or d.override_tensor or d.gpu_layers is not None)
+
+
+def check_one_gpu(d: Deployment) -> None:
+    """Offload is modelled on one GPU: a deployment asking for more is bad input, named by its flags."""
+    more = {k: v for k in ("num_gpus", "tp", "ep", "pp", "dp", "etp") if (v := getattr(d, k)) is not None and v > 1}
+    if offload_requested(d) and more:
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in more.items())
+        raise SpecError(f"{flags}: offload (-ngl, --n-cpu-moe, -ot, --offload-experts) is modelled on one GPU; "
+                        f"drop {flags} or the offload flags")
 
 
 def offload_deployment(d: Deployment) -> Deployment:
@@ -289,6 +301,23 @@ def fewest_n_cpu_moe(spec: ModelSpec, d: Deployment, layout: Layout, weights: We
         middle = (low + high) // 2
         low, high = (low, middle) if fits_with(middle) else (middle + 1, high)
     return low
+
+
+def most_n_cpu_moe(spec: ModelSpec, d: Deployment, layout: Layout, weights: WeightMemory, stored: list | None,
+                   fits_host: Callable[[Placement], bool], fits_vram: Callable[[Placement], bool]) -> int | None:
+    """The largest --n-cpu-moe N below the layers now on the CPU (--offload-experts: all of them), the other flags
+    kept, whose placement ``fits_host`` RAM, if its GPU share also ``fits_vram``; None otherwise. Bisection: fewer
+    layers on the CPU never need more host RAM."""
+    def placed(n: int) -> Placement:
+        return plan_placement(spec, d.model_copy(update={"offload_experts": False, "n_cpu_moe": n}), layout, weights, stored)
+
+    low, high = 0, (spec.num_layers if d.offload_experts else d.n_cpu_moe or 0) - 1
+    if high < 0 or not fits_host(placed(0)):
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits_host(placed(middle)) else (low, middle - 1)
+    return low if fits_vram(placed(low)) else None
 
 
 def _read_bytes(tensors: list[Tensor], touched: float) -> float:

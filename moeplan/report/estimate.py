@@ -17,12 +17,14 @@ from moeplan.spec.count_check import index_count_warning, stored_count_warning
 from moeplan.spec.deployment import Deployment, check_context
 from moeplan.spec.model import ModelSpec
 from moeplan.spec.resolve import ResolvedSpec
-from moeplan.perf.offload import (fewest_n_cpu_moe, offload_deployment, offload_estimate, offload_limits, offload_requested,
-                                  plan_placement, vram_bytes, with_offload)
+from moeplan.perf.offload import (check_one_gpu, fewest_n_cpu_moe, host_kv_bytes, most_n_cpu_moe, offload_deployment,
+                                  offload_estimate, offload_limits, offload_requested, plan_placement, vram_bytes,
+                                  with_offload)
 from moeplan.perf.roofline import Efficiency
 from moeplan.perf.speed import Throughput, serving_shape, throughput
 from moeplan.traffic.alltoall import AllToAllTraffic, spec_all_to_all_traffic
 from moeplan.traffic.routing import RankTraffic, RoutingEstimate, routing_estimate, simulate_rank_traffic
+from moeplan.units import counted
 
 
 class EstimateReport(Document):
@@ -91,7 +93,7 @@ def resolve_layout(spec: ModelSpec, deployment: Deployment, efficiency: Efficien
     row = plan.layouts[0] if plan.layouts else plan.closest
     layout = Layout(tp=row.tp, ep=row.ep, pp=row.pp, dp=row.dp, etp=None if row.etp == (row.tp if row.ep == 1 else 1) else row.etp)
     chosen = "the highest tokens/s per GPU" if plan.layouts else "none fits, so the least memory per GPU"
-    return layout, f"{flags}: {layout.sizes()}, {chosen} of the {plan.evaluated} layouts on {gpus} GPUs (`moeplan plan`'s search)"
+    return layout, f"{flags}: {layout.sizes()}, {chosen} of the {counted(plan.evaluated, 'layout')} on {gpus} GPUs (`moeplan plan`'s search)"
 
 
 def _gpu(deployment: Deployment) -> GPUSpec:
@@ -127,6 +129,7 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
     """Compute the report for a resolved spec and a deployment."""
     spec, d = resolved.spec, offload_deployment(deployment or Deployment())
     check_context(spec.max_position_embeddings, d)
+    check_one_gpu(d)
     params = count_params(spec)
     gpu = _gpu(d)
     layout, layout_choice = resolve_layout(spec, d, efficiency)
@@ -144,9 +147,12 @@ def build_estimate(resolved: ResolvedSpec, deployment: Deployment | None = None,
     if placement is not None:
         offload = offload_estimate(spec, d, gpu, placement, memory, speed.expected.decode_step, efficiency)
         memory_at = lambda b, c, share=resident: deployment_memory(spec, share, gpu, layout, d, b, c)  # noqa: E731
+        vram_fits = lambda p: vram_bytes(spec, d, p, memory_at(batch, context, p.gpu_by_component_bytes)) <= memory.usable_bytes  # noqa: E731
         if not offload.fits_in_vram and spec.moe:
-            vram_fits = lambda p: vram_bytes(spec, d, p, memory_at(batch, context, p.gpu_by_component_bytes)) <= memory.usable_bytes  # noqa: E731
             offload.fewest_n_cpu_moe = fewest_n_cpu_moe(spec, d, layout, weights, resolved.tensors, vram_fits)
+        if not offload.fits_in_host_memory and spec.moe:
+            host_fits = lambda p: sum(t.bytes for t in p.host) + host_kv_bytes(spec, d, p, memory.batch, memory.context) <= offload.host_memory_bytes  # noqa: E731
+            offload.most_n_cpu_moe = most_n_cpu_moe(spec, d, layout, weights, resolved.tensors, host_fits, vram_fits)
         memory, speed = with_offload(memory, speed, offload, offload_limits(spec, d, placement, memory, memory_at))
     return EstimateReport(spec=spec, deployment=d, gpu=gpu, layout=layout, params=params, weights=weights, memory=memory,
                           flops=flops, all_to_all=traffic, all_to_all_skew=skew, routing=routing, throughput=speed,

@@ -1,5 +1,7 @@
 """Rich rendering of an EstimateReport. Memory in GiB (and GB), bandwidth in GB/s = 1e9 B/s."""
 
+import math
+
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
@@ -10,7 +12,7 @@ from moeplan.accounting.training import PARAM_BYTES
 from moeplan.report.console import console
 from moeplan.report.estimate import EstimateReport
 from moeplan.report.render_speed import speed_rows
-from moeplan.units import GB, GiB, fmt_bytes, fmt_count
+from moeplan.units import GB, GiB, counted, fmt_bytes, fmt_count
 
 
 def _kv_table(title: str) -> Table:
@@ -132,7 +134,7 @@ def _speed_table(report: EstimateReport) -> Table:
         table.add_row("experts touched per decode step", f"{t.experts_touched_per_layer:,.1f} of the {per_rank} on the busiest EP rank, "
                       f"per MoE layer{dropped}")
     for name, step in (("bound: decode step", t.decode), ("bound: prompt chunk", t.prefill)):
-        table.add_row(name, f"{step.tokens:,} tokens: memory {step.memory_s * 1e3:,.3f} ms, compute {step.compute_s * 1e3:,.3f} ms, "
+        table.add_row(name, f"{counted(step.tokens, 'token')}: memory {step.memory_s * 1e3:,.3f} ms, compute {step.compute_s * 1e3:,.3f} ms, "
                       f"communication {step.communication_s * 1e3:,.3f} ms → [bold]{step.bound}-bound[/]")
     speed_rows(table, report)
     if t.offload is not None:
@@ -163,6 +165,22 @@ def _headline(report: EstimateReport) -> str:
             f"{t.bound}-bound); prefill {t.prefill_tokens_per_s:,.0f} tokens/s, time to first token {t.ttft_s * 1e3:,.1f} ms")
 
 
+def _host_need(o) -> str:
+    return (f"the offloaded weights and KV cache need {(o.host_bytes + o.host_kv_cache_bytes) / GiB:,.2f} GiB of "
+            f"{o.host_memory_bytes / GiB:,.2f} GiB (--host-memory-gib)")
+
+
+def _host_fix(report: EstimateReport) -> str:
+    """How to make an offload that host RAM does not hold fit: fewer layers' experts on the CPU, or more host RAM."""
+    o, d = report.throughput.offload, report.deployment
+    more = f"--host-memory-gib {math.ceil((o.host_bytes + o.host_kv_cache_bytes) / GiB)} or more"
+    if o.most_n_cpu_moe is None:
+        return f"Fix: more host memory ({more}); no --n-cpu-moe fits both host RAM and VRAM."
+    instead = " instead of --offload-experts" if d.offload_experts else ""
+    return (f"Fix: --n-cpu-moe {o.most_n_cpu_moe}{instead} (fewer layers' experts on the CPU; fits host RAM and VRAM), "
+            f"or more host memory ({more}).")
+
+
 def verdict_panel(report: EstimateReport) -> Panel:
     """The answer first: fit or not on N × GPU with headroom; if not, the fewest GPUs that fit and the command
     that lists them; the speed only when it fits; the assumed GPU and count and how to change them."""
@@ -174,6 +192,9 @@ def verdict_panel(report: EstimateReport) -> Panel:
     if v.fits:
         text.append("FITS", style="bold green")
         text.append(f" on {where}: {need}, {headroom}.\n{_headline(report)}.\n")
+    elif (o := report.throughput.offload) is not None and not o.fits_in_host_memory:
+        text.append("DOES NOT FIT", style="bold red")
+        text.append(f" in host RAM: {_host_need(o)}; VRAM of {where}: {need}, {headroom}.\n{_host_fix(report)}\n")
     else:
         text.append("DOES NOT FIT", style="bold red")
         text.append(f" on {where}: {need}, {headroom}.\n")
