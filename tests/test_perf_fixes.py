@@ -81,3 +81,48 @@ def test_busiest_rank_assignments():
     assert busiest_rank_assignments(8, 16, 1) == 128
     assert 128 / 8 < busiest_rank_assignments(8, 16, 8) < 128 / 8 + 3 * (128 * 7 / 64) ** 0.5
     assert busiest_rank_assignments(8, 1, 64) <= 8
+
+
+def _prefill_ops(data):
+    return data["throughput"]["expected"]["prefill_step"]["ops_s"]
+
+
+def test_skewed_routing_sets_the_busiest_rank(cli):
+    """Mixtral tp1/ep8 (dp8), zipf:3: one prompt step routes 8 × 4,096 tokens over 8 ranks of one expert each; the
+    hot expert gets almost every token. Routed-expert GEMM time (compute-bound, one expert per rank) grows by the
+    simulated busiest rank's assignments over the uniform closed form's, and the all-to-all carries the busiest
+    rank's copies: the busiest/mean ratio of the simulated traffic (simulate_rank_traffic, same seeded draws)."""
+    import numpy as np
+
+    from moeplan.traffic.routing import simulate_rank_traffic
+
+    uniform = _speed(cli, "mixtral-8x7b", "--ep", "8")
+    skew = _speed(cli, "mixtral-8x7b", "--ep", "8", "--routing", "zipf:3")
+    tokens = 8 * 4096  # replicas × prompt tokens, routed together by one copy of the experts
+    draws = simulate_routing(tokens, 8, 2, "zipf:3", seed=0)
+    busiest = np.bincount(draws.ravel(), minlength=8).max()  # hand count: one expert per rank
+    assert busiest / (tokens * 2 / 8) == pytest.approx(3.94, abs=0.01)
+    u, z = _prefill_ops(uniform), _prefill_ops(skew)
+    assert z["routed_experts"] / u["routed_experts"] == pytest.approx(busiest / busiest_rank_assignments(2, tokens, 8), rel=0.02)
+    traffic = simulate_rank_traffic(8, 2, 4096, 8, 4096, mode="expert", distribution="zipf:3")  # the same draws
+    assert traffic.imbalance == pytest.approx(busiest / (tokens * 2 / 8), rel=0.03)  # its ratio excludes self-copies
+    assert 3 < z["ep_dispatch_combine"] / u["ep_dispatch_combine"] < busiest / (tokens * 2 / 8)  # + the fixed 2α
+    assert skew["throughput"]["ttft_s"] > 3 * uniform["throughput"]["ttft_s"]
+    d_u, d_z = (x["throughput"]["expected"]["decode_step"]["ops_s"] for x in (uniform, skew))
+    assert d_z["routed_experts"] >= d_u["routed_experts"] and d_z["ep_dispatch_combine"] > d_u["ep_dispatch_combine"]
+
+
+def test_skewed_routing_load_is_the_simulated_busiest_rank():
+    """simulated_busiest_rank_load against a hand count over the same seeded draws (DeepSeek-like E 256, k 8, EP 8,
+    2 steps of 8,192 tokens); uniform routing keeps the closed forms (imbalance 1)."""
+    import numpy as np
+
+    from moeplan.perf.experts import simulated_busiest_rank_load
+
+    draws = simulate_routing(16384, 256, 8, "zipf:1.2", seed=0, groups=(8, 4)).reshape(2, -1)
+    ranks = [[np.unique(step[step // 32 == r]) for r in range(8)] for step in draws]
+    touched = np.mean([max(len(x) for x in step) for step in ranks])
+    rows = np.mean([np.bincount(step // 32, minlength=8).max() for step in draws])
+    load = simulated_busiest_rank_load(256, 8, 8192, 8, "zipf:1.2", (8, 4))
+    assert load == (pytest.approx(touched, rel=1e-12), pytest.approx(rows, rel=1e-12), pytest.approx(rows / 8192, rel=1e-12))
+    assert load[2] > 1.2

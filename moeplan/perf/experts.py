@@ -111,3 +111,30 @@ def busiest_rank_assignments(top_k: int, tokens: int, ep: int) -> float:
     mean = assignments / ep
     sigma = math.sqrt(assignments * (1 / ep) * (1 - 1 / ep))
     return min(float(assignments), mean + sigma * expected_max_normal(ep))
+
+
+SIMULATED_TOKENS = 1 << 14
+"""Fewest routed tokens the skewed-routing simulation draws (whole steps of B tokens; at least one step)."""
+
+
+@lru_cache(maxsize=1024)
+def simulated_busiest_rank_load(num_experts: int, top_k: int, tokens: int, ep: int, distribution: str,
+                                groups: tuple[int, int] | None = None, seed: int = 0) -> tuple[float, float, float]:
+    """(distinct experts, (token, expert) assignments, busiest over mean assignments) on the busiest of N = ep ranks
+    for B = tokens routed together, skewed routing: ⌈SIMULATED_TOKENS/B⌉ steps of B tokens drawn by
+    traffic.routing.simulate_routing (seeded; the popularity ranks are placed once, so a hot expert stays on its
+    rank), each rank's counts maxed over the ranks per step and averaged over the steps. The mean rank receives
+    B·k/N assignments. numpy is imported here only: uniform routing keeps the closed forms above."""
+    import numpy as np
+
+    from moeplan.traffic.routing import simulate_routing
+    if tokens <= 0:
+        return 0.0, 0.0, 1.0
+    steps = -(-SIMULATED_TOKENS // tokens)
+    expert = simulate_routing(steps * tokens, num_experts, top_k, distribution, seed, groups).reshape(steps, -1)
+    flat = (np.arange(steps)[:, None] * num_experts + expert).ravel()
+    counts = np.bincount(flat, minlength=steps * num_experts).reshape(steps, num_experts)  # assignments per expert
+    per_rank = counts.reshape(steps, ep, num_experts // ep)
+    touched = float((per_rank > 0).sum(axis=2).max(axis=1).mean())
+    assignments = float(per_rank.sum(axis=2).max(axis=1).mean())
+    return touched, assignments, assignments / (tokens * top_k / ep)

@@ -32,7 +32,7 @@ from moeplan.accounting.weights import WeightMemory
 from moeplan.hardware.catalogue import GPUSpec
 from moeplan.layout.parallel import Layout
 from moeplan.perf.constants import PerfConstants, calibrated
-from moeplan.perf.experts import busiest_rank_assignments, busiest_rank_experts
+from moeplan.perf.experts import busiest_rank_assignments, busiest_rank_experts, simulated_busiest_rank_load
 from moeplan.perf.formats import format_peak_flops
 from moeplan.namespace import SCALAR
 from moeplan.perf.offload import OffloadEstimate
@@ -299,13 +299,17 @@ def fixed_terms(spec: ModelSpec, d: Deployment, gpu: GPUSpec, peaks: dict[str, f
             "nic_bytes_per_s": d.nic_gb_s * 1e9, "gpus_per_node": float(d.gpus_per_node), "cuda_graphs": not d.enforce_eager}
 
 
-def expert_load(spec: ModelSpec, routed_tokens: int, ep: int) -> tuple[float, float]:
-    """(distinct experts, assignments) on the busiest EP rank for ``routed_tokens`` tokens routed together."""
+def expert_load(spec: ModelSpec, routed_tokens: int, ep: int, routing: str = "uniform") -> tuple[float, float, float]:
+    """(distinct experts, assignments, busiest over mean copies) on the busiest EP rank for ``routed_tokens`` tokens
+    routed together: closed forms for uniform routing (the all-to-all at the mean rank), else the seeded simulation."""
     moe = spec.moe
     if moe is None:
-        return 0.0, 0.0
+        return 0.0, 0.0, 1.0
     groups = (moe.num_expert_groups, moe.topk_groups) if moe.topk_groups < moe.num_expert_groups else None
-    return busiest_rank_experts(moe.num_experts, moe.top_k, routed_tokens, ep, groups), busiest_rank_assignments(moe.top_k, routed_tokens, ep)
+    if routing != "uniform":
+        return simulated_busiest_rank_load(moe.num_experts, moe.top_k, routed_tokens, ep, routing, groups)
+    return (busiest_rank_experts(moe.num_experts, moe.top_k, routed_tokens, ep, groups),
+            busiest_rank_assignments(moe.top_k, routed_tokens, ep), 1.0)
 
 
 def routed_tokens(decode, prefill, mtp: int, group_replicas):
@@ -328,8 +332,9 @@ class _Layout:
 
     def shape(self, decode: float, prefill: float) -> StepShape:
         tokens = math.ceil(routed_tokens(decode, prefill, self.d.mtp, self.layout.replicas_per_expert_group) - 1e-9)
-        touched, rows = expert_load(self.spec, tokens, self.layout.ep)
-        return StepShape(decode=decode, prefill=prefill, experts_touched=touched, expert_rows=rows, **self.base)
+        touched, rows, imbalance = expert_load(self.spec, tokens, self.layout.ep, self.d.routing)
+        return StepShape(decode=decode, prefill=prefill, experts_touched=touched, expert_rows=rows, dispatch_imbalance=imbalance,
+                         **self.base)
 
     def run(self, constants: PerfConstants) -> Callable[[float, float], dict]:
         return lambda decode, prefill: step_ops(SCALAR, self.shape(decode, prefill), constants)

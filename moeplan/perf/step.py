@@ -44,6 +44,8 @@ class StepShape(NamedTuple):
     """Distinct experts the busiest EP rank runs per MoE layer."""
     expert_rows: Any
     """(token, expert) assignments the busiest EP rank runs per MoE layer."""
+    dispatch_imbalance: Any
+    """The busiest EP rank's received copies over the mean rank's: 1 for uniform routing, the simulated ratio for skew."""
     attention_layers: Any
     moe_layers: Any
     mlp_layers: Any
@@ -114,7 +116,7 @@ def dispatch_combine_s(ns, s: StepShape, tokens, c: PerfConstants):
     decode_only = s.prefill == 0
     ranks = s.ep * (1 - (1 - 1 / s.ep) ** s.top_k)
     copies = ns.where(decode_only, s.top_k * (s.dispatch_bytes + ACTIVATION_BYTES), ranks * 2 * ACTIVATION_BYTES)
-    remote = tokens / s.tp * copies * s.hidden * (s.ep - 1) / s.ep
+    remote = tokens / s.tp * copies * s.hidden * (s.ep - 1) / s.ep * s.dispatch_imbalance  # the busiest rank's
     fraction = ns.where(decode_only, c.expert_link_fraction, c.expert_normal_link_fraction)
     inter_share = ns.max(s.ep - s.gpus_per_node, 0) / s.ep
     intra_s = remote * (1 - inter_share) / (s.link_bytes_per_s * fraction)

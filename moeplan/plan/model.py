@@ -357,8 +357,9 @@ class LayoutModel:
                 decode, prefill = np.broadcast_to(decode, distinct).astype(float), np.broadcast_to(prefill, distinct).astype(float)
             tokens = np.ceil(routed_tokens(decode, prefill, self.d.mtp, fields["group_replicas"]) - 1e-9).astype(np.int64)
             rows, index = unique_rows(fields["ep"].astype(np.int64), tokens)
-            load = np.array([expert_load(self.spec, t, ep) for ep, t in rows.tolist()]).reshape(-1, 2)[index]
-            shape = StepShape(decode=decode, prefill=prefill, experts_touched=load[:, 0], expert_rows=load[:, 1], **fields)
+            load = np.array([expert_load(self.spec, t, ep, self.d.routing) for ep, t in rows.tolist()]).reshape(-1, 3)[index]
+            shape = StepShape(decode=decode, prefill=prefill, experts_touched=load[:, 0], expert_rows=load[:, 1],
+                              dispatch_imbalance=load[:, 2], **fields)
             return _PerLayout(step_ops(ns, shape, constants), inverse)
 
         return run
