@@ -70,3 +70,8 @@ def fmt_count(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:,.2f}{suffix}"
     return f"{n:,.0f}"
+
+
+def counted(n: int, noun: str) -> str:
+    """A count and its noun, plural unless the count is one, with thousands separators: '1 token', '8,192 tokens'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -180,3 +180,17 @@ def test_context_suffixes_and_training_mode(cli):
     assert data["memory"]["kv_cache_bytes"] == 2 * 32768 * 131072  # 2 sequences × 32k tokens × 131,072 B
     training = cli("estimate", "mixtral-8x7b", "--mode", "training", "--num-gpus", "8", "--json").json()
     assert training["memory"]["gpu_util"] == 1.0 and training["memory"]["most_loaded"]["optimizer_bytes"] > 0
+
+
+def test_counts_read_as_words(cli, monkeypatch):
+    """'1 token' not '1 tokens'; the trained-context limit without nested parentheses, with thousands separators."""
+    from moeplan.units import counted
+
+    assert (counted(1, "layout"), counted(8192, "token")) == ("1 layout", "8,192 tokens")
+    monkeypatch.setenv("COLUMNS", "100")
+    result = cli("estimate", "qwen3-30b-a3b", "--gpu", "h200")
+    text = " ".join(" ".join(line.strip(" │╭╮╰╯─") for line in result.stdout.splitlines()).split())
+    assert "1 token: memory" in text and "1 tokens" not in text
+    assert "40,960 at batch 1 (model: max_position_embeddings 40,960, memory allows" in text and "(model (" not in text
+    data = cli("estimate", "qwen3-30b-a3b", "--gpu", "h200", "--json").json()
+    assert data["memory"]["max_context_limit"].startswith("model: max_position_embeddings 40,960, memory allows ")

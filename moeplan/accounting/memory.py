@@ -298,7 +298,7 @@ def memory_report(
 def _cap_context(by_memory: int | None, trained: int | None) -> tuple[int | None, str]:
     """The memory limit, capped at the model's trained context when it has one."""
     if trained is not None and (by_memory is None or by_memory > trained):
-        return trained, f"model (max_position_embeddings {trained}; memory allows {'any' if by_memory is None else by_memory})"
+        return trained, f"model: max_position_embeddings {trained:,}, memory allows {'any' if by_memory is None else f'{by_memory:,}'}"
     if by_memory is None:
         return None, "none: every layer's cache is capped by a window or chunk"
     return by_memory, "memory"

@@ -9,7 +9,7 @@ from moeplan.errors import EnvError, SpecError
 from moeplan.report.estimate import EstimateReport
 from moeplan.report.sweep import COMPONENTS, MemoryPoint, batch_sweep, context_sweep
 from moeplan.perf.roofline import StepTime, peak_flops
-from moeplan.units import GiB
+from moeplan.units import GiB, counted
 
 FORMATS = (".png", ".svg", ".pdf")
 FIGURE_INCHES = (15.0, 4.5)
@@ -66,7 +66,7 @@ def _roofline(ax, report: EstimateReport) -> None:
         if step.bytes_read and step.time_s:
             x = step.flops / step.bytes_read
             ax.loglog([x], [step.flops / step.time_s / 1e12], marker=marker, linestyle="none", markersize=8,
-                      label=f"{name} ({step.tokens:,} tokens): {step.bound}-bound")
+                      label=f"{name} ({counted(step.tokens, 'token')}): {step.bound}-bound")
     ax.set_xlabel("arithmetic intensity (FLOP per HBM byte)")
     ax.set_ylabel("attained TFLOP/s per GPU")
     ax.set_title(f"Roofline, {gpu.name}")
