@@ -193,3 +193,14 @@ def test_gb300_rack_through_the_cli(cli):
     listed = cli("gpus", "--json").json()
     names = {g["name"] for g in (listed if isinstance(listed, list) else listed["gpus"])}
     assert {"b300", "gb300", "mi355x"} <= names
+
+
+def test_gb300_usable_memory_derives_from_the_b300_driver_figure(cli):
+    """GB300 has no published nvidia-smi figure; it is the B300's GPU and HBM3e, so it takes B300's 275,040 MiB
+    and its source says so (QA: it was listed at 279 GiB usable-from-datasheet while B300 reported 268.6 GiB)."""
+    b300, gb300 = get_gpu("b300"), get_gpu("gb300")
+    assert gb300.driver_memory_bytes == b300.driver_memory_bytes == 275_040 * 2**20
+    assert "B300's nvidia-smi figure" in gb300.source and "unverified on a GB300" in gb300.source
+    out = cli("estimate", "olmoe-1b-7b", "--gpu", "gb300", "--json").json()
+    assert out["memory"]["usable_bytes"] == int(0.9 * 275_040 * 2**20)
+    assert "275,040 MiB (usable memory is computed from it)" in cli("gpus", "gb300").stdout
