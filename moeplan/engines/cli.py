@@ -54,8 +54,16 @@ class EnginePlan(Document):
     launch_commands: list[LaunchCommand]
 
 
+def _serving_engine(engine: str, deployment: Deployment) -> EngineVersion:
+    """The engine version asked for; a training deployment has no serving engine to launch."""
+    if deployment.mode == "training":
+        raise SpecError(f"--engine {engine} is an inference setting; --mode training has no serving engine (drop --engine)")
+    return EngineVersion.parse(engine)
+
+
 def estimate_launch_command(engine: str, layout, deployment: Deployment, spec) -> str:
     """The launch command for one deployment, as a shell line (estimate --engine)."""
+    _serving_engine(engine, deployment)
     return command_line(launch_command(EngineVersion.parse(engine), layout, deployment, spec))
 
 
@@ -63,7 +71,7 @@ def plan_commands(engine: str, report, spec) -> EnginePlan:
     """Each ranked layout of a plan with its launch command (plan --engine)."""
     from moeplan.layout.parallel import Layout
 
-    version = EngineVersion.parse(engine)
+    version = _serving_engine(engine, report.deployment)
     commands = []
     for row in report.layouts:
         layout = Layout(tp=row.tp, ep=row.ep, pp=row.pp, dp=row.dp, etp=row.etp)

@@ -169,6 +169,17 @@ class Deployment(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _training_takes_no_serving_setting(self) -> "Deployment":
+        """Refuse an inference-only setting in training mode rather than carry it silently into the report."""
+        if self.mode == "training":
+            for name in ("kv_dtype", "mtp", "isl", "osl", "concurrency", "num_prompts"):
+                if getattr(self, name) != type(self).model_fields[name].default:
+                    flag = "--" + name.replace("_", "-")
+                    raise ValueError(f"{flag} is an inference setting; --mode training has no KV cache, drafts or "
+                                     f"requests (drop {flag})")
+        return self
+
+    @model_validator(mode="after")
     def _node_size(self) -> "Deployment":
         """gpus_per_node defaults to the GPU's scale-up domain (left at 8 when the GPU cannot be read here)."""
         if self.gpus_per_node is None:
