@@ -17,7 +17,7 @@ def cited_paths(text: str) -> set[str]:
     return {m.group(1) for m in CITED.finditer(text) if not OTHER_PROJECT.search(text[max(0, m.start() - 80):m.start()])}
 
 
-@pytest.mark.parametrize("doc", ["docs/profile.md", "docs/engines.md", "docs/sources.md"])
+@pytest.mark.parametrize("doc", ["docs/profile.md", "docs/engines.md", "docs/sources.md", "examples/github-action/action.yml"])
 def test_cited_repository_paths_exist(doc):
     cited = cited_paths((ROOT / doc).read_text())
     missing = sorted(path for path in cited if not any(ROOT.glob(path)))
