@@ -127,3 +127,11 @@ def test_markdown_escapes_user_text(cli, tmp_path):
     row = next(line for line in result.stdout.splitlines() if "fits" in line)
     assert row.startswith(r"| a\|b &lt;c&gt; &amp;d | h100")
     assert row.replace(r"\|", "").count("|") == 7 and "<c>" not in result.stdout
+
+
+def test_unusable_calibration_names_the_flag(cli, tmp_path):
+    bad = tmp_path / "calib.json"
+    bad.write_text('{"kind": "something else"}')
+    result = cli("check", PLAN, "--calibration", bad)
+    assert result.exit_code == 2
+    assert f"--calibration {bad}: not a moeplan calibration" in result.stderr, result.stderr
