@@ -220,6 +220,9 @@ def test_preset_completion_through_the_shell_script_ignores_case():
     env = {**os.environ, "_MOEPLAN_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "moeplan estimate MIXtral-8x"}
     out = subprocess.run([sys.executable, "-m", "moeplan"], env=env, capture_output=True, text=True, timeout=60).stdout
     assert '"MIXtral-8x22b"' in out and '"MIXtral-8x7b"' in out, out
+    env["_TYPER_COMPLETE_ARGS"] = "moeplan estimate --gpu H10"
+    out = subprocess.run([sys.executable, "-m", "moeplan"], env=env, capture_output=True, text=True, timeout=60).stdout
+    assert '"H100-sxm"' in out, out
 
 
 def test_preset_names_are_case_insensitive(cli):

@@ -49,11 +49,11 @@ def complete_preset(incomplete: str) -> list[str]:
 
 
 def complete_gpu(incomplete: str) -> list[str]:
-    """Shell completion of --gpu: catalogue names and aliases."""
+    """Shell completion of --gpu: catalogue names and aliases, in any case and written in the case typed."""
     from moeplan.hardware.catalogue import catalogue
 
     names = [key for gpu in catalogue() for key in (gpu.name, *gpu.aliases)]
-    return [name for name in dict.fromkeys(names) if name.lower().startswith(incomplete.lower())]
+    return [incomplete + name[len(incomplete):] for name in dict.fromkeys(names) if name.lower().startswith(incomplete.lower())]
 
 
 def _parameters() -> list[inspect.Parameter]:
