@@ -233,6 +233,20 @@ def test_training_ranks_by_prefill(cli):
     assert [r["tokens_per_s_per_gpu"] for r in rows] == sorted((r["prefill_tokens_per_s"] / r["gpus"] for r in rows), reverse=True)
 
 
+def test_training_lists_step_time_tokens_and_mfu(cli):
+    """Each listed training layout carries `moeplan estimate`'s training speed; the table shows no inference column."""
+    rows = _plan(cli, "mixtral-8x7b", "--mode", "training", "--max-gpus", "16", "--top", "3")["layouts"]
+    assert len(rows) == 3
+    for row in rows:
+        layout = [f"--{k}={row[k]}" for k in ("tp", "ep", "pp", "dp")]
+        alone = cli("estimate", "mixtral-8x7b", "--mode", "training", *layout, "--json").json()["training"]
+        assert row["training"]["step_s"] == pytest.approx(alone["step_s"]) and row["training"]["mfu"] == pytest.approx(alone["mfu"])
+    out = cli("plan", "mixtral-8x7b", "--mode", "training", "--max-gpus", "16", "--top", "3").stdout
+    first = rows[0]["training"]
+    assert "MFU" in out and f"{first['step_s']:,.2f}" in out and f"{first['tokens_per_s'] / rows[0]['gpus']:,.1f}" in out
+    assert "TPOT" not in out and "decode" not in out
+
+
 def test_nothing_fits_exits_1(cli):
     """DeepSeek-V3 (fp8, ~640 GiB of weights) on up to 8 L40S (48 GiB): no layout fits."""
     result = cli("plan", "deepseek-v3", "--gpu", "l40s", "--max-gpus", "8")

@@ -21,16 +21,23 @@ def _layout(row: PlanRow) -> str:
 
 def plan_table(report: PlanReport, top: int) -> Table:
     """The first ``top`` layouts, ranked by the objective; no cell wraps or truncates at 80 columns."""
-    rate = "prefill\ntok/s/GPU" if report.deployment.mode == "training" else "tok/s\nper GPU"
-    columns = ["#", "GPUs", "nodes", "tp/ep/pp/dp", "GiB/\nGPU", "head-\nroom", "decode\ntok/s", rate, "TPOT\nms",
-               "prefill\ntok/s", "bound"]
+    training = report.deployment.mode == "training"
+    speed = (["step\ns", "train\ntok/s/GPU", "MFU"] if training
+             else ["decode\ntok/s", "tok/s\nper GPU", "TPOT\nms", "prefill\ntok/s"])
+    columns = ["#", "GPUs", "nodes", "tp/ep/pp/dp", "GiB/\nGPU", "head-\nroom", *speed, "bound"]
     if report.gpu_hour_price is not None:
         columns.append("$/M\ntok")
     rows = []
     for i, row in enumerate(report.layouts[:top], 1):
+        if not training:
+            figures = [f"{row.decode_tokens_per_s:,.0f}", f"{row.tokens_per_s_per_gpu:,.1f}",
+                       f"{row.time_per_output_token_s * 1e3:,.2f}", f"{row.prefill_tokens_per_s:,.0f}", row.bound]
+        elif t := row.training:
+            figures = [f"{t.step_s:,.2f}", f"{t.tokens_per_s / row.gpus:,.1f}", f"{t.mfu:.1%}", t.bound]
+        else:  # beyond the first TRAINING_ROWS
+            figures = ["–", "–", "–", "–"]
         cells = [str(i), f"{row.gpus:,}", f"{row.nodes:,}", _layout(row), f"{row.per_gpu_bytes / GiB:,.2f}",
-                 f"{row.headroom_fraction:.0%}", f"{row.decode_tokens_per_s:,.0f}", f"{row.tokens_per_s_per_gpu:,.1f}",
-                 f"{row.time_per_output_token_s * 1e3:,.2f}", f"{row.prefill_tokens_per_s:,.0f}", row.bound]
+                 f"{row.headroom_fraction:.0%}", *figures]
         if row.cost_per_million_tokens is not None:
             cells.append(f"{row.cost_per_million_tokens:,.3f}")
         rows.append(cells)

@@ -14,6 +14,7 @@ from moeplan.report.estimate import EstimateReport, build_estimate
 from moeplan.spec.deployment import Deployment
 from moeplan.spec.resolve import ResolvedSpec
 from moeplan.perf.roofline import Bound, Efficiency
+from moeplan.perf.training import TrainingSpeed
 from moeplan.perf.speed import BOUNDS
 from moeplan.perf.offload import offload_requested
 
@@ -60,6 +61,8 @@ class PlanRow(BaseModel):
     """What bounds the decode step."""
     cost_per_million_tokens: float | None = None
     """$ per million tokens at --gpu-hour-price (None without a price)."""
+    training: TrainingSpeed | None = None
+    """Training: `moeplan estimate`'s step time, tokens/s and MFU of this layout (the first TRAINING_ROWS listed)."""
 
     def describe(self) -> str:
         etp = f" etp={self.etp}" if self.ep > 1 and self.etp > 1 else ""
@@ -150,6 +153,21 @@ def _rows(layouts: LayoutArrays, m: LayoutMetrics, index: np.ndarray, usable: in
     return [PlanRow(**{name: values[i] for name, values in lists.items()}) for i in range(len(index))]
 
 
+TRAINING_ROWS = 100
+"""Listed training layouts given their step time (one scalar estimate each, ~5–50 ms), so --top stays bounded."""
+
+
+def _with_training_speed(resolved: ResolvedSpec, deployment: Deployment, rows: list[PlanRow],
+                         efficiency: Efficiency | None) -> list[PlanRow]:
+    """Training rows with `moeplan estimate`'s training speed of their layout (the vectorized model has no backward)."""
+    if deployment.mode != "training":
+        return rows
+    for row in rows[:TRAINING_ROWS]:
+        layout = {"tp": row.tp, "ep": row.ep, "pp": row.pp, "dp": row.dp, "etp": row.etp, "num_gpus": None}
+        row.training = build_estimate(resolved, deployment.model_copy(update=layout), efficiency).training
+    return rows
+
+
 def search(resolved: ResolvedSpec, deployment: Deployment, max_gpus: int = 64, objective: Objective = "fewest-gpus",
            gpu_hour_price: float | None = None, efficiency: Efficiency | None = None, keep: int | None = None) -> PlanReport:
     """Evaluate every allowed layout of up to ``max_gpus`` GPUs (exactly deployment.num_gpus when given) and
@@ -177,10 +195,11 @@ def search(resolved: ResolvedSpec, deployment: Deployment, max_gpus: int = 64, o
     closest = None if len(feasible) else np.array([np.argmin(metrics.per_gpu_bytes)])
     elapsed = time.perf_counter() - start
     rows = lambda index: _rows(layouts, metrics, index, usable, gpn, deployment.mode, gpu_hour_price)  # noqa: E731
+    listed = _with_training_speed(resolved, deployment, rows(order[:keep]), efficiency)
     return PlanReport(
         model=spec.name, gpu=model.gpu.name, deployment=deployment, objective=objective, ranking=OBJECTIVES[objective],
         gpu_hour_price=gpu_hour_price, max_gpus=int(counts.max()), usable_bytes=usable, evaluated=len(layouts),
-        feasible=len(feasible), search_s=elapsed, layouts=rows(order[:keep]), closest=rows(closest)[0] if closest is not None else None,
+        feasible=len(feasible), search_s=elapsed, layouts=listed, closest=rows(closest)[0] if closest is not None else None,
         notes=_notes(deployment, gpn, fixed),
     )
 
@@ -201,5 +220,6 @@ def _notes(deployment: Deployment, gpus_per_node: int, fixed: dict[str, int]) ->
     if fixed:
         notes.append("held fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     if deployment.mode == "training":
-        notes.append("training: throughput objectives rank the forward (prefill) rate; the roofline has no backward pass")
+        notes.append("training: throughput objectives rank the forward (prefill) rate, the search's model has no backward "
+                     f"pass; step time, tokens/s and MFU of the first {TRAINING_ROWS} listed layouts are `moeplan estimate`'s")
     return notes
