@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,33 +87,39 @@ def test_gloo_moe_all_to_all_moves_exactly_the_predicted_bytes():
         assert np.array_equal(predicted, expected)
 
 
-def fail_on_rank_1(rank, world, init_method, emit):
+def _sleep_then_mark(rank, marks):
+    """A rank that outlives the failure: it marks its folder only if nobody ends it first."""
+    time.sleep(30)
+    Path(marks, f"woke{rank}").touch()
+
+
+def fail_on_rank_1(rank, world, init_method, emit, marks):
     if rank == 1:
         raise ValueError("boom")
-    time.sleep(30)
+    _sleep_then_mark(rank, marks)
 
 
-def die_on_rank_1(rank, world, init_method, emit):
+def die_on_rank_1(rank, world, init_method, emit, marks):
     if rank == 1:
         os._exit(7)
-    time.sleep(30)
+    _sleep_then_mark(rank, marks)
 
 
-def hang(rank, world, init_method, emit):
+def hang(rank, world, init_method, emit, marks):
     emit({"kind": "uniform", "rank": rank})
-    time.sleep(30)
+    _sleep_then_mark(rank, marks)
 
 
 @pytest.mark.parametrize(
     ("target", "timeout", "message"),
     [(fail_on_rank_1, 30, "rank 1 failed: ValueError: boom"), (die_on_rank_1, 30, "rank 1 exited with code 7"), (hang, 1.0, "no rank reported for 1 s")],
 )
-def test_failed_dead_or_hung_ranks_end_with_one_line(target, timeout, message):
-    start = time.monotonic()
+def test_failed_dead_or_hung_ranks_end_with_one_line(target, timeout, message, tmp_path):
+    """The surviving ranks are ended, not waited for: none of them lives to mark its folder."""
     seen = []
     with pytest.raises(RanksFailed, match=message):
-        run_ranks(target, 2, (), timeout, seen.append)
-    assert time.monotonic() - start < 15
+        run_ranks(target, 2, (str(tmp_path),), timeout, seen.append)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_watchdog_ends_a_hung_step_with_exit_code_3():
