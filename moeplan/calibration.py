@@ -130,8 +130,13 @@ def load_calibration(path: Path | None, gpu: str) -> tuple[Efficiency | None, st
     """
     if path is None:
         return None, None
-    cal = _read(path)
-    check_device(cal, load_gpu(gpu).name, path)
+    try:
+        cal = _read(path)
+        check_device(cal, load_gpu(gpu).name, path)
+    except SpecError as error:  # the flag's file: say so
+        raise SpecError(f"--calibration {error}") from None
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
+        raise SpecError(f"--calibration {path}: {error.strerror or error}") from None
     intra = cal.alltoall_link in ("nvlink", "pcie")
     alpha = cal.alltoall_alpha_s if intra and cal.alltoall_alpha_s is not None else COLLECTIVE_LATENCY_S
     efficiency = Efficiency(

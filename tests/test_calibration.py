@@ -103,7 +103,10 @@ def test_bad_calibration_file_exits_2(cli, tmp_path):
     assert "re-run moeplan profile --save" in cli("estimate", "mixtral-8x7b", "--calibration", bad).stderr
     bad.write_text("[1]")
     assert cli("estimate", "mixtral-8x7b", "--calibration", bad).exit_code == 2
-    assert cli("estimate", "mixtral-8x7b", "--calibration", tmp_path / "none.json").exit_code == 2
+    for command in ("estimate", "plan"):  # the error names the flag the file came from
+        missing = cli(command, "mixtral-8x7b", "--calibration", tmp_path / "none.json")
+        assert missing.exit_code == 2 and missing.stderr.startswith(f"error: --calibration {tmp_path / 'none.json'}: ")
+        assert cli(command, "mixtral-8x7b", "--calibration", bad).stderr.startswith(f"error: --calibration {bad}: ")
 
 
 def test_calibration_module_is_pure():

@@ -120,11 +120,7 @@ def evaluate_deployment(d: PlannedDeployment, base: Path, calibration: Path | No
         model = str(local)
     overrides = {ALIASES.get(k, k): v for k, v in d.set.items()}
     deployment = Deployment(**d.model_dump(include=set(Deployment.model_fields)))
-    try:
-        calibrated = load_calibration(calibration, deployment.gpu)
-    except SpecError as error:  # the flag's file: say so (it is one file for every deployment)
-        raise SpecError(f"--calibration {error}") from None
-    report = build_estimate(resolve_spec(model, overrides), deployment, *calibrated)
+    report = build_estimate(resolve_spec(model, overrides), deployment, *load_calibration(calibration, deployment.gpu))
     checks = [AssertionResult(deployment=d.name, **fields) for fields in _checks(d, report)]
     return DeploymentResult(name=d.name, model=d.model, layout=report.layout.describe(), gpu=report.gpu.name, assertions=checks, report=report)
 
