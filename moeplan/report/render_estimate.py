@@ -103,7 +103,7 @@ def _memory_table(report: EstimateReport) -> Table:
              ("reserve", w.allocator_reserve_bytes))
     table.add_row(f"most-loaded GPU (stage {w.stage})", " + ".join(f"{name} {value / GiB:,.2f}" for name, value in parts)
                   + f" = [bold]{w.total_bytes / GiB:,.2f} GiB[/]")
-    table.add_row("usable per GPU", f"{m.usable_bytes / GiB:,.2f} GiB ({m.gpu_util:.0%} of {m.gpu_memory_bytes / GiB:,.0f} GiB)")
+    table.add_row("usable per GPU", f"{m.usable_bytes / GiB:,.2f} GiB ({m.gpu_util:.0%} of the {m.gpu_memory_bytes / GiB:,.2f} GiB the driver reports)")
     verdict = "[bold green]fits[/]" if m.fits else "[bold red]does not fit[/]"
     table.add_row("fit", f"{verdict}, headroom {m.headroom_bytes / GiB:+,.2f} GiB ({m.headroom_fraction:+.1%})")
     table.add_row("largest batch", f"{m.max_batch:,} at context {m.context:,}")
