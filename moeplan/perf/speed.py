@@ -34,6 +34,7 @@ from moeplan.layout.parallel import Layout
 from moeplan.perf.constants import PerfConstants, calibrated
 from moeplan.perf.experts import busiest_rank_assignments, busiest_rank_experts, simulated_busiest_rank_load
 from moeplan.perf.formats import format_peak_flops
+from moeplan.units import counted
 from moeplan.namespace import SCALAR
 from moeplan.perf.offload import OffloadEstimate
 from moeplan.perf.roofline import Bound, Efficiency, StepTime
@@ -442,7 +443,7 @@ def _assumptions(d: Deployment, layout: Layout, gpu: GPUSpec, c: PerfConstants) 
     steps = (f"prompts run in prefill steps of their own ({d.prefill_chunk} tokens) before their wave decodes (--prefill-first)"
              if d.prefill_first else f"decode steps carry the chunked prefill ({d.prefill_chunk} tokens) of arriving requests")
     serving = (f"continuous batching: {d.concurrency} requests in flight, ISL {d.isl}, OSL {d.osl}; {steps}" if d.concurrency is not None else
-               f"one decode step of {d.batch} sequences at context {d.context}; TTFT one {d.context}-token prompt")
+               f"one decode step of {counted(d.batch, 'sequence')} at context {d.context:,}; TTFT one {d.context:,}-token prompt")
     return [
         *calibrated, serving,
         f"expected: each op at {c.hbm_fraction:.0%} of {gpu.hbm_bytes_per_s / 1e12:.2f} TB/s HBM or {c.gemm_fraction:.0%} of its "
@@ -450,6 +451,7 @@ def _assumptions(d: Deployment, layout: Layout, gpu: GPUSpec, c: PerfConstants) 
         f"({'CUDA graphs' if not d.enforce_eager else 'no CUDA graphs: ' + format(c.eager_kernel_s * 1e6, 'g') + ' µs'}), "
         f"{c.step_overhead_s * 1e3:g} ms host time per step, collectives α + size/β; nothing overlaps",
         "bound: the same operations at catalogue peaks without fixed costs or latency (no real step is faster)",
-        f"routed experts: the busiest of {layout.ep} EP ranks sets the step; pipeline stages run one after another for a "
+        ("routed experts: one EP rank holds them all" if layout.ep == 1 else
+         f"routed experts: the busiest of {layout.ep} EP ranks sets the step") + "; pipeline stages run one after another for a "
         f"token (TPOT = {layout.pp} × stage step)",
     ]

@@ -3,6 +3,7 @@
 from rich.table import Table
 
 from moeplan.perf.step import OPS
+from moeplan.units import counted
 
 
 def speed_rows(table: Table, report) -> None:
@@ -18,8 +19,8 @@ def speed_rows(table: Table, report) -> None:
             continue
         top = sorted(step.ops_s.items(), key=lambda kv: -kv[1])[:3]
         parts = ", ".join(f"{op} {seconds * 1e3:,.2f}" for op, seconds in top)
-        table.add_row(f"expected {name}", f"{step.time_s * 1e3:,.2f} ms ({step.decode_sequences:,.0f} sequences, "
-                      f"{step.prefill_tokens:,.0f} prompt tokens; largest: {parts} ms)")
+        table.add_row(f"expected {name}", f"{step.time_s * 1e3:,.2f} ms ({counted(round(step.decode_sequences), 'sequence')}, "
+                      f"{counted(round(step.prefill_tokens), 'prompt token')}; largest: {parts} ms)")
     mtp = f" ({e.tokens_per_step:.2f} tokens per step with MTP)" if e.tokens_per_step > 1 else ""
     table.add_row("expected", f"[bold]TPOT {t.time_per_output_token_s * 1e3:,.2f} ms[/], TTFT {t.ttft_s * 1e3:,.1f} ms; "
                   f"[bold]{t.decode_tokens_per_s:,.1f} output tokens/s[/] ({t.tokens_per_s_per_gpu:,.1f} per GPU, "
