@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from moeplan.errors import SpecError
+from moeplan.spec.hub import not_cached_error
 from moeplan.spec.resolve import resolve_spec
 
 CONFIG = json.loads((Path(__file__).parent / "data" / "hf-configs" / "qwen3_moe.json").read_text())
@@ -334,14 +335,46 @@ def test_online_errors_name_the_repo(cli, hub, monkeypatch):
     assert ("GET", "/acme/gated/resolve/main/config.json", "Bearer hf_good") in FakeHub.seen
 
 
-def test_no_network_is_exit_3_with_the_offline_alternative(cli, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("model", "download"), [("acme/tiny-moe", "hf download acme/tiny-moe config.json"),
+                                                  ("acme/tiny-moe@v2", "hf download acme/tiny-moe config.json --revision v2")])
+def test_no_network_is_exit_3_with_the_offline_alternative(cli, tmp_path, monkeypatch, model, download):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    result = cli("estimate", "acme/tiny-moe")
-    assert result.exit_code == 3
-    assert result.stderr.startswith("error: acme/tiny-moe: cannot reach http://127.0.0.1:")
-    assert "hf download acme/tiny-moe config.json" in result.stderr
+    result = cli("estimate", model)
+    assert result.exit_code == 3, result.stderr
+    assert result.stderr.startswith(f"error: {model}: cannot reach http://127.0.0.1:")
+    assert download in result.stderr  # an @revision stays in the error and in the suggested download
+
+
+def test_not_cached_error_names_the_revision():
+    message = str(not_cached_error("acme/moe-x", "zzz"))
+    assert message.startswith("acme/moe-x@zzz: not in the Hugging Face cache")
+    assert "`hf download acme/moe-x config.json --revision zzz`" in message
+    assert "--revision" not in str(not_cached_error("acme/moe-x"))
+
+
+def test_uncached_id_at_a_revision_offline_names_it_through_the_cli(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = cli("estimate", "acme/moe-x@v3")
+    assert result.exit_code == 3, result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("error: acme/moe-x@v3: not in the Hugging Face cache")
+    assert "`hf download acme/moe-x config.json --revision v3`" in result.stderr
+
+
+def test_the_hub_client_writes_into_the_cache_read_now(monkeypatch, tmp_path):
+    """The full suite wrote acme/sharded's safetensors index into tests/data/no-hf-cache: huggingface_hub's
+    metadata download used the cache folder of import time, not HF_HUB_CACHE as set when the id is resolved."""
+    from huggingface_hub import constants
+
+    from moeplan.spec.hub import _hub_api
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", constants.HF_HUB_CACHE)  # restored after the test
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "now"))
+    _hub_api()
+    assert constants.HF_HUB_CACHE == str(tmp_path / "now")
